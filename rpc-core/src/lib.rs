@@ -30,6 +30,8 @@ pub mod fs_atomic;
 pub mod netutils;
 pub mod policy;
 pub mod ssconf;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::{Classify, ErrorKind};
 pub use policy::{IpFamily, IpPolicy};

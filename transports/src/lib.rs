@@ -1,4 +1,63 @@
-//! Listeners and connectors behind one interface: TCP bound by the cluster's IP-version
-//! policy, Unix domain sockets, in-memory pipes, and TLS over any of them.
+//! How every gnt-rpc daemon listens and how every client dials, so that the cluster's
+//! IP-version policy means the same thing on every host.
 //!
-//! Not built yet (issue 3). This crate deliberately exports nothing until it does.
+//! **Listeners** ([`Listener`]) are one type with three kinds, each a stream of
+//! [`Connection`]s for tonic's `serve_with_incoming_shutdown`, each reporting its peer
+//! ([`PeerInfo`], also in every request's extensions):
+//!
+//! - *TCP by policy*: `0.0.0.0` for an IPv4 cluster; `[::]` with `IPV6_V6ONLY` explicitly
+//!   off for a hybrid one, so it takes IPv4 and IPv6 whatever `net.ipv6.bindv6only` says;
+//!   or one explicit address. IPv4 peers of a dual-stack socket are reported as IPv4.
+//! - *Unix domain socket*: checked directory, mode set before the socket is reachable,
+//!   stale files replaced only when dead; peers identified by process credentials.
+//! - *In memory*: an in-process pipe for tests and embedding.
+//!
+//! **Connectors** ([`Connector`]) reach the same kinds from a tonic channel. TCP follows
+//! the policy: an IPv4 cluster never dials IPv6; a name with addresses of both families is
+//! raced Happy-Eyeballs style (IPv6 first, IPv4 250 ms later, first to connect wins).
+//!
+//! **TLS** ([`ServerTls`], [`ClientTls`]) layers over any kind, with rustls and ring only:
+//! PEM files, client certificates required / optional / off, ALPN `h2`, the verified peer
+//! identity and the session's exporter value (for channel binding) in [`TlsPeer`].
+//!
+//! **Serving** ([`GrpcServer`]) adds reflection (v1alpha for grpcurl 1.8.6, and v1), health
+//! (SERVING from the start, NOT_SERVING from the moment shutdown begins), diagnostics
+//! (`gnt.diag.v1.Diagnostics/WhoAmI`), and a shutdown that ends within a grace period.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use gnt_core::policy::IpPolicy;
+//! use gnt_transports::{GrpcServer, Listener};
+//!
+//! let listener = Listener::tcp_for_policy(IpPolicy::HybridIpv6, 1811)?; // [::]:1811, dual-stack
+//! let server = GrpcServer::new("example").start(vec![listener]).await?;
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! This crate does not decide *which* certificates a cluster uses or what a caller may do:
+//! that is the daemons' business, with the identity this crate hands them.
+
+mod connect;
+mod diag;
+mod error;
+mod io;
+mod listen;
+mod peer;
+mod serve;
+mod tls;
+
+pub use connect::{
+    Connector, DEFAULT_ATTEMPT_DELAY, DEFAULT_CONNECT_TIMEOUT, DialOptions, dial_tcp,
+};
+pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfigError};
+pub use io::{ClientIo, Connection};
+pub use listen::{Incoming, Listener, MemoryConnector};
+pub use peer::{
+    CHANNEL_BINDING_LABEL, ListenAddr, PeerAddr, PeerIdentity, PeerInfo, TlsPeer, canonical,
+    fingerprint, sha256,
+};
+pub use serve::{GrpcServer, RunningServer, ServerSettings, Shutdown};
+pub use tls::{
+    ClientAuth, ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, Identity, Pem, ServerTls, provider,
+};

@@ -254,33 +254,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_target_times_out_and_is_not_alive() {
-        let (silent, _keep) = target_that_drops_syns();
+        let silent = crate::testing::SilentTarget::new().unwrap();
         let options = PingOptions {
             timeout: Duration::from_millis(300),
             ..PingOptions::default()
         };
-        let outcome = tcp_ping(silent, &options).await.unwrap();
+        let outcome = tcp_ping(silent.addr(), &options).await.unwrap();
         assert_eq!(outcome, PingOutcome::TimedOut);
         assert!(!outcome.is_alive(false));
-    }
-
-    /// A listener whose accept queue is full: Linux drops further SYNs without an answer, so
-    /// a new connection attempt hangs until its timeout, like a black-holed host. Returns
-    /// the address and what must stay alive for the queue to stay full.
-    fn target_that_drops_syns() -> (SocketAddr, (socket2::Socket, Vec<std::net::TcpStream>)) {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-            .unwrap();
-        socket.listen(0).unwrap();
-        let addr = socket.local_addr().unwrap().as_socket().unwrap();
-        let fillers: Vec<_> = (0..4)
-            .filter_map(|_| {
-                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok()
-            })
-            .collect();
-        assert!(!fillers.is_empty(), "could not fill the accept queue");
-        (addr, (socket, fillers))
     }
 }

@@ -117,13 +117,13 @@ pub enum ResolveError {
     Dns {
         /// The name.
         name: String,
-        /// What DNS said.
+        /// What DNS said (boxed: hickory's error is large, and errors travel by value).
         #[source]
-        error: NetError,
+        error: Box<NetError>,
     },
     /// hickory-resolver refused the configuration.
     #[error("cannot set up the DNS resolver")]
-    Setup(#[source] NetError),
+    Setup(#[source] Box<NetError>),
     /// The resolver configuration cannot be read.
     #[error("cannot read the resolver configuration {}", path.display())]
     Config {
@@ -334,7 +334,7 @@ impl Resolver {
                 Err(error) => {
                     return Err(ResolveError::Dns {
                         name: name.as_str().to_owned(),
-                        error,
+                        error: Box::new(error),
                     });
                 }
             }
@@ -381,7 +381,9 @@ fn build_dns(
     options.use_hosts_file = ResolveHosts::Never;
     let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
     *builder.options_mut() = options;
-    builder.build().map_err(ResolveError::Setup)
+    builder
+        .build()
+        .map_err(|e| ResolveError::Setup(Box::new(e)))
 }
 
 /// Where hosts entries come from: a file re-read on change, or a fixed table.

@@ -1,0 +1,167 @@
+//! The byte streams of every transport, plain or TLS, behind one type per side: what tonic's
+//! server reads requests from ([`Connection`]) and what a tonic channel writes to
+//! ([`ClientIo`]). Both are enums rather than boxed trait objects, so no allocation or
+//! dynamic dispatch sits on the data path.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::peer::PeerInfo;
+
+/// A transport's plain byte stream.
+#[derive(Debug)]
+pub(crate) enum PlainIo {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Memory(DuplexStream),
+}
+
+/// An accepted connection, TLS already negotiated when the listener uses it.
+#[derive(Debug)]
+pub struct Connection {
+    io: ServerIo,
+    peer: PeerInfo,
+}
+
+#[derive(Debug)]
+enum ServerIo {
+    Plain(PlainIo),
+    Tls(Box<tokio_rustls::server::TlsStream<PlainIo>>),
+}
+
+impl Connection {
+    pub(crate) fn plain(io: PlainIo, peer: PeerInfo) -> Self {
+        Self {
+            io: ServerIo::Plain(io),
+            peer,
+        }
+    }
+
+    pub(crate) fn tls(io: tokio_rustls::server::TlsStream<PlainIo>, peer: PeerInfo) -> Self {
+        Self {
+            io: ServerIo::Tls(Box::new(io)),
+            peer,
+        }
+    }
+
+    /// Who is on the other end.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+}
+
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.peer.clone()
+    }
+}
+
+/// A client's connection, TLS already negotiated when the connector uses it.
+#[derive(Debug)]
+pub struct ClientIo(ClientInner);
+
+#[derive(Debug)]
+enum ClientInner {
+    Plain(PlainIo),
+    Tls(Box<tokio_rustls::client::TlsStream<PlainIo>>),
+}
+
+impl ClientIo {
+    pub(crate) fn plain(io: PlainIo) -> Self {
+        Self(ClientInner::Plain(io))
+    }
+
+    pub(crate) fn tls(io: tokio_rustls::client::TlsStream<PlainIo>) -> Self {
+        Self(ClientInner::Tls(Box::new(io)))
+    }
+}
+
+/// Implements the tokio I/O traits for an enum by delegating to each variant's stream.
+macro_rules! delegate_enum {
+    ($ty:ident: $($variant:ident),+) => {
+        impl AsyncRead for $ty {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() { $($ty::$variant(io) => Pin::new(io).poll_read(cx, buf),)+ }
+            }
+        }
+
+        impl AsyncWrite for $ty {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                match self.get_mut() { $($ty::$variant(io) => Pin::new(io).poll_write(cx, buf),)+ }
+            }
+
+            fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+                match self.get_mut() { $($ty::$variant(io) => Pin::new(io).poll_write_vectored(cx, bufs),)+ }
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                match self { $($ty::$variant(io) => io.is_write_vectored(),)+ }
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() { $($ty::$variant(io) => Pin::new(io).poll_flush(cx),)+ }
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() { $($ty::$variant(io) => Pin::new(io).poll_shutdown(cx),)+ }
+            }
+        }
+    };
+}
+
+/// Implements the tokio I/O traits for a struct by delegating to one of its fields.
+macro_rules! delegate_field {
+    ($ty:ident.$field:tt) => {
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().$field).poll_read(cx, buf)
+            }
+        }
+
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().$field).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().$field).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.$field.is_write_vectored()
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().$field).poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().$field).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+delegate_enum!(PlainIo: Tcp, Unix, Memory);
+delegate_enum!(ServerIo: Plain, Tls);
+delegate_enum!(ClientInner: Plain, Tls);
+delegate_field!(Connection.io);
+delegate_field!(ClientIo.0);

@@ -1,0 +1,307 @@
+//! Listeners: where a gRPC server accepts connections. One type, three kinds:
+//!
+//! - **TCP** ([`Listener::tcp`], [`Listener::tcp_for_policy`]). Sockets are made with
+//!   socket2 and every option is set explicitly: an IPv6 socket bound to `::` always has
+//!   `IPV6_V6ONLY` off (dual-stack, whatever `net.ipv6.bindv6only` says), any other IPv6
+//!   socket has it on. The IPv4 policy binds `0.0.0.0`, the hybrid policy `[::]`. Port 0
+//!   picks a free port. Accepted sockets get `TCP_NODELAY` and TCP keepalive, and IPv4
+//!   peers of a dual-stack socket are reported as plain IPv4.
+//! - **Unix domain socket** ([`Listener::unix`]). The path's length and directory are
+//!   checked first (it must exist, be writable, and not be writable by everyone unless
+//!   sticky); a stale socket file is replaced only if nothing answers on it; the socket gets
+//!   its mode before it appears under its name; it is removed when the listener stops.
+//!   Peers are identified by their process credentials.
+//! - **In memory** ([`Listener::memory`]): an in-process pipe, for tests and embedding,
+//!   with a [`MemoryConnector`] that any number of clients can dial.
+//!
+//! Any kind can carry TLS ([`Listener::with_tls`]). Handshakes run in their own tasks with
+//! a timeout, so a slow or silent client never holds up accepting others.
+
+mod tcp;
+mod unix;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use gnt_core::policy::IpPolicy;
+use tokio::io::DuplexStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::error::{ConnectError, ListenError};
+use crate::io::{Connection, PlainIo};
+use crate::peer::{ListenAddr, PeerAddr, PeerInfo};
+use crate::tls::ServerTls;
+
+pub(crate) use tcp::tune as tune_outgoing;
+pub(crate) use unix::UnixSocketFile;
+
+/// Buffer of each in-memory connection, per direction.
+const MEMORY_BUFFER: usize = 256 * 1024;
+/// How long to pause accepting when the process is out of descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A bound listener, not yet serving.
+#[derive(Debug)]
+pub struct Listener {
+    source: Source,
+    local: ListenAddr,
+    tls: Option<ServerTls>,
+    unix_file: Option<UnixSocketFile>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+    Memory(mpsc::Receiver<DuplexStream>),
+}
+
+impl Listener {
+    /// Listens on `addr`. `[::]` is dual-stack; use [`tcp_for_policy`](Self::tcp_for_policy)
+    /// to follow a cluster policy. Must be called within a Tokio runtime.
+    pub fn tcp(addr: SocketAddr) -> Result<Self, ListenError> {
+        let std_listener = tcp::bind(addr)?;
+        let local = std_listener
+            .local_addr()
+            .map_err(|source| io_error("read the address of", ListenAddr::Tcp(addr), source))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|source| io_error("register", ListenAddr::Tcp(addr), source))?;
+        tracing::debug!(addr = %ListenAddr::Tcp(local), "listening");
+        Ok(Self {
+            source: Source::Tcp(listener),
+            local: ListenAddr::Tcp(local),
+            tls: None,
+            unix_file: None,
+        })
+    }
+
+    /// Listens on the policy's wildcard: `0.0.0.0` (IPv4 only) or `[::]` (dual-stack).
+    pub fn tcp_for_policy(policy: IpPolicy, port: u16) -> Result<Self, ListenError> {
+        Self::tcp(SocketAddr::new(policy.bind_wildcard(), port))
+    }
+
+    /// Listens on `addr` if the policy allows it (an IPv4 cluster never listens on IPv6, and
+    /// a hybrid one never on `0.0.0.0` alone).
+    pub fn tcp_in_policy(policy: IpPolicy, addr: SocketAddr) -> Result<Self, ListenError> {
+        if !policy.allows_bind_address(addr.ip()) {
+            return Err(ListenError::PolicyForbids { addr, policy });
+        }
+        Self::tcp(addr)
+    }
+
+    /// Listens on a Unix socket at `path` with permission bits `mode` (for example 0o600).
+    /// Must be called within a Tokio runtime.
+    pub fn unix(path: &Path, mode: u32) -> Result<Self, ListenError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io_error(
+                "listen outside a Tokio runtime on",
+                ListenAddr::Unix(path.to_owned()),
+                io::Error::other("no Tokio runtime"),
+            ));
+        }
+        let (std_listener, file) = unix::bind(path, mode)?;
+        let listener = tokio::net::UnixListener::from_std(std_listener)
+            .map_err(|source| io_error("register", ListenAddr::Unix(path.to_owned()), source))?;
+        tracing::debug!(path = %path.display(), "listening");
+        Ok(Self {
+            source: Source::Unix(listener),
+            local: ListenAddr::Unix(path.to_owned()),
+            tls: None,
+            unix_file: Some(file),
+        })
+    }
+
+    /// An in-process listener and the connector that reaches it.
+    pub fn memory() -> (Self, MemoryConnector) {
+        let (tx, rx) = mpsc::channel(64);
+        let listener = Self {
+            source: Source::Memory(rx),
+            local: ListenAddr::Memory,
+            tls: None,
+            unix_file: None,
+        };
+        (listener, MemoryConnector { tx })
+    }
+
+    /// Negotiates TLS on every accepted connection.
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Where it listens (for TCP with port 0: the port the kernel chose).
+    pub fn local_addr(&self) -> &ListenAddr {
+        &self.local
+    }
+
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The stream of accepted connections, for tonic's `serve_with_incoming*`.
+    pub fn into_incoming(self) -> Incoming {
+        Incoming {
+            source: self.source,
+            local: self.local,
+            tls: self.tls,
+            handshakes: JoinSet::new(),
+            backoff: None,
+            _unix_file: self.unix_file,
+        }
+    }
+}
+
+fn io_error(action: &'static str, addr: ListenAddr, source: io::Error) -> ListenError {
+    ListenError::Io {
+        action,
+        addr,
+        source,
+    }
+}
+
+/// Accepted connections, TLS negotiated. Dropping it closes the listening socket (and
+/// removes a Unix socket file) and abandons handshakes in progress.
+pub struct Incoming {
+    source: Source,
+    local: ListenAddr,
+    tls: Option<ServerTls>,
+    handshakes: JoinSet<Option<Connection>>,
+    backoff: Option<Pin<Box<tokio::time::Sleep>>>,
+    _unix_file: Option<UnixSocketFile>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("local", &self.local)
+            .field("handshakes", &self.handshakes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for Incoming {
+    type Item = io::Result<Connection>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            while let Poll::Ready(Some(joined)) = this.handshakes.poll_join_next(cx) {
+                if let Ok(Some(connection)) = joined {
+                    return Poll::Ready(Some(Ok(connection)));
+                }
+            }
+            if let Some(backoff) = &mut this.backoff {
+                if backoff.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.backoff = None;
+            }
+            let (io, remote) = match this.source.poll_accept(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Ok(accepted))) => accepted,
+                Poll::Ready(Some(Err(err))) => {
+                    if !is_per_connection(&err) {
+                        // Out of descriptors or memory: spinning would not help.
+                        tracing::warn!(addr = %this.local, error = %err, "accept failed; pausing");
+                        this.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
+                    }
+                    continue;
+                }
+            };
+            let Some(tls) = this.tls.clone() else {
+                return Poll::Ready(Some(Ok(Connection::plain(
+                    io,
+                    PeerInfo::new(remote, this.local.clone()),
+                ))));
+            };
+            let local = this.local.clone();
+            this.handshakes.spawn(async move {
+                match tls.accept(io).await {
+                    Ok((stream, session)) => Some(Connection::tls(
+                        stream,
+                        PeerInfo::with_tls(remote, local, Some(session)),
+                    )),
+                    Err(error) => {
+                        tracing::debug!(peer = %remote, addr = %local, %error, "TLS handshake failed");
+                        None
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Errors about one incoming connection only; the listener itself is fine.
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+impl Source {
+    fn poll_accept(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<(PlainIo, PeerAddr)>>> {
+        match self {
+            Self::Tcp(listener) => listener.poll_accept(cx).map(|accepted| {
+                Some(accepted.map(|(stream, remote)| {
+                    tcp::tune(&stream);
+                    (PlainIo::Tcp(stream), PeerAddr::tcp(remote))
+                }))
+            }),
+            Self::Unix(listener) => listener.poll_accept(cx).map(|accepted| {
+                Some(accepted.map(|(stream, _)| {
+                    let peer = match stream.peer_cred() {
+                        Ok(cred) => PeerAddr::Unix {
+                            pid: cred.pid(),
+                            uid: cred.uid(),
+                            gid: cred.gid(),
+                        },
+                        // The kernel always answers SO_PEERCRED on a connected Unix socket.
+                        Err(_) => PeerAddr::Unix {
+                            pid: None,
+                            uid: u32::MAX,
+                            gid: u32::MAX,
+                        },
+                    };
+                    (PlainIo::Unix(stream), peer)
+                }))
+            }),
+            Self::Memory(receiver) => receiver
+                .poll_recv(cx)
+                .map(|pipe| pipe.map(|pipe| Ok((PlainIo::Memory(pipe), PeerAddr::Memory)))),
+        }
+    }
+}
+
+/// Dials an in-memory listener; clone it freely.
+#[derive(Debug, Clone)]
+pub struct MemoryConnector {
+    tx: mpsc::Sender<DuplexStream>,
+}
+
+impl MemoryConnector {
+    pub(crate) async fn connect(&self) -> Result<PlainIo, ConnectError> {
+        let (client, server) = tokio::io::duplex(MEMORY_BUFFER);
+        self.tx
+            .send(server)
+            .await
+            .map_err(|_| ConnectError::MemoryClosed)?;
+        Ok(PlainIo::Memory(client))
+    }
+}
