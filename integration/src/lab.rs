@@ -1,9 +1,11 @@
 //! The lab: real multi-host topologies for tests, built from Linux network namespaces.
 //!
-//! Each host is a network namespace with its own loopback and one interface, `eth0`, the
-//! end of a veth pair whose other end is a port of a bridge. The bridge lives in a
-//! namespace of its own, so the machine's own network is never touched and nothing in the
-//! lab has a route out of it: the only addresses a test can reach are the lab's.
+//! Each host is a network namespace with its own loopback and an interface `eth0` on the
+//! primary network; hosts given a secondary address also get `eth1` on a separate secondary
+//! network (Ganeti's replication network). Each interface is the end of a veth pair whose
+//! other end is a port of that network's bridge. The bridges live in a namespace of their
+//! own, so the machine's own network is never touched and nothing in the lab has a route
+//! out of it: the only addresses a test can reach are the lab's.
 //!
 //! Each host gets the IPv4 and/or IPv6 address asked for (IPv6 without duplicate address
 //! detection, so it is usable at once), its own `/etc/hosts` naming every lab host
@@ -13,7 +15,7 @@
 //! a host through [`LabHost::block_on`] and [`LabHost::spawn`], on a thread that has joined
 //! the host's namespace, and resolves through [`LabHost::resolver`].
 //!
-//! Faults: [`Lab::cut_link`] unplugs a host from the bridge; [`Lab::blackhole`] makes one
+//! Faults: [`Lab::cut_link`] unplugs one of a host's interfaces from its bridge; [`Lab::blackhole`] makes one
 //! address unreachable from one host without any answer (a neighbour entry pointing at a
 //! MAC address no host has), which is what a broken IPv6 path looks like.
 //!
@@ -72,12 +74,45 @@ pub enum LabError {
     UnknownHost(String),
 }
 
+/// One of the two lab networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// `eth0` on bridge `br0`: the primary network.
+    Primary,
+    /// `eth1` on bridge `br1`: the secondary (IPv4) network.
+    Secondary,
+}
+
+impl Network {
+    fn bridge(self) -> &'static str {
+        match self {
+            Self::Primary => "br0",
+            Self::Secondary => "br1",
+        }
+    }
+
+    fn interface(self) -> &'static str {
+        match self {
+            Self::Primary => "eth0",
+            Self::Secondary => "eth1",
+        }
+    }
+
+    fn port_prefix(self) -> &'static str {
+        match self {
+            Self::Primary => "p",
+            Self::Secondary => "s",
+        }
+    }
+}
+
 /// What one host should have.
 #[derive(Debug, Clone)]
 pub struct HostSpec {
     name: String,
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
+    secondary: Option<Ipv4Addr>,
     sysctls: Vec<(String, String)>,
 }
 
@@ -88,8 +123,15 @@ impl HostSpec {
             name: name.to_owned(),
             ipv4: None,
             ipv6: None,
+            secondary: None,
             sysctls: Vec::new(),
         }
+    }
+
+    /// Gives the host an IPv4 address on the secondary network (a second interface).
+    pub fn secondary(mut self, addr: Ipv4Addr) -> Self {
+        self.secondary = Some(addr);
+        self
     }
 
     /// Gives the host an IPv4 address (in the lab's /24).
@@ -143,64 +185,42 @@ impl LabBuilder {
         };
         // From here on, dropping `lab` removes whatever was created.
         ip(&["netns", "add", &lab.switch])?;
-        ip_in(&lab.switch, &["link", "add", "br0", "type", "bridge"])?;
-        ip_in(&lab.switch, &["link", "set", "br0", "up"])?;
         ip_in(&lab.switch, &["link", "set", "lo", "up"])?;
+        for network in [Network::Primary, Network::Secondary] {
+            ip_in(
+                &lab.switch,
+                &["link", "add", network.bridge(), "type", "bridge"],
+            )?;
+            ip_in(&lab.switch, &["link", "set", network.bridge(), "up"])?;
+        }
         for (index, spec) in self.hosts.iter().enumerate() {
             let host = LabHost {
                 name: spec.name.clone(),
                 netns: format!("{}-{}", lab.id, spec.name),
-                port: format!("p{index}"),
+                index,
                 ipv4: spec.ipv4,
                 ipv6: spec.ipv6,
+                secondary: spec.secondary,
             };
             ip(&["netns", "add", &host.netns])?;
             lab.hosts.push(host.clone());
-            ip(&[
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                &host.netns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &host.port,
-                "netns",
-                &lab.switch,
-            ])?;
-            ip_in(&lab.switch, &["link", "set", &host.port, "master", "br0"])?;
-            ip_in(&lab.switch, &["link", "set", &host.port, "up"])?;
             for (key, value) in &spec.sysctls {
                 host.write_sysctl(key, value)?;
             }
             ip_in(&host.netns, &["link", "set", "lo", "up"])?;
-            ip_in(&host.netns, &["link", "set", "eth0", "up"])?;
+            lab.plug(&host, Network::Primary)?;
             if let Some(v4) = host.ipv4 {
-                ip_in(
-                    &host.netns,
-                    &[
-                        "addr",
-                        "add",
-                        &format!("{v4}/{IPV4_PREFIX_LEN}"),
-                        "dev",
-                        "eth0",
-                    ],
-                )?;
+                let cidr = format!("{v4}/{IPV4_PREFIX_LEN}");
+                ip_in(&host.netns, &["addr", "add", &cidr, "dev", "eth0"])?;
             }
             if let Some(v6) = host.ipv6 {
-                ip_in(
-                    &host.netns,
-                    &[
-                        "addr",
-                        "add",
-                        &format!("{v6}/{IPV6_PREFIX_LEN}"),
-                        "dev",
-                        "eth0",
-                        "nodad",
-                    ],
-                )?;
+                let cidr = format!("{v6}/{IPV6_PREFIX_LEN}");
+                ip_in(&host.netns, &["addr", "add", &cidr, "dev", "eth0", "nodad"])?;
+            }
+            if let Some(secondary) = host.secondary {
+                lab.plug(&host, Network::Secondary)?;
+                let cidr = format!("{secondary}/{IPV4_PREFIX_LEN}");
+                ip_in(&host.netns, &["addr", "add", &cidr, "dev", "eth1"])?;
             }
         }
         lab.write_name_files()?;
@@ -240,16 +260,42 @@ impl Lab {
         &self.id
     }
 
-    /// Unplugs `host` from the bridge: its packets go nowhere, and nothing reaches it.
-    pub fn cut_link(&self, host: &str) -> Result<(), LabError> {
-        let port = &self.host(host)?.port;
-        ip_in(&self.switch, &["link", "set", port, "down"])
+    /// Unplugs `host`'s interface on `network` from its bridge: its packets there go
+    /// nowhere, and nothing reaches it there; its other network is unaffected.
+    pub fn cut_link(&self, host: &str, network: Network) -> Result<(), LabError> {
+        let port = self.host(host)?.port(network);
+        ip_in(&self.switch, &["link", "set", &port, "down"])
     }
 
-    /// Plugs `host` back in.
-    pub fn restore_link(&self, host: &str) -> Result<(), LabError> {
-        let port = &self.host(host)?.port;
-        ip_in(&self.switch, &["link", "set", port, "up"])
+    /// Plugs it back in.
+    pub fn restore_link(&self, host: &str, network: Network) -> Result<(), LabError> {
+        let port = self.host(host)?.port(network);
+        ip_in(&self.switch, &["link", "set", &port, "up"])
+    }
+
+    /// Connects `host` to `network`: a veth pair from its interface to a bridge port.
+    fn plug(&self, host: &LabHost, network: Network) -> Result<(), LabError> {
+        let port = host.port(network);
+        ip(&[
+            "link",
+            "add",
+            network.interface(),
+            "netns",
+            &host.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.switch,
+        ])?;
+        ip_in(
+            &self.switch,
+            &["link", "set", &port, "master", network.bridge()],
+        )?;
+        ip_in(&self.switch, &["link", "set", &port, "up"])?;
+        ip_in(&host.netns, &["link", "set", network.interface(), "up"])
     }
 
     /// Makes `to` unreachable from `from`, silently: packets leave `from` but no host
@@ -317,9 +363,10 @@ impl Drop for Lab {
 pub struct LabHost {
     name: String,
     netns: String,
-    port: String,
+    index: usize,
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
+    secondary: Option<Ipv4Addr>,
 }
 
 impl LabHost {
@@ -348,7 +395,17 @@ impl LabHost {
         self.ipv6
     }
 
-    /// Its addresses, IPv6 first.
+    /// The IPv4 address on the secondary network, if it is on it.
+    pub fn secondary(&self) -> Option<Ipv4Addr> {
+        self.secondary
+    }
+
+    /// The bridge port of its interface on `network`.
+    fn port(&self, network: Network) -> String {
+        format!("{}{}", network.port_prefix(), self.index)
+    }
+
+    /// Its primary-network addresses, IPv6 first.
     pub fn addresses(&self) -> Vec<IpAddr> {
         self.ipv6
             .map(IpAddr::V6)

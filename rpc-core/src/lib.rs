@@ -12,6 +12,7 @@
 //! - [`error`]: the project's error vocabulary ([`ErrorKind`]) and its mapping to gRPC status
 //!   codes and CLI exit codes.
 //! - [`fs_atomic`]: crash-safe file replacement, shared by ssconf and the key stores.
+//! - [`join`]: join tokens, and the HMAC proofs that bind them to one TLS session.
 //!
 //! This crate does no RPC itself and opens no listening socket; listeners and connectors
 //! live in `gnt-transports`.
@@ -27,6 +28,7 @@
 
 pub mod error;
 pub mod fs_atomic;
+pub mod join;
 pub mod netutils;
 pub mod policy;
 pub mod ssconf;

@@ -32,6 +32,8 @@ pub mod resolve;
 pub use address::{AddressError, Cidr, family_of, is_loopback, parse_ip, parse_ip_in};
 pub use host_port::{Host, HostPort, format_host_port, parse_port};
 pub use hostname::{Hostname, HostnameError};
-pub use local::{InterfaceAddresses, InterfaceError, interface_addresses, owns_address};
+pub use local::{
+    InterfaceAddresses, InterfaceError, all_interface_addresses, interface_addresses, owns_address,
+};
 pub use ping::{PingError, PingOptions, PingOutcome, tcp_ping};
 pub use resolve::{ResolveError, Resolved, Resolver};

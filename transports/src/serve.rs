@@ -91,15 +91,17 @@ impl GrpcServer {
     }
 
     /// Serves `service` too.
-    pub fn add_service<S>(mut self, service: S) -> Self
+    pub fn add_service<S, B>(mut self, service: S) -> Self
     where
-        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        S: tower::Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
             + NamedService
             + Clone
             + Send
             + Sync
             + 'static,
         S::Future: Send + 'static,
+        B: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+        B::Error: Into<tonic::codegen::StdError>,
     {
         self.services.push(S::NAME);
         self.routes.add_service(service);
@@ -175,6 +177,7 @@ impl GrpcServer {
             let addr = listener.local_addr().clone();
             tracing::info!(server = self.name, %addr, tls = listener.is_tls(), "serving");
             let server = tonic::transport::Server::builder()
+                .trace_fn(request_span)
                 .http2_keepalive_interval(Some(self.settings.http2_keepalive_interval))
                 .http2_keepalive_timeout(Some(self.settings.http2_keepalive_timeout))
                 .max_concurrent_streams(Some(self.settings.max_concurrent_streams))
@@ -204,6 +207,17 @@ impl GrpcServer {
             task,
         })
     }
+}
+
+/// The span of one call: every log line of its handler names the method and the peer
+/// (IPv4 peers of a dual-stack listener as IPv4, a client certificate by its name and role).
+fn request_span(request: &http::Request<()>) -> tracing::Span {
+    let peer = request
+        .extensions()
+        .get::<crate::PeerInfo>()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    tracing::info_span!("rpc", method = request.uri().path(), %peer)
 }
 
 /// How a server ended.

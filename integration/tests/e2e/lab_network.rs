@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::netutils::{Host, Hostname};
 use gnt_core::policy::IpPolicy;
-use gnt_integration::lab::{HostSpec, Lab, LabHost};
+use gnt_integration::lab::{HostSpec, Lab, LabHost, Network};
 use gnt_transports::{ConnectError, Connector, DialOptions, GrpcServer, ListenError, Listener};
 
 use crate::support::who_am_i;
@@ -237,10 +237,10 @@ fn a_cut_link_makes_a_host_unreachable_until_restored() {
             .unwrap()
     };
     attempt().unwrap();
-    lab.cut_link("server").unwrap();
+    lab.cut_link("server", Network::Primary).unwrap();
     let err = attempt().unwrap_err();
     assert!(matches!(err, ConnectError::TimedOut { .. }), "{err}");
-    lab.restore_link("server").unwrap();
+    lab.restore_link("server", Network::Primary).unwrap();
     attempt().unwrap();
 }
 

@@ -65,6 +65,11 @@ pub struct ClusterFacts<'a> {
     pub nodes: &'a [NodeFacts],
     /// The software release, e.g. `0.1.0`.
     pub release_version: &'a str,
+    /// SHA-256 fingerprint of the master's client certificate (colon-separated hex), which
+    /// nodes accept as the only caller of their procedures; written to
+    /// `master_candidates_certs` as `<master>=<fingerprint>`. Ganeti keys this by node
+    /// UUID and uses SHA-1; the name and SHA-256 are ours.
+    pub master_certificate_sha256: Option<&'a str>,
 }
 
 impl SsconfSet {
@@ -283,6 +288,28 @@ impl SsconfSet {
         Ok(Some(NodeAddrs { primary, secondary }))
     }
 
+    /// `name=fingerprint` pairs of `master_candidates_certs`: the certificates allowed to
+    /// call node procedures; empty when absent.
+    pub fn master_certificates(&self) -> Result<Vec<(String, String)>, SsconfError> {
+        let key = SsconfKey::MasterCandidatesCerts;
+        self.items(key)
+            .map(|(line, text)| match text.split_once('=') {
+                Some((name, fingerprint))
+                    if !name.is_empty()
+                        && !fingerprint.is_empty()
+                        && !fingerprint.contains('=') =>
+                {
+                    Ok((name.to_owned(), fingerprint.to_ascii_uppercase()))
+                }
+                _ => Err(SsconfError::Malformed {
+                    location: self.location(key),
+                    line,
+                    reason: format!("expected 'name=fingerprint', found '{text}'"),
+                }),
+            })
+            .collect()
+    }
+
     /// The software release that wrote the set (`release_version`).
     pub fn release_version(&self) -> Option<&str> {
         self.get(SsconfKey::ReleaseVersion)
@@ -380,6 +407,12 @@ impl SsconfSet {
             master.addresses.primary.to_string(),
         )?;
         set.insert(SsconfKey::ReleaseVersion, facts.release_version)?;
+        if let Some(fingerprint) = facts.master_certificate_sha256 {
+            set.insert(
+                SsconfKey::MasterCandidatesCerts,
+                format!("{}={fingerprint}", facts.master),
+            )?;
+        }
         set.insert_lines(SsconfKey::NodeList, nodes.iter().map(|n| n.name.as_str()))?;
         set.insert_lines(
             SsconfKey::OnlineNodes,
@@ -589,6 +622,7 @@ mod tests {
             master_netmask: 64,
             nodes: &nodes,
             release_version: "0.1.0",
+            master_certificate_sha256: Some("ab:cd:ef"),
         })
         .unwrap()
     }
@@ -641,6 +675,23 @@ mod tests {
         );
         assert_eq!(set.node_addresses(&host("nosuch")).unwrap(), None);
         assert_eq!(set.release_version(), Some("0.1.0"));
+        assert_eq!(
+            set.master_certificates().unwrap(),
+            [("master.example.com".to_owned(), "AB:CD:EF".to_owned())]
+        );
+    }
+
+    #[test]
+    fn master_certificate_lines_are_name_equals_fingerprint() {
+        let mut set = SsconfSet::new();
+        assert!(set.master_certificates().unwrap().is_empty());
+        set.insert(SsconfKey::MasterCandidatesCerts, "m1=AA:BB\nm2=cc:dd")
+            .unwrap();
+        assert_eq!(set.master_certificates().unwrap().len(), 2);
+        for bad in ["m1", "=AA", "m1=", "m1=AA=BB"] {
+            set.insert(SsconfKey::MasterCandidatesCerts, bad).unwrap();
+            assert!(set.master_certificates().is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -798,6 +849,7 @@ mod tests {
             master_netmask: 64,
             nodes: &nodes,
             release_version: "0.1.0",
+            master_certificate_sha256: None,
         };
         let err = SsconfSet::from_cluster(&facts).unwrap_err();
         assert!(err.to_string().contains("not an IPv6 address"), "{err}");

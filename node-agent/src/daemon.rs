@@ -1,0 +1,262 @@
+//! The agent's life in one process: bootstrap mode until a Join succeeds, member mode until
+//! the node leaves its cluster (then bootstrap again), until a shutdown signal.
+//!
+//! Mode changes close the old listener before opening the new one: the bootstrap and the
+//! member listener often share port 1811. Each change and the final stop are graceful: calls
+//! in flight (the Join itself, a LeaveCluster) finish within the grace period.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use gnt_core::error::{Classify, ErrorKind};
+use gnt_proto::bootstrap::v1::bootstrap_server::BootstrapServer;
+use gnt_proto::node::v1::node_agent_server::NodeAgentServer;
+use gnt_transports::{
+    ClientAuth, GrpcServer, ListenAddr, ListenError, Listener, RunningServer, ServeError,
+    ServerSettings, ServerTls, TlsConfigError,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::bootstrap::{AlreadyJoined, BootstrapService};
+use crate::config::{AgentConfig, ConfigError, DEFAULT_PORT};
+use crate::member::{MemberContext, NodeAgentService, allowed_masters, authorize};
+use crate::state::{Membership, Mode, NodeState, StateError, member_listen};
+
+/// The name servers report in diagnostics and logs.
+const SERVER_NAME: &str = "gnt-noded";
+/// How long to keep trying to bind the member listener (the old one may linger briefly).
+const BIND_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Where the agent is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Starting.
+    Starting,
+    /// Waiting for Join on these addresses.
+    Bootstrap(Vec<ListenAddr>),
+    /// Serving the member API of a cluster.
+    Member {
+        /// The cluster.
+        cluster: String,
+        /// Where.
+        listening: Vec<ListenAddr>,
+    },
+    /// Stopped.
+    Stopped,
+}
+
+/// Why the agent stopped.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be opened.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// A TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    /// A server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+impl Classify for AgentError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::State(e) => e.kind(),
+            Self::Config(e) => e.kind(),
+            Self::Listen(e) => e.kind(),
+            Self::Tls(e) => e.kind(),
+            Self::Serve(e) => e.kind(),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled, reporting its status on `status`.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    status: watch::Sender<AgentStatus>,
+) -> Result<(), AgentError> {
+    let state = Arc::new(NodeState::open(&config.state_dir)?);
+    let started = Instant::now();
+    let result = async {
+        loop {
+            let next = match state.mode()? {
+                Mode::Bootstrap => bootstrap(&config, &state, &shutdown, &status).await?,
+                Mode::Member(membership) => {
+                    member(&config, &state, *membership, started, &shutdown, &status).await?
+                }
+            };
+            if next == Next::Stop {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    status.send_replace(AgentStatus::Stopped);
+    result
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Stop,
+    Continue,
+}
+
+fn settings(config: &AgentConfig) -> ServerSettings {
+    ServerSettings {
+        shutdown_grace: config.shutdown_grace,
+        ..ServerSettings::default()
+    }
+}
+
+async fn bootstrap(
+    config: &AgentConfig,
+    state: &Arc<NodeState>,
+    shutdown: &CancellationToken,
+    status: &watch::Sender<AgentStatus>,
+) -> Result<Next, AgentError> {
+    let token = config.join_token.load()?;
+    match &token {
+        Some(token) => tracing::info!(token = %token, "waiting to join a cluster"),
+        None => tracing::warn!(
+            "no join token (--join-token-file or GNT_JOIN_TOKEN): Join will be refused"
+        ),
+    }
+    let key = state.node_key()?;
+    let identity = state.bootstrap_identity(&key)?;
+    let tls = ServerTls::new(&identity, None, ClientAuth::Off)?;
+    let listener = bootstrap_listener(config.bootstrap_listen)?.with_tls(tls);
+
+    let (joined_tx, mut joined_rx) = mpsc::channel(1);
+    let service = BootstrapService::new(
+        state.clone(),
+        token,
+        rcgen::PublicKeyData::subject_public_key_info(&key),
+        joined_tx,
+    );
+    let server = GrpcServer::new(SERVER_NAME)
+        .settings(settings(config))
+        .add_service(BootstrapServer::new(service))
+        .start(vec![listener])
+        .await?;
+    status.send_replace(AgentStatus::Bootstrap(server.local_addrs().to_vec()));
+    tokio::select! {
+        () = shutdown.cancelled() => {
+            stop(server).await?;
+            Ok(Next::Stop)
+        }
+        Some(joined) = joined_rx.recv() => {
+            tracing::info!(listen = %joined.listen, "closing the bootstrap listener");
+            stop(server).await?;
+            Ok(Next::Continue)
+        }
+    }
+}
+
+/// The bootstrap listener: as configured, else dual-stack, else IPv4 on a host without IPv6.
+fn bootstrap_listener(configured: Option<SocketAddr>) -> Result<Listener, ListenError> {
+    if let Some(addr) = configured {
+        return Listener::tcp(addr);
+    }
+    match Listener::tcp(SocketAddr::new(
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        DEFAULT_PORT,
+    )) {
+        Err(ListenError::Ipv6Unavailable { .. }) => {
+            tracing::info!("this host has no IPv6; waiting for Join on IPv4 only");
+            Listener::tcp(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))
+        }
+        other => other,
+    }
+}
+
+async fn member(
+    config: &AgentConfig,
+    state: &Arc<NodeState>,
+    membership: Membership,
+    started: Instant,
+    shutdown: &CancellationToken,
+    status: &watch::Sender<AgentStatus>,
+) -> Result<Next, AgentError> {
+    let listen = member_listen(&membership, config.bind, config.port, DEFAULT_PORT);
+    let tls = ServerTls::new(
+        &membership.identity,
+        Some(&membership.ca),
+        ClientAuth::Required,
+    )?;
+    let listener = bind_patiently(listen).await?.with_tls(tls);
+    let masters = Arc::new(RwLock::new(
+        allowed_masters(&membership.ssconf).map_err(StateError::from)?,
+    ));
+    let (leave_tx, mut leave_rx) = mpsc::channel(1);
+    let bootstrap_address = config
+        .bootstrap_listen
+        .map(|a| ListenAddr::Tcp(a).to_string())
+        .unwrap_or_else(|| format!("[::]:{DEFAULT_PORT}"));
+    let context = MemberContext {
+        state: state.clone(),
+        node_name: membership.node_name.clone(),
+        cluster: membership.cluster_name.clone(),
+        started,
+        port: listen.port(),
+        upload: config.upload.clone(),
+        bootstrap_address,
+        leave: leave_tx,
+        masters: masters.clone(),
+    };
+    let procedures =
+        NodeAgentServer::with_interceptor(NodeAgentService::new(context), move |request| {
+            authorize(&masters, &request).map(|()| request)
+        });
+    let server = GrpcServer::new(SERVER_NAME)
+        .settings(settings(config))
+        .add_service(procedures)
+        .add_service(BootstrapServer::new(AlreadyJoined {
+            cluster: membership.cluster_name.to_string(),
+        }))
+        .start(vec![listener])
+        .await?;
+    tracing::info!(cluster = %membership.cluster_name, node = %membership.node_name, policy = %membership.policy, "member of the cluster");
+    status.send_replace(AgentStatus::Member {
+        cluster: membership.cluster_name.to_string(),
+        listening: server.local_addrs().to_vec(),
+    });
+    tokio::select! {
+        () = shutdown.cancelled() => {
+            stop(server).await?;
+            Ok(Next::Stop)
+        }
+        Some(()) = leave_rx.recv() => {
+            stop(server).await?;
+            Ok(Next::Continue)
+        }
+    }
+}
+
+async fn bind_patiently(addr: SocketAddr) -> Result<Listener, ListenError> {
+    let deadline = Instant::now() + BIND_PATIENCE;
+    loop {
+        match Listener::tcp(addr) {
+            Err(ListenError::AddressInUse { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn stop(server: RunningServer) -> Result<(), AgentError> {
+    let outcome = server.shutdown().await?;
+    tracing::debug!(?outcome, "server stopped");
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `gnt-noded`, the node agent: parses the command line, sets up logging and signals, and
+//! runs the agent until SIGTERM or SIGINT (then drains within the grace period).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gnt_core::error::{Chain, Classify};
+use gnt_node_agent::config::{AgentConfig, Cli, TOKEN_ENV};
+use gnt_node_agent::{AgentStatus, run};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never into journald or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = match AgentConfig::from_cli(cli, std::env::var(TOKEN_ENV).ok()) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("gnt-noded: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        let (status, _) = watch::channel(AgentStatus::Starting);
+        run(config, shutdown, status).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop gnt-noded with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    shutdown.cancel();
+}
+
+fn fail<E: Classify>(err: &E) -> ExitCode {
+    eprintln!("gnt-noded: {}", Chain(err));
+    ExitCode::from(err.kind().exit_code())
+}

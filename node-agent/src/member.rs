@@ -1,0 +1,329 @@
+//! Member mode: the node procedures of `gnt.node.v1.NodeAgent`.
+//!
+//! Every call arrives over mutual TLS with the cluster CA (the listener refuses anyone
+//! without a certificate of the cluster). On top of that, the procedures accept only the
+//! master: a certificate with role (subject OU) `master` whose SHA-256 fingerprint is listed
+//! in ssconf's `master_candidates_certs` (Ganeti checks a SHA-1 digest in the same key).
+//! Health, reflection and diagnostics stay open to any cluster certificate.
+
+mod network_test;
+mod upload;
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use gnt_core::error::{Classify, ErrorKind, to_status};
+use gnt_core::netutils::{
+    Hostname, PingOptions, all_interface_addresses, owns_address, parse_ip, tcp_ping,
+};
+use gnt_core::policy::IpPolicy;
+use gnt_core::ssconf::{SsconfError, SsconfKey, SsconfSet};
+use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
+use gnt_proto::node::v1::{
+    HasIpAddressRequest, HasIpAddressResponse, InterfaceAddresses, LeaveClusterRequest,
+    LeaveClusterResponse, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest,
+    NodeInfoResponse, PingOutcome, TcpPingRequest, TcpPingResponse, UploadFileRequest,
+    UploadFileResponse, VersionRequest, VersionResponse, WriteSsconfRequest, WriteSsconfResponse,
+    node_agent_server,
+};
+use gnt_transports::PeerInfo;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::UploadPolicy;
+use crate::state::NodeState;
+
+/// Longest timeout a caller may ask a ping to wait.
+const MAX_PING_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the member procedures work with.
+pub(crate) struct MemberContext {
+    pub(crate) state: Arc<NodeState>,
+    pub(crate) node_name: Hostname,
+    pub(crate) cluster: Hostname,
+    pub(crate) started: Instant,
+    /// The port node agents listen on (NetworkTest's default target port).
+    pub(crate) port: u16,
+    pub(crate) upload: UploadPolicy,
+    /// Where the agent will wait for a new Join after leaving.
+    pub(crate) bootstrap_address: String,
+    pub(crate) leave: mpsc::Sender<()>,
+    /// Fingerprints of the certificates allowed to call procedures (from ssconf).
+    pub(crate) masters: Arc<RwLock<Vec<String>>>,
+}
+
+/// The fingerprints ssconf allows to call procedures.
+pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<String>, SsconfError> {
+    Ok(ssconf
+        .master_certificates()?
+        .into_iter()
+        .map(|(_, fingerprint)| fingerprint)
+        .collect())
+}
+
+/// Lets a call through only from the master's certificate.
+pub(crate) fn authorize(
+    masters: &RwLock<Vec<String>>,
+    request: &Request<()>,
+) -> Result<(), Status> {
+    let refusal = |message: String| {
+        tracing::warn!(reason = %message, "procedure call refused");
+        Err(to_status(&Refused(message)))
+    };
+    let Some(identity) = PeerInfo::of(request).and_then(PeerInfo::identity) else {
+        return refusal("node procedures need the master's client certificate".to_owned());
+    };
+    if identity.role.as_deref() != Some("master") {
+        return refusal(format!(
+            "certificate '{identity}' may not call node procedures; only the master may"
+        ));
+    }
+    let fingerprint = identity.fingerprint();
+    let allowed = masters.read().unwrap_or_else(|p| p.into_inner());
+    if !allowed.is_empty() && !allowed.contains(&fingerprint) {
+        return refusal(format!(
+            "certificate '{identity}' is not the master certificate this node knows (ssconf master_candidates_certs)"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+impl Classify for Refused {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::PermissionDenied
+    }
+}
+
+/// A request field that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub(crate) struct BadRequest {
+    pub(crate) field: &'static str,
+    pub(crate) reason: String,
+}
+
+impl Classify for BadRequest {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::WrongInput
+    }
+}
+
+pub(crate) fn bad(field: &'static str, reason: impl ToString) -> Status {
+    to_status(&BadRequest {
+        field,
+        reason: reason.to_string(),
+    })
+}
+
+/// A protobuf duration as a standard one, bounded; `None` when unset.
+pub(crate) fn duration(
+    value: Option<prost_types::Duration>,
+    field: &'static str,
+) -> Result<Option<Duration>, Status> {
+    let Some(value) = value else { return Ok(None) };
+    let duration = Duration::try_from(value).map_err(|_| bad(field, "must be positive"))?;
+    if duration > MAX_PING_TIMEOUT {
+        return Err(bad(
+            field,
+            format!("at most {}s", MAX_PING_TIMEOUT.as_secs()),
+        ));
+    }
+    Ok(Some(duration))
+}
+
+/// The procedures.
+#[derive(Clone)]
+pub(crate) struct NodeAgentService {
+    ctx: Arc<MemberContext>,
+}
+
+impl NodeAgentService {
+    pub(crate) fn new(ctx: MemberContext) -> Self {
+        Self { ctx: Arc::new(ctx) }
+    }
+}
+
+fn proto_version(policy: IpPolicy) -> PrimaryIpVersion {
+    match policy {
+        IpPolicy::Ipv4 => PrimaryIpVersion::PrimaryIpVersion4,
+        IpPolicy::HybridIpv6 => PrimaryIpVersion::PrimaryIpVersion6,
+    }
+}
+
+#[tonic::async_trait]
+impl node_agent_server::NodeAgent for NodeAgentService {
+    async fn version(
+        &self,
+        _request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        Ok(Response::new(VersionResponse {
+            protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
+    async fn node_info(
+        &self,
+        _request: Request<NodeInfoRequest>,
+    ) -> Result<Response<NodeInfoResponse>, Status> {
+        let ctx = &self.ctx;
+        let ssconf = ctx.state.ssconf().read().map_err(|e| to_status(&e))?;
+        let policy = ssconf.ip_policy().map_err(|e| to_status(&e))?;
+        let addresses = ssconf
+            .node_addresses(&ctx.node_name)
+            .map_err(|e| to_status(&e))?
+            .map(|a| NodeAddresses {
+                name: ctx.node_name.to_string(),
+                primary_ip: a.primary.to_string(),
+                secondary_ip: a.secondary.to_string(),
+            });
+        let interfaces = all_interface_addresses()
+            .map_err(|e| to_status(&e))?
+            .into_iter()
+            .map(|(name, addrs)| InterfaceAddresses {
+                interface: name,
+                ipv4: addrs.ipv4.iter().map(ToString::to_string).collect(),
+                ipv6: addrs.ipv6.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        let uptime = ctx.started.elapsed();
+        Ok(Response::new(NodeInfoResponse {
+            name: ctx.node_name.to_string(),
+            primary_ip_version: proto_version(policy).into(),
+            addresses,
+            interfaces,
+            uptime: prost_types::Duration::try_from(uptime).ok(),
+        }))
+    }
+
+    async fn write_ssconf(
+        &self,
+        request: Request<WriteSsconfRequest>,
+    ) -> Result<Response<WriteSsconfResponse>, Status> {
+        let wire = request
+            .into_inner()
+            .ssconf
+            .map(|s| s.values)
+            .unwrap_or_default();
+        let set = SsconfSet::from_wire(wire).map_err(|e| to_status(&e))?;
+        if set.get(SsconfKey::ClusterName).is_none() {
+            return Err(bad(
+                "ssconf",
+                "the set names no cluster (cluster_name is missing)",
+            ));
+        }
+        let offered = set.cluster_name().map_err(|e| to_status(&e))?;
+        if offered != self.ctx.cluster {
+            return Err(to_status(&SsconfError::ClusterMismatch {
+                current: self.ctx.cluster.to_string(),
+                offered: offered.to_string(),
+            }));
+        }
+        let masters = allowed_masters(&set).map_err(|e| to_status(&e))?;
+        self.ctx
+            .state
+            .ssconf()
+            .replace(&set)
+            .map_err(|e| to_status(&e))?;
+        *self.ctx.masters.write().unwrap_or_else(|p| p.into_inner()) = masters;
+        tracing::info!(keys = set.len(), "ssconf replaced");
+        Ok(Response::new(WriteSsconfResponse {
+            keys_written: u32::try_from(set.len()).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn has_ip_address(
+        &self,
+        request: Request<HasIpAddressRequest>,
+    ) -> Result<Response<HasIpAddressResponse>, Status> {
+        let text = request.into_inner().address;
+        let addr = parse_ip(&text).map_err(|e| bad("address", e))?;
+        Ok(Response::new(HasIpAddressResponse {
+            owned: owns_address(addr),
+        }))
+    }
+
+    async fn tcp_ping(
+        &self,
+        request: Request<TcpPingRequest>,
+    ) -> Result<Response<TcpPingResponse>, Status> {
+        let request = request.into_inner();
+        let target = parse_ip(&request.target).map_err(|e| bad("target", e))?;
+        let port = u16::try_from(request.port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("port", "use 1 to 65535"))?;
+        let source = match request.source.as_str() {
+            "" => None,
+            text => Some(parse_ip(text).map_err(|e| bad("source", e))?),
+        };
+        let mut options = PingOptions {
+            source,
+            live_port_needed: request.live_port_needed,
+            ..PingOptions::default()
+        };
+        if let Some(timeout) = duration(request.timeout, "timeout")? {
+            options.timeout = timeout;
+        }
+        let outcome = tcp_ping((target, port).into(), &options)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(ping_response(
+            &outcome,
+            request.live_port_needed,
+        )))
+    }
+
+    async fn network_test(
+        &self,
+        request: Request<NetworkTestRequest>,
+    ) -> Result<Response<NetworkTestResponse>, Status> {
+        let request = request.into_inner();
+        let verdicts = network_test::run(&self.ctx, request).await?;
+        Ok(Response::new(NetworkTestResponse { verdicts }))
+    }
+
+    async fn upload_file(
+        &self,
+        request: Request<Streaming<UploadFileRequest>>,
+    ) -> Result<Response<UploadFileResponse>, Status> {
+        let written = upload::receive(&self.ctx, request.into_inner()).await?;
+        Ok(Response::new(UploadFileResponse {
+            bytes_written: written,
+        }))
+    }
+
+    async fn leave_cluster(
+        &self,
+        _request: Request<LeaveClusterRequest>,
+    ) -> Result<Response<LeaveClusterResponse>, Status> {
+        self.ctx.state.wipe().map_err(|e| to_status(&e))?;
+        tracing::info!(cluster = %self.ctx.cluster, "left the cluster; returning to bootstrap mode");
+        let _ = self.ctx.leave.send(()).await;
+        Ok(Response::new(LeaveClusterResponse {
+            bootstrap_address: self.ctx.bootstrap_address.clone(),
+        }))
+    }
+}
+
+pub(crate) fn ping_response(
+    outcome: &gnt_core::netutils::PingOutcome,
+    live_port_needed: bool,
+) -> TcpPingResponse {
+    use gnt_core::netutils::PingOutcome as Outcome;
+    let (wire, detail) = match outcome {
+        Outcome::Connected => (PingOutcome::Connected, String::new()),
+        Outcome::Refused => (PingOutcome::Refused, String::new()),
+        Outcome::TimedOut => (PingOutcome::TimedOut, String::new()),
+        Outcome::Unreachable(text) => (PingOutcome::Unreachable, text.clone()),
+    };
+    TcpPingResponse {
+        alive: outcome.is_alive(live_port_needed),
+        outcome: wire.into(),
+        detail,
+    }
+}

@@ -1,0 +1,118 @@
+//! NetworkTest: from this node, ping every listed node on both networks, concurrently.
+//!
+//! The primary network is tested from this node's primary address to each node's primary,
+//! the secondary from this node's secondary to each node's secondary, always both. Ganeti
+//! 3.x pings the secondary only when the primary fails, so a healthy primary network hides
+//! a broken replication network; here each network gets its own verdict. A single-homed
+//! node (secondary equal to primary, on both ends) gets one verdict, as there is one
+//! network. A ping counts a refused connection as reachable (the host answered), as Ganeti.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use gnt_core::error::to_status;
+use gnt_core::netutils::{PingOptions, parse_ip, tcp_ping};
+use gnt_core::policy::IpFamily;
+use gnt_proto::node::v1::{Network, NetworkTestRequest, NetworkVerdict};
+use tonic::Status;
+
+use super::{MemberContext, bad, duration};
+
+/// Ganeti's TCP ping timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) async fn run(
+    ctx: &MemberContext,
+    request: NetworkTestRequest,
+) -> Result<Vec<NetworkVerdict>, Status> {
+    let ssconf = ctx.state.ssconf().read().map_err(|e| to_status(&e))?;
+    let own = ssconf
+        .node_addresses(&ctx.node_name)
+        .map_err(|e| to_status(&e))?
+        .ok_or_else(|| {
+            bad(
+                "node list",
+                format!(
+                    "this node ({}) is missing from its own ssconf node_primary_ips",
+                    ctx.node_name
+                ),
+            )
+        })?;
+    let port = match request.port {
+        0 => ctx.port,
+        p => u16::try_from(p).map_err(|_| bad("port", "use 1 to 65535"))?,
+    };
+    let timeout = duration(request.timeout, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
+
+    let mut pings = Vec::new();
+    for node in &request.nodes {
+        let primary = parse_ip(&node.primary_ip).map_err(|e| bad("primary address", e))?;
+        let secondary = match node.secondary_ip.as_str() {
+            "" => primary,
+            text => parse_ip(text).map_err(|e| bad("secondary address", e))?,
+        };
+        pings.push(ping(
+            &node.name,
+            Network::Primary,
+            own.primary,
+            primary,
+            port,
+            timeout,
+        ));
+        let single_homed = secondary == primary && own.secondary == own.primary;
+        if !single_homed {
+            pings.push(ping(
+                &node.name,
+                Network::Secondary,
+                own.secondary,
+                secondary,
+                port,
+                timeout,
+            ));
+        }
+    }
+    let verdicts = join_all(pings).await;
+    let failures = verdicts.iter().filter(|v| !v.reachable).count();
+    tracing::info!(nodes = request.nodes.len(), failures, "network test done");
+    Ok(verdicts)
+}
+
+async fn ping(
+    node: &str,
+    network: Network,
+    source: IpAddr,
+    target: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> NetworkVerdict {
+    let verdict = |reachable: bool, failure: String| NetworkVerdict {
+        node: node.to_owned(),
+        network: network.into(),
+        reachable,
+        failure,
+    };
+    if IpFamily::of(&source) != IpFamily::of(&target) {
+        return verdict(
+            false,
+            format!("{target} is not of the same family as this node's {source}"),
+        );
+    }
+    let options = PingOptions {
+        timeout,
+        source: Some(source),
+        live_port_needed: false,
+    };
+    match tcp_ping((target, port).into(), &options).await {
+        Ok(outcome) if outcome.is_alive(false) => verdict(true, String::new()),
+        Ok(gnt_core::netutils::PingOutcome::TimedOut) => verdict(
+            false,
+            format!("no answer from {target} port {port} within {timeout:?}"),
+        ),
+        Ok(gnt_core::netutils::PingOutcome::Unreachable(detail)) => {
+            verdict(false, format!("{target} port {port}: {detail}"))
+        }
+        Ok(other) => verdict(false, format!("{target} port {port}: {other:?}")),
+        Err(error) => verdict(false, error.to_string()),
+    }
+}

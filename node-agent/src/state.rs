@@ -1,0 +1,395 @@
+//! The node's state directory, and the mode it puts the agent in.
+//!
+//! ```text
+//! node.key        0600  the node's private key; generated here, never sent anywhere
+//! bootstrap.pem         a self-signed certificate for node.key, presented before joining
+//! ca.pem                the cluster CA (after joining)
+//! node.pem              the node's certificate, issued by the CA for node.key (after joining)
+//! member.conf           what Join said that ssconf does not: listen address and port
+//! ssconf_*              Ganeti-compatible ssconf, replaced as a whole set
+//! ```
+//!
+//! The agent is a member when ssconf names a cluster, and bootstrapping otherwise. A join
+//! writes the CA, the certificate and member.conf first (each atomically) and ssconf last,
+//! so a crash half-way leaves a bootstrapping node that can simply be joined again.
+
+use std::fs;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use gnt_core::error::{Classify, ErrorKind};
+use gnt_core::fs_atomic::{self, FsError};
+use gnt_core::netutils::Hostname;
+use gnt_core::policy::IpPolicy;
+use gnt_core::ssconf::{SsconfError, SsconfSet, SsconfStore};
+use gnt_transports::{Identity, Pem, TlsConfigError};
+use rcgen::KeyPair;
+
+const NODE_KEY: &str = "node.key";
+const BOOTSTRAP_CERT: &str = "bootstrap.pem";
+const CA_CERT: &str = "ca.pem";
+const NODE_CERT: &str = "node.pem";
+const MEMBER_CONF: &str = "member.conf";
+
+/// The state directory.
+#[derive(Debug)]
+pub struct NodeState {
+    dir: PathBuf,
+    ssconf: SsconfStore,
+}
+
+/// What the state says the agent is.
+#[derive(Debug)]
+pub enum Mode {
+    /// Not in a cluster: serve Join.
+    Bootstrap,
+    /// In a cluster: serve the member API.
+    Member(Box<Membership>),
+}
+
+/// A member's configuration, as read from its state.
+#[derive(Debug)]
+pub struct Membership {
+    /// The cluster.
+    pub cluster_name: Hostname,
+    /// This node's name (its certificate's subject).
+    pub node_name: Hostname,
+    /// The cluster's policy.
+    pub policy: IpPolicy,
+    /// Where Join said to listen, if it said (`member.conf`); otherwise the policy decides.
+    pub listen: Option<SocketAddr>,
+    /// The node's TLS identity.
+    pub identity: Identity,
+    /// The cluster CA.
+    pub ca: Pem,
+    /// The ssconf set.
+    pub ssconf: SsconfSet,
+}
+
+/// `member.conf`: what Join said that ssconf does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberConf {
+    /// The cluster joined.
+    pub cluster_name: String,
+    /// The address and port to listen on.
+    pub listen: SocketAddr,
+}
+
+/// What a join writes.
+#[derive(Debug)]
+pub struct JoinCommit<'a> {
+    /// The cluster CA, PEM.
+    pub ca_pem: &'a str,
+    /// The node certificate, PEM.
+    pub node_cert_pem: &'a str,
+    /// member.conf.
+    pub member: MemberConf,
+    /// The initial ssconf set.
+    pub ssconf: &'a SsconfSet,
+}
+
+/// A state directory that cannot be read or written.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file operation failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// ssconf failed.
+    #[error(transparent)]
+    Ssconf(#[from] SsconfError),
+    /// A key or certificate is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    /// The node key cannot be generated or parsed.
+    #[error("the node key {} is unusable: {reason}", path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The files contradict each other.
+    #[error("the state in {} is inconsistent: {reason}; remove the directory's contents to start over as a new node", dir.display())]
+    Inconsistent {
+        /// The state directory.
+        dir: PathBuf,
+        /// What contradicts what.
+        reason: String,
+    },
+}
+
+impl Classify for StateError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Fs(e) => e.kind(),
+            Self::Ssconf(e) => e.kind(),
+            Self::Tls(_) | Self::Key { .. } | Self::Inconsistent { .. } => ErrorKind::Environment,
+        }
+    }
+}
+
+impl NodeState {
+    /// The state in `dir`, created (mode 0700) if missing.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| FsError::new("create directory", dir, e))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| FsError::new("set permissions of", dir, e))?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            ssconf: SsconfStore::new(dir),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The ssconf store.
+    pub fn ssconf(&self) -> &SsconfStore {
+        &self.ssconf
+    }
+
+    /// The mode the state puts the agent in.
+    pub fn mode(&self) -> Result<Mode, StateError> {
+        let ssconf = self.ssconf.read()?;
+        if ssconf.is_empty() {
+            return Ok(Mode::Bootstrap);
+        }
+        let inconsistent = |reason: String| StateError::Inconsistent {
+            dir: self.dir.clone(),
+            reason,
+        };
+        let cluster_name = ssconf.cluster_name()?;
+        let policy = ssconf.ip_policy()?;
+        let (cert, key) = (self.path(NODE_CERT), self.path(NODE_KEY));
+        if !cert.exists() || !key.exists() || !self.path(CA_CERT).exists() {
+            return Err(inconsistent(format!(
+                "ssconf names cluster '{cluster_name}' but {NODE_CERT}, {NODE_KEY} or {CA_CERT} is missing"
+            )));
+        }
+        let identity = Identity::from_files(&cert, &key)?;
+        let node_name = gnt_transports::PeerIdentity::from_certificate(identity.certificate())
+            .and_then(|id| id.common_name)
+            .and_then(|cn| Hostname::parse(&cn).ok())
+            .ok_or_else(|| inconsistent(format!("{NODE_CERT} names no node")))?;
+        let listen = match self.member_conf()? {
+            Some(conf) if conf.cluster_name != cluster_name.as_str() => {
+                return Err(inconsistent(format!(
+                    "{MEMBER_CONF} is for cluster '{}', ssconf for '{cluster_name}'",
+                    conf.cluster_name
+                )));
+            }
+            conf => conf.map(|c| c.listen),
+        };
+        Ok(Mode::Member(Box::new(Membership {
+            cluster_name,
+            node_name,
+            policy,
+            listen,
+            identity,
+            ca: Pem::read("CA certificate", &self.path(CA_CERT))?,
+            ssconf,
+        })))
+    }
+
+    /// The node's key, generated (and stored, 0600) on first use.
+    pub fn node_key(&self) -> Result<KeyPair, StateError> {
+        let path = self.path(NODE_KEY);
+        let bad = |reason: String| StateError::Key {
+            path: path.clone(),
+            reason,
+        };
+        match fs::read_to_string(&path) {
+            Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| bad(e.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let key = KeyPair::generate().map_err(|e| bad(e.to_string()))?;
+                fs_atomic::write_atomic(&path, key.serialize_pem().as_bytes(), 0o600)?;
+                tracing::info!(path = %path.display(), "generated the node key");
+                Ok(key)
+            }
+            Err(e) => Err(FsError::new("read", &path, e).into()),
+        }
+    }
+
+    /// The certificate presented while bootstrapping: self-signed for the node key, so the
+    /// master learns the key it will certify. Rewritten at every bootstrap start.
+    pub fn bootstrap_identity(&self, key: &KeyPair) -> Result<Identity, StateError> {
+        let bad = |reason: String| StateError::Key {
+            path: self.path(NODE_KEY),
+            reason,
+        };
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| bad(e.to_string()))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "gnt-noded bootstrap");
+        let cert = params.self_signed(key).map_err(|e| bad(e.to_string()))?;
+        let path = self.path(BOOTSTRAP_CERT);
+        fs_atomic::write_atomic(&path, cert.pem().as_bytes(), 0o644)?;
+        Ok(Identity::from_pem(
+            &Pem::from_bytes(&path, cert.pem()),
+            &Pem::from_bytes(self.path(NODE_KEY), key.serialize_pem()),
+        )?)
+    }
+
+    /// member.conf, if present.
+    pub fn member_conf(&self) -> Result<Option<MemberConf>, StateError> {
+        let path = self.path(MEMBER_CONF);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(FsError::new("read", &path, e).into()),
+        };
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| {
+                    line.strip_prefix(key)
+                        .and_then(|rest| rest.strip_prefix('='))
+                })
+                .map(str::trim)
+        };
+        let inconsistent = || StateError::Inconsistent {
+            dir: self.dir.clone(),
+            reason: format!("{MEMBER_CONF} is malformed"),
+        };
+        let cluster_name = value("cluster").ok_or_else(inconsistent)?.to_owned();
+        let listen = value("listen")
+            .and_then(|l| gnt_core::netutils::HostPort::parse(l).ok())
+            .and_then(|hp| hp.socket_addr())
+            .ok_or_else(inconsistent)?;
+        Ok(Some(MemberConf {
+            cluster_name,
+            listen,
+        }))
+    }
+
+    /// Writes what a successful join brings, ssconf last.
+    pub fn commit_join(&self, commit: &JoinCommit<'_>) -> Result<(), StateError> {
+        fs_atomic::write_atomic(&self.path(CA_CERT), commit.ca_pem.as_bytes(), 0o644)?;
+        fs_atomic::write_atomic(
+            &self.path(NODE_CERT),
+            commit.node_cert_pem.as_bytes(),
+            0o644,
+        )?;
+        let conf = format!(
+            "# written by gnt-noded when this node joined its cluster\ncluster={}\nlisten={}\n",
+            commit.member.cluster_name,
+            gnt_core::netutils::format_host_port(
+                commit.member.listen.ip(),
+                commit.member.listen.port()
+            ),
+        );
+        fs_atomic::write_atomic(&self.path(MEMBER_CONF), conf.as_bytes(), 0o644)?;
+        self.ssconf.replace(commit.ssconf)?;
+        Ok(())
+    }
+
+    /// Removes every trace of the cluster, the node key included: ssconf first (so a crash
+    /// half-way leaves a bootstrapping node), then the rest.
+    pub fn wipe(&self) -> Result<(), StateError> {
+        self.ssconf.clear()?;
+        for name in [MEMBER_CONF, NODE_CERT, CA_CERT, BOOTSTRAP_CERT, NODE_KEY] {
+            let path = self.path(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FsError::new("remove", &path, e).into()),
+            }
+        }
+        fs_atomic::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// The wildcard or explicit address a member listens on: `--bind` and `--port` first, then
+/// what Join said, then the policy's wildcard and port 1811.
+pub fn member_listen(
+    membership: &Membership,
+    bind: Option<IpAddr>,
+    port: Option<u16>,
+    default_port: u16,
+) -> SocketAddr {
+    let joined = membership.listen;
+    let ip = bind
+        .or(joined.map(|a| a.ip()))
+        .unwrap_or_else(|| membership.policy.bind_wildcard());
+    let port = port.or(joined.map(|a| a.port())).unwrap_or(default_port);
+    SocketAddr::new(ip, port)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn a_fresh_directory_is_bootstrap_mode_with_a_private_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = NodeState::open(&dir.path().join("state")).unwrap();
+        assert!(matches!(state.mode().unwrap(), Mode::Bootstrap));
+        assert_eq!(fs::metadata(state.dir()).unwrap().mode() & 0o777, 0o700);
+        let key = state.node_key().unwrap();
+        assert_eq!(
+            fs::metadata(state.path(NODE_KEY)).unwrap().mode() & 0o777,
+            0o600
+        );
+        // The same key on the next start.
+        assert_eq!(
+            state.node_key().unwrap().public_key_pem(),
+            key.public_key_pem()
+        );
+        let identity = state.bootstrap_identity(&key).unwrap();
+        assert!(!identity.certificate().is_empty());
+    }
+
+    #[test]
+    fn member_conf_round_trips_and_malformed_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = NodeState::open(dir.path()).unwrap();
+        assert_eq!(state.member_conf().unwrap(), None);
+        let conf = MemberConf {
+            cluster_name: "cluster.example.com".to_owned(),
+            listen: "[::]:1811".parse().unwrap(),
+        };
+        fs::write(
+            state.path(MEMBER_CONF),
+            "cluster=cluster.example.com\nlisten=[::]:1811\n",
+        )
+        .unwrap();
+        assert_eq!(state.member_conf().unwrap(), Some(conf));
+        fs::write(state.path(MEMBER_CONF), "cluster=x\nlisten=::1811\n").unwrap();
+        let err = state.member_conf().unwrap_err();
+        assert!(
+            err.to_string().contains("member.conf is malformed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ssconf_without_certificates_is_an_inconsistent_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = NodeState::open(dir.path()).unwrap();
+        let mut set = SsconfSet::new();
+        set.insert(
+            gnt_core::ssconf::SsconfKey::ClusterName,
+            "cluster.example.com",
+        )
+        .unwrap();
+        state.ssconf().replace(&set).unwrap();
+        let err = state.mode().unwrap_err();
+        assert!(err.to_string().contains("is inconsistent"), "{err}");
+        state.wipe().unwrap();
+        assert!(matches!(state.mode().unwrap(), Mode::Bootstrap));
+    }
+}

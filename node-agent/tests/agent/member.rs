@@ -1,0 +1,429 @@
+//! Member mode: who may call, what each procedure does, the network test against a cut
+//! secondary link, and leaving the cluster.
+
+use std::net::SocketAddr;
+
+use gnt_core::policy::IpPolicy;
+use gnt_integration::lab::Network;
+use gnt_node_agent::AgentStatus;
+use gnt_proto::cluster::v1::SsconfSet as WireSsconf;
+use gnt_proto::diag::v1::{WhoAmIRequest, diagnostics_client::DiagnosticsClient};
+use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+use gnt_proto::node::v1::{
+    HasIpAddressRequest, LeaveClusterRequest, Network as WireNetwork, NetworkTestRequest,
+    NodeInfoRequest, PingOutcome, TcpPingRequest, UploadFileHeader, UploadFileRequest,
+    VersionRequest, WriteSsconfRequest, upload_file_request,
+};
+use gnt_transports::Connector;
+use tonic::transport::Channel;
+
+use crate::support::{Agent, CLUSTER, Topology};
+
+const NODE1: &str = "[fd00:77::11]:1811";
+
+fn member_topology() -> (Topology, Agent) {
+    let topology = Topology::new();
+    let agent = Agent::start(topology.host("node1"), &topology.state_dir("node1"));
+    topology.join_hybrid("node1");
+    agent.wait_member();
+    (topology, agent)
+}
+
+/// Runs `call` with a channel from the master host through `connector`.
+fn call<T, F, Fut>(topology: &Topology, connector: Connector, call: F) -> T
+where
+    F: FnOnce(Channel) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    topology
+        .host("master")
+        .block_on(async move { call(connector.channel().await.unwrap()).await })
+        .unwrap()
+}
+
+fn as_master(topology: &Topology) -> Connector {
+    topology
+        .master
+        .connector(NODE1.parse().unwrap(), IpPolicy::HybridIpv6)
+}
+
+#[test]
+fn only_the_master_certificate_may_call_procedures() {
+    let (topology, _agent) = member_topology();
+    let ca = &topology.master.ca;
+    let node_cert = ca
+        .issue("node2.lab.test", "node", &["node2.lab.test"], &[])
+        .unwrap();
+    let rogue_master = ca
+        .issue("rogue.lab.test", "master", &["rogue.lab.test"], &[])
+        .unwrap();
+    let node1: SocketAddr = NODE1.parse().unwrap();
+
+    for (who, cert, message) in [
+        ("a node certificate", &node_cert, "only the master may"),
+        (
+            "an unlisted master certificate",
+            &rogue_master,
+            "is not the master certificate this node knows",
+        ),
+    ] {
+        let connector = topology
+            .master
+            .connector_as(cert, node1, IpPolicy::HybridIpv6);
+        let result = call(&topology, connector.clone(), |ch| async move {
+            NodeAgentClient::new(ch).version(VersionRequest {}).await
+        });
+        let status = result.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{who}");
+        assert!(
+            status.message().contains(message),
+            "{who}: {}",
+            status.message()
+        );
+        // Diagnostics stay open to any cluster certificate.
+        let me = call(&topology, connector, |ch| async move {
+            DiagnosticsClient::new(ch).who_am_i(WhoAmIRequest {}).await
+        })
+        .unwrap()
+        .into_inner();
+        assert!(me.peer.starts_with("[fd00:77::10]:"), "{}", me.peer);
+    }
+
+    let ok = call(&topology, as_master(&topology), |ch| async move {
+        NodeAgentClient::new(ch).version(VersionRequest {}).await
+    });
+    assert_eq!(ok.unwrap().into_inner().protocol_version, 1);
+}
+
+#[test]
+fn procedures_answer_from_the_nodes_own_state_and_network() {
+    let (topology, _agent) = member_topology();
+    let master = as_master(&topology);
+
+    let info = call(&topology, master.clone(), |ch| async move {
+        NodeAgentClient::new(ch).node_info(NodeInfoRequest {}).await
+    })
+    .unwrap()
+    .into_inner();
+    assert_eq!(info.name, "node1.lab.test");
+    assert_eq!(info.primary_ip_version, 6);
+    let addresses = info.addresses.unwrap();
+    assert_eq!(
+        (
+            addresses.primary_ip.as_str(),
+            addresses.secondary_ip.as_str()
+        ),
+        ("fd00:77::11", "10.78.0.11")
+    );
+    let eth0 = info
+        .interfaces
+        .iter()
+        .find(|i| i.interface == "eth0")
+        .unwrap();
+    assert!(
+        eth0.ipv6.contains(&"fd00:77::11".to_owned())
+            && eth0.ipv4.contains(&"10.77.0.11".to_owned())
+    );
+    let eth1 = info
+        .interfaces
+        .iter()
+        .find(|i| i.interface == "eth1")
+        .unwrap();
+    assert_eq!(eth1.ipv4, ["10.78.0.11"]);
+
+    let owned = |address: &str| {
+        let address = address.to_owned();
+        call(&topology, master.clone(), |ch| async move {
+            NodeAgentClient::new(ch)
+                .has_ip_address(HasIpAddressRequest { address })
+                .await
+        })
+    };
+    assert!(owned("10.78.0.11").unwrap().into_inner().owned);
+    assert!(!owned("10.78.0.12").unwrap().into_inner().owned);
+    assert_eq!(
+        owned("not-an-ip").unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+
+    let ping = |target: &str, port: u32, source: &str, live: bool| {
+        let request = TcpPingRequest {
+            target: target.to_owned(),
+            port,
+            source: source.to_owned(),
+            timeout: Some(prost_types::Duration {
+                seconds: 2,
+                nanos: 0,
+            }),
+            live_port_needed: live,
+        };
+        call(&topology, master.clone(), |ch| async move {
+            NodeAgentClient::new(ch).tcp_ping(request).await
+        })
+    };
+    // Nothing listens on the master's 1811: the reset proves it is up, unless live is needed.
+    let refused = ping("10.77.0.10", 1811, "10.77.0.11", false)
+        .unwrap()
+        .into_inner();
+    assert!(refused.alive);
+    assert_eq!(refused.outcome(), PingOutcome::Refused);
+    assert!(
+        !ping("10.77.0.10", 1811, "", true)
+            .unwrap()
+            .into_inner()
+            .alive
+    );
+    let connected = ping("fd00:77::11", 1811, "fd00:77::11", true)
+        .unwrap()
+        .into_inner();
+    assert_eq!(connected.outcome(), PingOutcome::Connected);
+    let err = ping("10.77.0.10", 1811, "fd00:77::11", false).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("the source is not an IPv4 address"),
+        "{}",
+        err.message()
+    );
+    let err = ping("10.77.0.10", 1811, "10.77.0.99", false).unwrap_err();
+    assert!(
+        err.message().contains("cannot ping from 10.77.0.99"),
+        "{}",
+        err.message()
+    );
+
+    // WriteSsconf: the same cluster is accepted, another is refused.
+    let mut values = topology
+        .master
+        .ssconf(
+            CLUSTER,
+            IpPolicy::HybridIpv6,
+            &[
+                topology.spec("master", IpPolicy::HybridIpv6),
+                topology.spec("node1", IpPolicy::HybridIpv6),
+                topology.spec("node2", IpPolicy::HybridIpv6),
+            ],
+        )
+        .to_wire::<std::collections::HashMap<String, String>>();
+    let write = |values: std::collections::HashMap<String, String>| {
+        call(&topology, master.clone(), |ch| async move {
+            NodeAgentClient::new(ch)
+                .write_ssconf(WriteSsconfRequest {
+                    ssconf: Some(WireSsconf { values }),
+                })
+                .await
+        })
+    };
+    let written = write(values.clone()).unwrap().into_inner();
+    assert_eq!(written.keys_written as usize, values.len());
+    let node_list =
+        std::fs::read_to_string(topology.state_dir("node1").join("ssconf_node_list")).unwrap();
+    assert_eq!(
+        node_list,
+        "master.lab.test\nnode1.lab.test\nnode2.lab.test\n"
+    );
+    values.insert("cluster_name".to_owned(), "other.lab.test".to_owned());
+    let err = write(values).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .contains("belongs to cluster 'cluster.lab.test', not to 'other.lab.test'"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        std::fs::read_to_string(topology.state_dir("node1").join("ssconf_cluster_name")).unwrap(),
+        format!("{CLUSTER}\n")
+    );
+}
+
+fn upload(
+    topology: &Topology,
+    path: String,
+    mode: u32,
+    content: Vec<u8>,
+    claimed_sha: Option<String>,
+) -> Result<u64, tonic::Status> {
+    let sha = claimed_sha.unwrap_or_else(|| {
+        gnt_transports::sha256(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    });
+    let header = UploadFileHeader {
+        path,
+        mode,
+        size: content.len() as u64,
+        sha256: sha,
+    };
+    call(topology, as_master(topology), |ch| async move {
+        let mut messages = vec![UploadFileRequest {
+            part: Some(upload_file_request::Part::Header(header)),
+        }];
+        messages.extend(content.chunks(64 * 1024).map(|chunk| UploadFileRequest {
+            part: Some(upload_file_request::Part::Chunk(chunk.to_vec())),
+        }));
+        NodeAgentClient::new(ch)
+            .upload_file(tokio_stream::iter(messages))
+            .await
+            .map(|r| r.into_inner().bytes_written)
+    })
+}
+
+#[test]
+fn uploads_are_checked_and_land_atomically_only_where_allowed() {
+    use std::os::unix::fs::MetadataExt;
+    let (topology, _agent) = member_topology();
+    let uploads = topology.state_dir("node1").join("uploads");
+    let target = uploads.join("known_hosts");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let written = upload(
+        &topology,
+        target.display().to_string(),
+        0o640,
+        content.clone(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(written, content.len() as u64);
+    assert_eq!(std::fs::read(&target).unwrap(), content);
+    assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o640);
+
+    let err = upload(
+        &topology,
+        target.display().to_string(),
+        0o644,
+        b"other".to_vec(),
+        Some("00".repeat(32)),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("does not match the checksum"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        content,
+        "a failed upload keeps the old file"
+    );
+
+    let err = upload(
+        &topology,
+        "/etc/passwd".to_owned(),
+        0o644,
+        b"x".to_vec(),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let err = upload(
+        &topology,
+        format!("{}/../escape", uploads.display()),
+        0o644,
+        b"x".to_vec(),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.message().contains("without '.' or '..'"),
+        "{}",
+        err.message()
+    );
+    let err = upload(
+        &topology,
+        uploads.join("suid").display().to_string(),
+        0o4755,
+        b"x".to_vec(),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.message().contains("no set-id or sticky bits"),
+        "{}",
+        err.message()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&uploads)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["known_hosts"],
+        "no temporary file is left behind"
+    );
+}
+
+#[test]
+fn network_test_reports_a_cut_secondary_link_while_the_primary_works() {
+    let (topology, _agent) = member_topology();
+    let nodes: Vec<_> = ["master", "node1", "node2"]
+        .iter()
+        .map(|n| topology.spec(n, IpPolicy::HybridIpv6).wire())
+        .collect();
+    let run = |nodes: Vec<gnt_proto::cluster::v1::NodeAddresses>| {
+        call(&topology, as_master(&topology), |ch| async move {
+            NodeAgentClient::new(ch)
+                .network_test(NetworkTestRequest {
+                    nodes,
+                    port: 0,
+                    timeout: Some(prost_types::Duration {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
+                })
+                .await
+        })
+        .unwrap()
+        .into_inner()
+        .verdicts
+    };
+    let healthy = run(nodes.clone());
+    assert_eq!(healthy.len(), 6, "two networks for each of three nodes");
+    assert!(healthy.iter().all(|v| v.reachable), "{healthy:?}");
+
+    topology.lab.cut_link("node2", Network::Secondary).unwrap();
+    let verdicts = run(nodes);
+    let failed: Vec<_> = verdicts.iter().filter(|v| !v.reachable).collect();
+    assert_eq!(failed.len(), 1, "{verdicts:?}");
+    assert_eq!(failed[0].node, "node2.lab.test");
+    assert_eq!(failed[0].network(), WireNetwork::Secondary);
+    assert!(
+        failed[0].failure.contains("10.78.0.12"),
+        "{}",
+        failed[0].failure
+    );
+    let node2_primary = verdicts
+        .iter()
+        .find(|v| v.node == "node2.lab.test" && v.network() == WireNetwork::Primary)
+        .unwrap();
+    assert!(node2_primary.reachable, "the primary network still works");
+}
+
+#[test]
+fn leaving_the_cluster_wipes_the_state_and_waits_for_a_new_join() {
+    let (topology, agent) = member_topology();
+    let state = topology.state_dir("node1");
+    let key_before = std::fs::read(state.join("node.key")).unwrap();
+    let left = call(&topology, as_master(&topology), |ch| async move {
+        NodeAgentClient::new(ch)
+            .leave_cluster(LeaveClusterRequest {})
+            .await
+    })
+    .unwrap()
+    .into_inner();
+    assert_eq!(left.bootstrap_address, "[::]:1811");
+    agent.wait(|s| matches!(s, AgentStatus::Bootstrap(_)));
+    for gone in ["ssconf_cluster_name", "node.pem", "ca.pem", "member.conf"] {
+        assert!(!state.join(gone).exists(), "{gone} survived LeaveCluster");
+    }
+    assert_ne!(
+        std::fs::read(state.join("node.key")).unwrap(),
+        key_before,
+        "a new key for a new membership"
+    );
+    // And it can join again.
+    topology.join_hybrid("node1");
+    agent.wait_member();
+}
