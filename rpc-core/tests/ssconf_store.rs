@@ -358,6 +358,27 @@ fn concurrent_readers_never_see_keys_of_two_sets() {
 }
 
 #[test]
+fn a_generation_missing_a_file_is_never_returned_short() {
+    // What a reader sees when cleanup deletes its generation under it: one file gone.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SsconfStore::new(dir.path());
+    store.replace(&uniform_set(SsconfKey::ALL, "full")).unwrap();
+    let current = dir
+        .path()
+        .join(".ssconf")
+        .join(fs::read_link(dir.path().join(".ssconf/current")).unwrap());
+    fs::remove_file(current.join("ssconf_node_list")).unwrap();
+    let err = store.read().unwrap_err();
+    assert!(
+        Chain(&err)
+            .to_string()
+            .contains("generations kept changing"),
+        "{}",
+        Chain(&err)
+    );
+}
+
+#[test]
 fn concurrent_writers_are_serialised() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());

@@ -4,18 +4,22 @@
 //!
 //! ```text
 //! D/ssconf_<key>           -> .ssconf/current/ssconf_<key>   (one stable link per key)
-//! D/.ssconf/current        -> gen-<n>                        (switched atomically)
-//! D/.ssconf/gen-<n>/ssconf_<key>                             (complete, immutable sets, 0444)
+//! D/.ssconf/current        -> gen-<n>-<r>                    (switched atomically)
+//! D/.ssconf/gen-<n>-<r>/ssconf_<key>                         (complete, immutable sets, 0444)
+//! D/.ssconf/gen-<n>-<r>/MANIFEST                             (the keys of that set)
 //! D/.ssconf/lock                                             (writers' lock)
 //! ```
 //!
 //! A writer builds the new set in a temporary directory, `fsync`s every file and the
-//! directory, renames it to `gen-<n>`, and then replaces the `current` link with one
-//! `rename`. Readers of this module resolve `current` once and read every file from that
-//! one generation, so they never see keys of two versions; generations are immutable, and
-//! the previous one is kept when a new one is published, so a reader that resolved
-//! `current` just before the switch can finish. A reader that loses even that race (its
-//! generation collected under it) starts again.
+//! directory, renames it to `gen-<n>-<r>` (`<r>` random, so a name is never reused, even
+//! after `clear` restarts the numbering), and then replaces the `current` link with one
+//! `rename`. Readers of this module resolve `current` once, read the generation's MANIFEST
+//! and then exactly the files it lists, so they never see keys of two versions.
+//! Generations are immutable, and the previous one is kept when a new one is published, so
+//! a reader that resolved `current` just before the switch can finish; a reader that loses
+//! even that race (its generation collected under it) finds a listed file missing and
+//! starts again. Listing the directory instead of following the manifest would not do: a
+//! generation being deleted lists short without any error.
 //!
 //! Ganeti's reader, which opens `D/ssconf_<key>` one file at a time, follows the stable
 //! link into the current generation: every file it reads is complete, and a key missing
@@ -42,6 +46,7 @@ const CURRENT: &str = "current";
 const LOCK_FILE: &str = "lock";
 const GENERATION_PREFIX: &str = "gen-";
 const TEMP_PREFIX: &str = "tmp-";
+const MANIFEST: &str = "MANIFEST";
 const FILE_MODE: u32 = 0o444;
 const DIR_MODE: u32 = 0o755;
 /// Ganeti's `SSCONF_LOCK_TIMEOUT`.
@@ -85,7 +90,7 @@ impl SsconfStore {
                     return Err(FsError::new("read link", self.meta().join(CURRENT), e).into());
                 }
             };
-            match read_set_from(&generation, &self.dir, |_| false) {
+            match self.read_generation(&generation) {
                 Err(SsconfError::Fs(e)) if e.is_not_found() => continue, // collected meanwhile
                 other => return other.map(|set| set.read_from(&self.dir)),
             }
@@ -120,8 +125,8 @@ impl SsconfStore {
         for temp in &generations.temporaries {
             remove_tree(&meta.join(temp))?;
         }
-        let number = generations.numbers.iter().max().map_or(1, |n| n + 1);
-        let name = format!("{GENERATION_PREFIX}{number}");
+        let number = generations.numbers().max().map_or(1, |n| n + 1);
+        let name = format!("{GENERATION_PREFIX}{number}-{:08x}", unique_suffix());
 
         // 1. The complete new generation, invisible until renamed.
         let temp = meta.join(format!("{TEMP_PREFIX}{number}"));
@@ -167,12 +172,8 @@ impl SsconfStore {
 
         // 5. Keep the new generation and the one a slow reader may still be reading.
         let keep_previous = previous.and_then(|p| p.to_str().map(str::to_owned));
-        for old in generations
-            .numbers
-            .iter()
-            .map(|n| format!("{GENERATION_PREFIX}{n}"))
-        {
-            if Some(&old) != keep_previous.as_ref() {
+        for old in &generations.generations {
+            if Some(old) != keep_previous.as_ref() {
                 remove_tree(&meta.join(old))?;
             }
         }
@@ -196,9 +197,8 @@ impl SsconfStore {
         self.remove_stable_paths()?;
         let generations = self.list_meta()?;
         for name in generations
-            .numbers
-            .iter()
-            .map(|n| format!("{GENERATION_PREFIX}{n}"))
+            .generations
+            .into_iter()
             .chain(generations.temporaries)
         {
             remove_tree(&meta.join(name))?;
@@ -218,6 +218,26 @@ impl SsconfStore {
         fs_atomic::sync_dir(&self.dir).map_err(Into::into)
     }
 
+    /// The keys its MANIFEST lists, from generation directory `dir`. A missing manifest or
+    /// file is a `NotFound` error: the generation is being collected.
+    fn read_generation(&self, dir: &Path) -> Result<SsconfSet, SsconfError> {
+        let manifest_path = dir.join(MANIFEST);
+        let manifest = fs::read_to_string(&manifest_path)
+            .map_err(|e| FsError::new("read", &manifest_path, e))?;
+        let mut set = SsconfSet::new();
+        for (index, name) in manifest.lines().enumerate() {
+            let key: SsconfKey = name.parse().map_err(|_| SsconfError::Malformed {
+                location: Location::File(manifest_path.clone()),
+                line: index + 1,
+                reason: format!("'{name}' is not an ssconf key"),
+            })?;
+            let path = dir.join(key.file_name());
+            let bytes = read_limited(&path)?;
+            set.insert_read(key, decode(&self.dir.join(key.file_name()), bytes)?);
+        }
+        Ok(set)
+    }
+
     /// Files written directly as `D/ssconf_<key>` (by Ganeti, or left by a crash during
     /// `clear`); dangling links read as absent keys.
     fn read_loose_files(&self) -> Result<SsconfSet, SsconfError> {
@@ -227,9 +247,7 @@ impl SsconfStore {
 
     fn generation_dir(&self, target: &Path) -> Result<PathBuf, SsconfError> {
         let name = target.to_str().unwrap_or_default();
-        let valid = name
-            .strip_prefix(GENERATION_PREFIX)
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let valid = generation_number(name).is_some();
         if !valid {
             return Err(SsconfError::Malformed {
                 location: Location::File(self.meta().join(CURRENT)),
@@ -278,11 +296,8 @@ impl SsconfStore {
         for entry in fs::read_dir(&meta).map_err(|e| FsError::new("list", &meta, e))? {
             let entry = entry.map_err(|e| FsError::new("list", &meta, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(number) = name
-                .strip_prefix(GENERATION_PREFIX)
-                .and_then(|n| n.parse().ok())
-            {
-                entries.numbers.push(number);
+            if generation_number(&name).is_some() {
+                entries.generations.push(name);
             } else if name.starts_with(TEMP_PREFIX) {
                 entries.temporaries.push(name);
             }
@@ -293,8 +308,43 @@ impl SsconfStore {
 
 #[derive(Default)]
 struct MetaEntries {
-    numbers: Vec<u64>,
+    /// Names of published generations.
+    generations: Vec<String>,
     temporaries: Vec<String>,
+}
+
+impl MetaEntries {
+    fn numbers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.generations
+            .iter()
+            .filter_map(|name| generation_number(name))
+    }
+}
+
+/// The number of a generation directory named `gen-<n>-<hex>`.
+fn generation_number(name: &str) -> Option<u64> {
+    let (number, suffix) = name.strip_prefix(GENERATION_PREFIX)?.split_once('-')?;
+    let hex = !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    if hex && digits {
+        number.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A value that makes a generation's name unique even if its number repeats.
+fn unique_suffix() -> u32 {
+    let mut bytes = [0u8; 4];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        // Uniqueness, not secrecy, is what matters: fall back to time and process.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        return nanos ^ std::process::id();
+    }
+    u32::from_le_bytes(bytes)
 }
 
 /// Where the stable link of `key` points, relative to the state directory.
@@ -303,10 +353,14 @@ fn stable_target(key: SsconfKey) -> PathBuf {
 }
 
 fn write_generation(dir: &Path, set: &SsconfSet) -> Result<(), FsError> {
+    let mut manifest = String::new();
     for (key, _) in set.iter() {
         let contents = set.file_contents(key).unwrap_or_default();
         fs_atomic::write_new_file(&dir.join(key.file_name()), &contents, FILE_MODE)?;
+        manifest.push_str(key.as_str());
+        manifest.push('\n');
     }
+    fs_atomic::write_new_file(&dir.join(MANIFEST), manifest.as_bytes(), FILE_MODE)?;
     fs_atomic::sync_dir(dir)?;
     fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(DIR_MODE))
         .map_err(|e| FsError::new("set permissions of", dir, e))
