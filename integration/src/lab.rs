@@ -157,9 +157,17 @@ impl HostSpec {
 #[derive(Debug, Default)]
 pub struct LabBuilder {
     hosts: Vec<HostSpec>,
+    aliases: Vec<(String, Vec<IpAddr>)>,
 }
 
 impl LabBuilder {
+    /// Adds a name to every host's hosts file without a host behind it (a cluster name
+    /// that must resolve to an unused address, say).
+    pub fn alias(mut self, name: &str, addresses: &[IpAddr]) -> Self {
+        self.aliases.push((name.to_owned(), addresses.to_vec()));
+        self
+    }
+
     /// Adds a host.
     pub fn host(mut self, spec: HostSpec) -> Self {
         self.hosts.push(spec);
@@ -182,6 +190,7 @@ impl LabBuilder {
             switch: format!("{id}-sw"),
             id,
             hosts: Vec::new(),
+            aliases: self.aliases.clone(),
         };
         // From here on, dropping `lab` removes whatever was created.
         ip(&["netns", "add", &lab.switch])?;
@@ -234,6 +243,7 @@ pub struct Lab {
     id: String,
     switch: String,
     hosts: Vec<LabHost>,
+    aliases: Vec<(String, Vec<IpAddr>)>,
 }
 
 impl Lab {
@@ -331,6 +341,11 @@ impl Lab {
         for host in &self.hosts {
             for ip in host.addresses() {
                 table.push_str(&format!("{ip} {} {}\n", host.fqdn(), host.name));
+            }
+        }
+        for (name, addresses) in &self.aliases {
+            for ip in addresses {
+                table.push_str(&format!("{ip} {name}\n"));
             }
         }
         for host in &self.hosts {
@@ -550,6 +565,11 @@ pub struct LabProcess {
 }
 
 impl LabProcess {
+    /// Adopts a process started with [`LabHost::command`].
+    pub fn from_child(child: Child) -> Self {
+        Self { child: Some(child) }
+    }
+
     /// The process, to read its pipes or wait for it.
     pub fn child(&mut self) -> &mut Child {
         // Only `into_output` takes the child, and it consumes `self`.

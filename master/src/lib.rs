@@ -1,5 +1,26 @@
-//! The master: cluster configuration and PKI, cluster init, node add and remove with
-//! Ganeti's checks, fan-out RPC to the nodes, cluster verify, and the `gnt` CLI.
+//! The master: the cluster configuration and PKI, `gnt cluster init`, the master daemon
+//! `gnt-masterd` and its API, node add and remove with Ganeti's checks, fan-out calls to the
+//! nodes, cluster verify, and the `gnt` CLI.
 //!
-//! Not built yet (issue 5). This crate deliberately exports nothing, and ships no binary,
-//! until it does.
+//! - [`paths`]: where the master keeps its files (`<state>/master/`);
+//! - [`config`]: the configuration file and the one-change-at-a-time handle on it;
+//! - [`pki`]: the cluster CA and the certificates it issues;
+//! - [`init`]: `gnt cluster init`;
+//! - [`operations`]: what the master does (tokens, add, remove, modify, fan-out, verify);
+//! - [`channels`]: one HTTP/2 channel per node;
+//! - [`procedure`]: any node procedure by name, with JSON in and out (`gnt rpc call`);
+//! - [`service`]: the gRPC master API;
+//! - [`daemon`]: the `gnt-masterd` daemon;
+//! - [`cli`]: the `gnt` CLI.
+
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod init;
+pub mod operations;
+pub mod paths;
+pub mod pki;
+pub mod procedure;
+pub mod service;

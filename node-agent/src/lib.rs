@@ -20,6 +20,7 @@ mod bootstrap;
 pub mod config;
 pub mod daemon;
 pub mod join_client;
+pub mod logging;
 mod member;
 pub mod state;
 

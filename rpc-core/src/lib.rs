@@ -13,6 +13,7 @@
 //!   codes and CLI exit codes.
 //! - [`fs_atomic`]: crash-safe file replacement, shared by ssconf and the key stores.
 //! - [`join`]: join tokens, and the HMAC proofs that bind them to one TLS session.
+//! - [`runner`]: the fan-out runner: one procedure on many nodes, one result per node.
 //!
 //! This crate does no RPC itself and opens no listening socket; listeners and connectors
 //! live in `gnt-transports`.
@@ -31,6 +32,7 @@ pub mod fs_atomic;
 pub mod join;
 pub mod netutils;
 pub mod policy;
+pub mod runner;
 pub mod ssconf;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -215,3 +215,26 @@ async fn a_dead_name_server_is_a_dns_failure_within_the_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_dns_failure_still_gets_the_hint_when_the_hosts_file_has_the_other_family() {
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = Resolver::with_name_servers(
+        "192.0.2.5 only4.cluster.test\n",
+        &[dead],
+        &[],
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    let err = r
+        .resolve("only4.cluster.test", Some(IpFamily::V6))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the name 'only4.cluster.test' has no IPv6 address; it resolves to IPv4 only: 192.0.2.5"
+    );
+}

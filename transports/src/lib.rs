@@ -41,6 +41,7 @@
 mod connect;
 mod diag;
 mod error;
+mod failure;
 mod io;
 mod listen;
 mod peer;
@@ -51,6 +52,7 @@ pub use connect::{
     Connector, DEFAULT_ATTEMPT_DELAY, DEFAULT_CONNECT_TIMEOUT, DialOptions, dial_tcp,
 };
 pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfigError};
+pub use failure::{call_failure, code_name, from_connect};
 pub use io::{ClientIo, Connection};
 pub use listen::{Incoming, Listener, MemoryConnector};
 pub use peer::{

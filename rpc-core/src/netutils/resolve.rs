@@ -273,7 +273,25 @@ impl Resolver {
             Some(IpFamily::V6) => &[IpFamily::V6],
             None => &[IpFamily::V6, IpFamily::V4],
         };
-        let addresses = self.lookup(&hostname, families).await?;
+        let addresses = match self.lookup(&hostname, families).await {
+            Ok(addresses) => addresses,
+            // DNS failed, but the hosts file may know the name in the other family: that is
+            // what the operator needs to hear (glibc would only say "temporary failure").
+            Err(error @ ResolveError::Dns { .. }) => {
+                let others = family
+                    .map(|f| self.hosts_file_addresses(&hostname, &[f.other()]))
+                    .unwrap_or_default();
+                return match (family, others.is_empty()) {
+                    (Some(family), false) => Err(ResolveError::OnlyOtherFamily {
+                        name: hostname.as_str().to_owned(),
+                        family,
+                        others,
+                    }),
+                    _ => Err(error),
+                };
+            }
+            Err(error) => return Err(error),
+        };
         if let Some(resolved) = Resolved::new(hostname.as_str().to_owned(), addresses) {
             return Ok(resolved);
         }
@@ -309,11 +327,7 @@ impl Resolver {
                 reason: "not a valid DNS name",
             })
         })?;
-        let hosts = self.hosts.current();
-        let from_hosts: Vec<IpAddr> = families
-            .iter()
-            .flat_map(|family| hosts_lookup(&hosts, &dns_name, *family))
-            .collect();
+        let from_hosts = self.hosts_file_addresses(name, families);
         if !from_hosts.is_empty() {
             return Ok(from_hosts);
         }
@@ -340,6 +354,20 @@ impl Resolver {
             }
         }
         Ok(found)
+    }
+}
+
+impl Resolver {
+    /// The addresses the hosts file alone gives `name` in `families`.
+    fn hosts_file_addresses(&self, name: &Hostname, families: &[IpFamily]) -> Vec<IpAddr> {
+        let Ok(dns_name) = Name::from_ascii(name.as_str()) else {
+            return Vec::new();
+        };
+        let hosts = self.hosts.current();
+        families
+            .iter()
+            .flat_map(|family| hosts_lookup(&hosts, &dns_name, *family))
+            .collect()
     }
 }
 

@@ -1,0 +1,450 @@
+//! `gnt`, the operator CLI, in Ganeti's idiom: `gnt cluster init|info|verify`,
+//! `gnt node token create|add|list|info|remove|modify`, `gnt rpc call`.
+//!
+//! `cluster init` works on this host directly (there is no master daemon yet); everything
+//! else asks `gnt-masterd` over its Unix socket. Every failure is one line on standard error,
+//! and the exit code says what kind of failure it was (see `gnt_core::ErrorKind`).
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use gnt_core::error::{Chain, Classify, ErrorKind, kind_of_status};
+use gnt_core::netutils::Resolver;
+use gnt_core::policy::IpPolicy;
+use gnt_core::runner::TimeoutClass;
+use gnt_proto::master::v1::master_client::MasterClient;
+use gnt_proto::master::v1::{
+    AddNodeRequest, CallNodesRequest, CallStatus, ClusterInfoRequest, CreateJoinTokenRequest,
+    GetNodeRequest, ListNodesRequest, ModifyNodeRequest, RemoveNodeRequest, VerifyClusterRequest,
+};
+use gnt_transports::Connector;
+use tonic::transport::Channel;
+
+use crate::init::{InitOptions, init};
+use crate::paths::MasterPaths;
+
+pub use output::Output;
+
+/// Operate a gnt-rpc cluster.
+#[derive(Debug, clap::Parser)]
+#[command(name = "gnt", version)]
+pub struct Cli {
+    /// The state directory of this host's gnt-rpc daemons.
+    #[arg(
+        long,
+        global = true,
+        env = "GNT_STATE_DIR",
+        default_value = "/var/lib/gnt-rpc",
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `gnt` commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// The cluster as a whole.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Calling node procedures directly, for debugging.
+    #[command(subcommand)]
+    Rpc(RpcCommand),
+}
+
+/// `gnt cluster ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Create a cluster with this host as its master.
+    Init(InitArgs),
+    /// Show the cluster's configuration.
+    Info {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Test the network from every online node to every online node, on both networks.
+    Verify,
+}
+
+/// `gnt cluster init` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// 4 for a pure IPv4 cluster, 6 for hybrid IPv6/IPv4 (IPv6 primaries, IPv4 secondaries).
+    #[arg(long, default_value = "4", value_name = "4|6")]
+    pub primary_ip_version: IpPolicy,
+    /// This host's IPv4 secondary address (required with --primary-ip-version 6).
+    #[arg(short = 's', long, value_name = "IPV4")]
+    pub secondary_ip: Option<String>,
+    /// Netmask length of the cluster IP. Default: 32 (IPv4) or 128 (IPv6).
+    #[arg(long, value_name = "N")]
+    pub master_netmask: Option<u32>,
+    /// This host's name. Default: $GNT_HOSTNAME, else the system host name.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// The cluster's name; it must resolve, in the chosen family, to an unused address.
+    pub cluster_name: String,
+}
+
+/// `gnt node ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Join tokens for new nodes.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Add a node whose gnt-noded waits with a join token.
+    Add {
+        /// The node's IPv4 secondary address (required in a hybrid cluster).
+        #[arg(short = 's', long, value_name = "IPV4")]
+        secondary_ip: Option<String>,
+        /// The token the node's gnt-noded was started with.
+        #[arg(long, value_name = "TOKEN")]
+        join_token: String,
+        /// The node's name; it must resolve in the cluster's primary IP version.
+        name: String,
+    },
+    /// List the nodes.
+    List {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show one node.
+    Info {
+        /// The node.
+        name: String,
+    },
+    /// Remove a node: it leaves the cluster, the others get the new ssconf.
+    Remove {
+        /// The node.
+        name: String,
+    },
+    /// Change a node's flags.
+    Modify {
+        /// Mark the node offline (no traffic at all) or back online.
+        #[arg(long, value_name = "yes|no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+        offline: bool,
+        /// The node.
+        name: String,
+    },
+}
+
+/// `gnt node token ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a single-use join token and print how to use it.
+    Create {
+        /// How long it stays valid: 30m, 24h, 7d, or seconds.
+        #[arg(long, default_value = "24h", value_parser = output::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+/// `gnt rpc ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RpcCommand {
+    /// Call a node procedure (gnt.node.v1.NodeAgent) on several nodes at once.
+    Call {
+        /// The procedure, e.g. Version, NodeInfo, TcpPing.
+        procedure: String,
+        /// Nodes to call, comma-separated. Default: all.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            conflicts_with = "all",
+            value_name = "N1,N2"
+        )]
+        nodes: Vec<String>,
+        /// Call every node (the default).
+        #[arg(long)]
+        all: bool,
+        /// The request as JSON (proto3 JSON mapping). Default: empty.
+        #[arg(short = 'd', long = "data", value_name = "JSON", default_value = "")]
+        data: String,
+        /// Timeout class: urgent (60 s), fast (5 min), normal (15 min), slow (1 h), 4hrs, 1day.
+        #[arg(long, default_value = "urgent")]
+        timeout_class: TimeoutClass,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("'{other}': use yes or no")),
+    }
+}
+
+/// A failed command: the message for standard error and the kind for the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// One line, with its causes.
+    pub message: String,
+}
+
+impl Failure {
+    fn of<E: Classify>(err: &E) -> Self {
+        Self {
+            kind: err.kind(),
+            message: Chain(err).to_string(),
+        }
+    }
+
+    fn status(status: &tonic::Status) -> Self {
+        Self {
+            kind: kind_of_status(status),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+/// Runs a command; `Ok` carries the exit code of a command that ran (non-zero when, e.g.,
+/// verify found problems).
+pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let paths = MasterPaths::new(&cli.state_dir);
+    match cli.command {
+        Command::Cluster(ClusterCommand::Init(args)) => cluster_init(&cli.state_dir, args).await,
+        Command::Cluster(ClusterCommand::Info { output }) => {
+            let info = connect(&paths)
+                .await?
+                .cluster_info(ClusterInfoRequest {})
+                .await;
+            output::cluster_info(&info.map_err(|s| Failure::status(&s))?.into_inner(), output);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cluster(ClusterCommand::Verify) => cluster_verify(&paths).await,
+        Command::Node(command) => node(&paths, command).await,
+        Command::Rpc(RpcCommand::Call {
+            procedure,
+            nodes,
+            all: _,
+            data,
+            timeout_class,
+            output,
+        }) => rpc_call(&paths, procedure, nodes, data, timeout_class, output).await,
+    }
+}
+
+/// A client of the local master daemon.
+async fn connect(paths: &MasterPaths) -> Result<MasterClient<Channel>, Failure> {
+    let unreachable = |why: String| Failure {
+        kind: ErrorKind::Unavailable,
+        message: format!(
+            "cannot reach gnt-masterd at {}: {why}; is gnt-masterd running on this host (`gnt-masterd --state-dir {}`)?",
+            paths.socket.display(),
+            paths.state_dir.display()
+        ),
+    };
+    if !paths.socket.exists() {
+        return Err(unreachable("no such socket".to_owned()));
+    }
+    let channel = Connector::unix(&paths.socket)
+        .channel()
+        .await
+        .map_err(|e| unreachable(Chain(&e).to_string()))?;
+    Ok(MasterClient::new(channel))
+}
+
+async fn cluster_init(state_dir: &std::path::Path, args: InitArgs) -> Result<ExitCode, Failure> {
+    let node_name = match args
+        .node_name
+        .or_else(|| std::env::var("GNT_HOSTNAME").ok())
+    {
+        Some(name) => name,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .map_err(|e| Failure {
+                kind: ErrorKind::Environment,
+                message: format!("cannot read this host's name: {e}; give it with --node-name"),
+            })?,
+    };
+    let options = InitOptions {
+        state_dir: state_dir.to_owned(),
+        cluster_name: args.cluster_name,
+        policy: args.primary_ip_version,
+        secondary_ip: args.secondary_ip,
+        master_netmask: args.master_netmask,
+        node_name,
+        node_port: gnt_node_agent::config::DEFAULT_PORT,
+        ping_timeout: Duration::from_secs(5),
+    };
+    let resolver = Resolver::system().map_err(|e| Failure::of(&e))?;
+    let report = init(&options, &resolver)
+        .await
+        .map_err(|e| Failure::of(&e))?;
+    output::initialised(&report.config, state_dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
+    let mut client = connect(paths).await?;
+    let info = client
+        .cluster_info(ClusterInfoRequest {})
+        .await
+        .map_err(|s| Failure::status(&s))?
+        .into_inner();
+    println!(
+        "Verifying cluster {}: network test from every online node to every online node",
+        info.cluster_name
+    );
+    let verdict = client
+        .verify_cluster(VerifyClusterRequest {})
+        .await
+        .map_err(|s| Failure::status(&s))?
+        .into_inner();
+    Ok(output::verification(&verdict))
+}
+
+async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Failure> {
+    let mut client = connect(paths).await?;
+    let status = |s: tonic::Status| Failure::status(&s);
+    match command {
+        NodeCommand::Token(TokenCommand::Create { ttl }) => {
+            let request = CreateJoinTokenRequest {
+                ttl: prost_types::Duration::try_from(ttl).ok(),
+            };
+            let token = client
+                .create_join_token(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::token(&token);
+        }
+        NodeCommand::Add {
+            secondary_ip,
+            join_token,
+            name,
+        } => {
+            let request = AddNodeRequest {
+                name,
+                secondary_ip: secondary_ip.unwrap_or_default(),
+                join_token,
+            };
+            let added = client.add_node(request).await.map_err(status)?.into_inner();
+            output::added(&added);
+        }
+        NodeCommand::List { output } => {
+            let nodes = client
+                .list_nodes(ListNodesRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::node_list(&nodes.nodes, output);
+        }
+        NodeCommand::Info { name } => {
+            let node = client
+                .get_node(GetNodeRequest { name })
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::node_info(&node);
+        }
+        NodeCommand::Remove { name } => {
+            let removed = client
+                .remove_node(RemoveNodeRequest { name: name.clone() })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "Node {name} removed; configuration serial {}.",
+                removed.config_serial
+            );
+            output::warnings(&removed.warnings);
+        }
+        NodeCommand::Modify { offline, name } => {
+            let node = client
+                .modify_node(ModifyNodeRequest { name, offline })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let name = node.addresses.map(|a| a.name).unwrap_or_default();
+            println!(
+                "Node {name} is now {}.",
+                if node.offline { "offline" } else { "online" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rpc_call(
+    paths: &MasterPaths,
+    procedure: String,
+    nodes: Vec<String>,
+    data: String,
+    class: TimeoutClass,
+    format: Output,
+) -> Result<ExitCode, Failure> {
+    let mut client = connect(paths).await?;
+    let status = |s: tonic::Status| Failure::status(&s);
+    let expected: Vec<String> = if nodes.is_empty() {
+        let all = client
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map_err(status)?
+            .into_inner();
+        all.nodes
+            .into_iter()
+            .filter_map(|n| n.addresses.map(|a| a.name))
+            .collect()
+    } else {
+        nodes.clone()
+    };
+    let request = CallNodesRequest {
+        procedure,
+        nodes,
+        request_json: data,
+        timeout_class: output::wire_class(class).into(),
+    };
+    let mut stream = client
+        .call_nodes(request)
+        .await
+        .map_err(status)?
+        .into_inner();
+    let started = Instant::now();
+    let mut progress = output::Progress::new(expected);
+    let mut results = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            next = stream.next() => match next {
+                Some(Ok(result)) => {
+                    progress.answered(&result.node);
+                    results.push(result);
+                }
+                Some(Err(s)) => return Err(status(s)),
+                None => break,
+            },
+            _ = tick.tick() => {
+                if started.elapsed() >= Duration::from_secs(1) {
+                    progress.show(started.elapsed());
+                }
+            }
+        }
+    }
+    progress.finish();
+    output::call_results(&mut results, format);
+    let failed = results
+        .iter()
+        .any(|r| !matches!(r.status(), CallStatus::Ok | CallStatus::Offline));
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,394 @@
+//! What `gnt` prints: tables and JSON, the token instructions, verify's report, and the
+//! progress line of long calls.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gnt_core::runner::TimeoutClass;
+use gnt_proto::master::v1::{
+    AddNodeResponse, CallStatus, ClusterInfoResponse, CreateJoinTokenResponse, NetworkKind,
+    NodeCallResult, NodeRecord, TimeoutClass as WireClass, VerifyClusterResponse,
+};
+use serde_json::json;
+
+use crate::config::ClusterConfig;
+use crate::operations::utc;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+/// Parses `30m`, `24h`, `7d`, `90s` or plain seconds.
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}': expected a number and s, m, h or d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("'{text}': the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(value.saturating_mul(scale)))
+}
+
+pub(super) fn wire_class(class: TimeoutClass) -> WireClass {
+    match class {
+        TimeoutClass::Urgent => WireClass::Urgent,
+        TimeoutClass::Fast => WireClass::Fast,
+        TimeoutClass::Normal => WireClass::Normal,
+        TimeoutClass::Slow => WireClass::Slow,
+        TimeoutClass::FourHours => WireClass::FourHours,
+        TimeoutClass::OneDay => WireClass::OneDay,
+    }
+}
+
+fn version_name(version: i32) -> &'static str {
+    if version == 6 {
+        "hybrid IPv6/IPv4"
+    } else {
+        "IPv4"
+    }
+}
+
+pub(super) fn initialised(config: &ClusterConfig, state_dir: &Path) {
+    let master = config.master();
+    println!(
+        "Cluster {} initialised ({}).",
+        config.cluster_name,
+        version_name(i32::from(config.primary_ip_version))
+    );
+    if let Some(master) = master {
+        println!(
+            "  master node: {} (primary {}, secondary {})",
+            config.master_node, master.primary_ip, master.secondary_ip
+        );
+    }
+    println!(
+        "  cluster IP:  {}/{}",
+        config.master_ip, config.master_netmask
+    );
+    println!(
+        "  state:       {} (configuration serial {})",
+        state_dir.display(),
+        config.serial
+    );
+    println!("Now start the daemons on this host:");
+    println!("  gnt-noded --state-dir {}", state_dir.display());
+    println!("  gnt-masterd --state-dir {}", state_dir.display());
+}
+
+pub(super) fn cluster_info(info: &ClusterInfoResponse, output: Output) {
+    let master = info.master.clone().unwrap_or_default();
+    if output == Output::Json {
+        let value = json!({
+            "cluster_name": info.cluster_name,
+            "primary_ip_version": info.primary_ip_version,
+            "master_node": master.name,
+            "master_primary_ip": master.primary_ip,
+            "master_secondary_ip": master.secondary_ip,
+            "master_ip": info.master_ip,
+            "master_netmask": info.master_netmask,
+            "node_port": info.node_port,
+            "node_count": info.node_count,
+            "config_serial": info.config_serial,
+        });
+        println!("{value:#}");
+        return;
+    }
+    println!("Cluster name:        {}", info.cluster_name);
+    println!(
+        "Primary IP version:  {} ({})",
+        info.primary_ip_version,
+        version_name(info.primary_ip_version)
+    );
+    println!(
+        "Master node:         {} (primary {}, secondary {})",
+        master.name, master.primary_ip, master.secondary_ip
+    );
+    println!(
+        "Cluster IP:          {}/{}",
+        info.master_ip, info.master_netmask
+    );
+    println!("Node agent port:     {}", info.node_port);
+    println!("Nodes:               {}", info.node_count);
+    println!("Configuration serial: {}", info.config_serial);
+}
+
+pub(super) fn token(token: &CreateJoinTokenResponse) {
+    println!(
+        "Join token (single use, valid until {}):",
+        utc(token.expires_at_unix)
+    );
+    println!("  {}", token.token);
+    println!();
+    println!("On the new node, start the agent with it:");
+    println!("  GNT_JOIN_TOKEN={} gnt-noded", token.token);
+    println!("(or put the token in a file only root can read and use --join-token-file FILE)");
+    println!();
+    println!("Then, on this host:");
+    println!(
+        "  gnt node add --join-token {} [-s SECONDARY_IPV4] NODE_NAME",
+        token.token
+    );
+}
+
+pub(super) fn added(added: &AddNodeResponse) {
+    let node = added.node.clone().unwrap_or_default();
+    let addresses = node.addresses.unwrap_or_default();
+    println!(
+        "Node {} added (primary {}, secondary {}); configuration serial {}.",
+        addresses.name, addresses.primary_ip, addresses.secondary_ip, added.config_serial
+    );
+    warnings(&added.warnings);
+}
+
+pub(super) fn warnings(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
+pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
+    if output == Output::Json {
+        let list: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let a = n.addresses.clone().unwrap_or_default();
+                json!({
+                    "name": a.name,
+                    "primary_ip": a.primary_ip,
+                    "secondary_ip": a.secondary_ip,
+                    "master": n.master,
+                    "offline": n.offline,
+                    "certificate_sha256": n.certificate_sha256,
+                })
+            })
+            .collect();
+        println!("{:#}", serde_json::Value::Array(list));
+        return;
+    }
+    let rows: Vec<[String; 5]> = nodes
+        .iter()
+        .map(|n| {
+            let a = n.addresses.clone().unwrap_or_default();
+            [
+                a.name,
+                a.primary_ip,
+                a.secondary_ip,
+                yes_no(n.master).to_owned(),
+                yes_no(n.offline).to_owned(),
+            ]
+        })
+        .collect();
+    table(
+        &["Node", "Primary", "Secondary", "Master", "Offline"],
+        &rows,
+    );
+}
+
+pub(super) fn node_info(node: &NodeRecord) {
+    let a = node.addresses.clone().unwrap_or_default();
+    println!("Node:         {}", a.name);
+    println!("Primary IP:   {}", a.primary_ip);
+    println!("Secondary IP: {}", a.secondary_ip);
+    println!("Master:       {}", yes_no(node.master));
+    println!("Offline:      {}", yes_no(node.offline));
+    println!("Certificate:  SHA256 {}", node.certificate_sha256);
+}
+
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
+    for problem in &verdict.problems {
+        let network = match problem.network() {
+            NetworkKind::Primary => "ENODENET:primary",
+            NetworkKind::Secondary => "ENODENET:secondary",
+            NetworkKind::Unspecified => "ENODENET",
+        };
+        println!(
+            "  - ERROR:{network}: node {}: {}",
+            problem.node, problem.message
+        );
+    }
+    if verdict.problems.is_empty() {
+        println!(
+            "Cluster verify passed: {} nodes reach each other on both networks.",
+            verdict.nodes_checked
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "Cluster verify failed: {} problem(s) found by {} node(s).",
+            verdict.problems.len(),
+            verdict.nodes_checked
+        );
+        ExitCode::from(1)
+    }
+}
+
+fn status_name(status: CallStatus) -> &'static str {
+    match status {
+        CallStatus::Ok => "ok",
+        CallStatus::Offline => "offline",
+        CallStatus::Refused => "refused",
+        CallStatus::TimedOut => "timed out",
+        CallStatus::TlsRejected => "TLS rejected",
+        CallStatus::RemoteError => "remote error",
+        CallStatus::Unreachable | CallStatus::Unspecified => "unreachable",
+    }
+}
+
+pub(super) fn call_results(results: &mut [NodeCallResult], output: Output) {
+    results.sort_by(|a, b| gnt_core::ssconf::nice_cmp(&a.node, &b.node));
+    let elapsed = |r: &NodeCallResult| {
+        r.elapsed
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or_default()
+    };
+    if output == Output::Json {
+        let list: Vec<_> = results
+            .iter()
+            .map(|r| {
+                let response: serde_json::Value =
+                    serde_json::from_str(&r.response_json).unwrap_or(serde_json::Value::Null);
+                json!({
+                    "node": r.node,
+                    "status": status_name(r.status()),
+                    "elapsed_ms": elapsed(r).as_secs_f64() * 1000.0,
+                    "response": response,
+                    "failure": r.failure,
+                })
+            })
+            .collect();
+        println!("{:#}", serde_json::Value::Array(list));
+        return;
+    }
+    let rows: Vec<[String; 4]> = results
+        .iter()
+        .map(|r| {
+            let result = if r.status() == CallStatus::Ok {
+                r.response_json.clone()
+            } else {
+                r.failure.clone()
+            };
+            [
+                r.node.clone(),
+                status_name(r.status()).to_owned(),
+                format!("{:.1?}", elapsed(r)),
+                result,
+            ]
+        })
+        .collect();
+    table(&["Node", "Status", "Time", "Result"], &rows);
+}
+
+/// The "still waiting" line of a call that takes more than a second.
+pub(super) struct Progress {
+    pending: Vec<String>,
+    total: usize,
+    shown: bool,
+    terminal: bool,
+}
+
+impl Progress {
+    pub(super) fn new(expected: Vec<String>) -> Self {
+        Self {
+            total: expected.len(),
+            pending: expected,
+            shown: false,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub(super) fn answered(&mut self, node: &str) {
+        self.pending.retain(|n| n != node);
+    }
+
+    pub(super) fn show(&mut self, elapsed: Duration) {
+        let mut waiting: Vec<&str> = self.pending.iter().map(String::as_str).take(3).collect();
+        if self.pending.len() > 3 {
+            waiting.push("...");
+        }
+        let line = format!(
+            "[{:>4.1}s] {}/{} nodes answered; waiting for {}",
+            elapsed.as_secs_f64(),
+            self.total - self.pending.len(),
+            self.total,
+            waiting.join(", ")
+        );
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else if elapsed.as_millis() % 5000 < 500 || !self.shown {
+            // Not a terminal: a line now and then, not a flood.
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+        self.shown = true;
+    }
+
+    pub(super) fn finish(&self) {
+        if self.shown && self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert!(
+            parse_duration("1w")
+                .unwrap_err()
+                .contains("the unit must be")
+        );
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! Calling any unary node procedure by name with a JSON request, for `gnt rpc call`: the
+//! request is parsed against the procedure's input type from the protocol's own descriptor
+//! set (the proto3 JSON mapping), sent as raw bytes, and the answer rendered back as JSON.
+//! No code per procedure: a procedure added to `gnt.node.v1.NodeAgent` is callable at once.
+
+use bytes::{Buf, BufMut, Bytes};
+use gnt_core::error::{Classify, ErrorKind};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+
+/// The service whose procedures can be called.
+pub const NODE_SERVICE: &str = "gnt.node.v1.NodeAgent";
+
+/// A procedure that cannot be called as asked.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ProcedureError {
+    /// No such procedure.
+    #[error("no procedure '{name}' in {NODE_SERVICE}; available: {available}")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The procedures there are.
+        available: String,
+    },
+    /// A streaming procedure.
+    #[error("{0} is a streaming procedure; gnt rpc call calls unary procedures only")]
+    Streaming(String),
+    /// The JSON does not fit the request type.
+    #[error("the request is not a valid {message} in JSON: {reason}")]
+    BadRequest {
+        /// The request type.
+        message: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The descriptor set is unusable (a build defect).
+    #[error("the protocol descriptors are unusable: {0}")]
+    Descriptors(String),
+}
+
+impl Classify for ProcedureError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unknown { .. } => ErrorKind::UnknownEntity,
+            Self::Streaming(_) | Self::BadRequest { .. } => ErrorKind::WrongInput,
+            Self::Descriptors(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// A unary node procedure and its request, ready to send.
+#[derive(Debug, Clone)]
+pub struct PreparedCall {
+    method: MethodDescriptor,
+    path: tonic::codegen::http::uri::PathAndQuery,
+    request: Bytes,
+}
+
+impl PreparedCall {
+    /// Looks `name` up and encodes `request_json` (empty: the default message).
+    pub fn new(name: &str, request_json: &str) -> Result<Self, ProcedureError> {
+        let pool = DescriptorPool::decode(gnt_proto::FILE_DESCRIPTOR_SET)
+            .map_err(|e| ProcedureError::Descriptors(e.to_string()))?;
+        let service = pool
+            .get_service_by_name(NODE_SERVICE)
+            .ok_or_else(|| ProcedureError::Descriptors(format!("{NODE_SERVICE} is missing")))?;
+        let method = service
+            .methods()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| ProcedureError::Unknown {
+                name: name.to_owned(),
+                available: service
+                    .methods()
+                    .map(|m| m.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        if method.is_client_streaming() || method.is_server_streaming() {
+            return Err(ProcedureError::Streaming(name.to_owned()));
+        }
+        let input = method.input();
+        let message = if request_json.trim().is_empty() {
+            DynamicMessage::new(input)
+        } else {
+            let mut deserializer = serde_json::Deserializer::from_str(request_json);
+            DynamicMessage::deserialize(input.clone(), &mut deserializer)
+                .and_then(|m| deserializer.end().map(|()| m))
+                .map_err(|e| ProcedureError::BadRequest {
+                    message: input.full_name().to_owned(),
+                    reason: e.to_string(),
+                })?
+        };
+        let path = format!("/{NODE_SERVICE}/{name}").parse().map_err(
+            |e: tonic::codegen::http::uri::InvalidUri| ProcedureError::Descriptors(e.to_string()),
+        )?;
+        Ok(Self {
+            method,
+            path,
+            request: message.encode_to_vec().into(),
+        })
+    }
+
+    /// The procedure's name.
+    pub fn name(&self) -> &str {
+        self.method.name()
+    }
+
+    /// Sends it on `channel` with `timeout`, returning the answer as JSON.
+    pub async fn call(
+        &self,
+        channel: Channel,
+        timeout: std::time::Duration,
+    ) -> Result<String, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("not ready: {e}")))?;
+        let mut request = tonic::Request::new(self.request.clone());
+        request.set_timeout(timeout);
+        let answer = grpc
+            .unary(request, self.path.clone(), RawCodec)
+            .await?
+            .into_inner();
+        let message = DynamicMessage::decode(self.method.output(), answer)
+            .map_err(|e| tonic::Status::internal(format!("the answer does not decode: {e}")))?;
+        serde_json::to_string(&message)
+            .map_err(|e| tonic::Status::internal(format!("the answer does not render: {e}")))
+    }
+}
+
+/// A codec that passes encoded messages through unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
+        let len = src.remaining();
+        Ok(Some(src.copy_to_bytes(len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procedures_are_found_by_name_with_their_request_checked() {
+        let call = PreparedCall::new("Version", "").unwrap();
+        assert_eq!(call.name(), "Version");
+        let ping = PreparedCall::new(
+            "TcpPing",
+            r#"{"target":"10.0.0.1","port":1811,"liveportNeeded":true}"#,
+        );
+        let err = ping.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a valid gnt.node.v1.TcpPingRequest"),
+            "{err}"
+        );
+        PreparedCall::new(
+            "TcpPing",
+            r#"{"target":"10.0.0.1","port":1811,"livePortNeeded":true}"#,
+        )
+        .unwrap();
+        let err = PreparedCall::new("Reboot", "").unwrap_err();
+        assert!(
+            err.to_string().contains("available: Version, NodeInfo"),
+            "{err}"
+        );
+        let err = PreparedCall::new("UploadFile", "").unwrap_err();
+        assert!(matches!(err, ProcedureError::Streaming(_)), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests of the master with the real binaries (`gnt`, `gnt-masterd`,
+//! `gnt-noded`) in lab namespaces (needs root). `cargo test --workspace` builds the binaries
+//! first.
+//!
+//! Run with `cargo test -p gnt-master --test cluster` after `cargo build --workspace --bins`.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is a failed assertion"
+)]
+
+mod init;
+mod lifecycle;
+mod operations;
+mod refusals;
+mod support;
