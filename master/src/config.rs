@@ -7,9 +7,8 @@
 //! leaves both the file and the daemon's view as they were.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -227,13 +226,7 @@ impl ConfigStore {
     pub fn lock(&self) -> Result<File, ConfigError> {
         let dir = self.path.parent().unwrap_or(Path::new("/")).to_owned();
         let path = dir.join("masterd.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| FsError::new("open lock file", &path, e))?;
+        let file = fs_atomic::open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => Err(ConfigError::Locked { dir }),

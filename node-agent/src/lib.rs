@@ -20,8 +20,8 @@ mod bootstrap;
 pub mod config;
 pub mod daemon;
 pub mod join_client;
-pub mod logging;
 mod member;
+pub mod process;
 pub mod state;
 
 pub use bootstrap::{JoinRefusal, Joined};

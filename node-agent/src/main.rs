@@ -7,13 +7,12 @@ use clap::Parser;
 use gnt_core::error::{Chain, Classify};
 use gnt_node_agent::config::{AgentConfig, Cli, TOKEN_ENV};
 use gnt_node_agent::{AgentStatus, run};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    gnt_node_agent::logging::init();
+    gnt_node_agent::process::init_logging();
     let config = match AgentConfig::from_cli(cli, std::env::var(TOKEN_ENV).ok()) {
         Ok(config) => config,
         Err(err) => return fail(&err),
@@ -27,7 +26,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tokio::spawn(gnt_node_agent::process::stop_on_signal(shutdown.clone()));
         let (status, _) = watch::channel(AgentStatus::Starting);
         run(config, shutdown, status).await
     });
@@ -35,21 +34,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop gnt-noded with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
-    }
-    shutdown.cancel();
 }
 
 fn fail<E: Classify>(err: &E) -> ExitCode {

@@ -128,6 +128,17 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), FsError> {
     }
 }
 
+/// Opens (creating, 0600) the lock file `path`, for `File::lock`/`try_lock`.
+pub fn open_lock_file(path: &Path) -> Result<File, FsError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| FsError::new("open lock file", path, e))
+}
+
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gnt_core::error::{Chain, Classify};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// The master daemon of a gnt-rpc cluster: it holds the cluster configuration and drives
@@ -27,7 +26,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    gnt_node_agent::logging::init();
+    gnt_node_agent::process::init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -37,21 +36,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
-            }
-            stop.cancel();
-        });
+        tokio::spawn(gnt_node_agent::process::stop_on_signal(shutdown.clone()));
         gnt_master::daemon::run(&cli.state_dir, shutdown).await
     });
     match result {

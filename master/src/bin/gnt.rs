@@ -9,7 +9,7 @@ use gnt_master::cli::{Cli, run};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        gnt_node_agent::logging::init();
+        gnt_node_agent::process::init_logging();
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -32,9 +32,8 @@
 //! Writers are serialised by an exclusive lock, waited for at most 10 seconds (Ganeti's
 //! `SSCONF_LOCK_TIMEOUT`).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -263,13 +262,7 @@ impl SsconfStore {
 
     fn lock(&self) -> Result<File, SsconfError> {
         let path = self.meta().join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| FsError::new("open lock file", &path, e))?;
+        let file = fs_atomic::open_lock_file(&path)?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
