@@ -58,23 +58,48 @@ pub fn locate(name: &str) -> Result<PathBuf, MissingBinary> {
     let cargo = std::env::var_os("CARGO").ok_or_else(|| {
         missing("build them first with `cargo build --workspace --bins`".to_owned())
     })?;
-    let mut build = Command::new(cargo);
-    build.args(["build", "--bins"]);
-    if dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    for (_, package) in BINARIES {
-        build.args(["-p", package]);
-    }
     eprintln!("building the gnt-rpc binaries ({name} is missing)...");
-    let status = build
-        .status()
-        .map_err(|e| missing(format!("cannot run cargo: {e}")))?;
-    if status.success() && path.exists() {
+    build(&cargo, &dir).map_err(missing)?;
+    if path.exists() {
         Ok(path)
     } else {
-        Err(missing(format!(
-            "`cargo build --bins` did not produce it ({status})"
-        )))
+        Err(missing(
+            "`cargo build --bins` did not produce it".to_owned(),
+        ))
+    }
+}
+
+/// Under `cargo run` (`$CARGO` set, `$GNT_BIN_DIR` not), brings the binaries up to date
+/// with the sources, so that a program measuring them never measures stale ones; a no-op
+/// otherwise.
+pub fn build_if_under_cargo() -> Result<(), MissingBinary> {
+    let (Some(cargo), None) = (std::env::var_os("CARGO"), std::env::var_os("GNT_BIN_DIR")) else {
+        return Ok(());
+    };
+    let dir = directory();
+    build(&cargo, &dir).map_err(|reason| MissingBinary {
+        name: "gnt-rpc binaries".to_owned(),
+        dir,
+        reason,
+    })
+}
+
+/// `cargo build --bins` of every binary's package, in the profile of `dir`.
+fn build(cargo: &std::ffi::OsStr, dir: &Path) -> Result<(), String> {
+    let mut command = Command::new(cargo);
+    command.args(["build", "--quiet", "--bins"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    for (_, package) in BINARIES {
+        command.args(["-p", package]);
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo build --bins` failed ({status})"))
     }
 }

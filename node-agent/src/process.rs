@@ -6,10 +6,16 @@ use tokio_util::sync::CancellationToken;
 /// Installs logging: `tracing` to standard error, level from `RUST_LOG` (default `info`),
 /// colours only when standard error is a terminal (never into journald). Call once, first.
 pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Like [`init_logging`], with `default` as the level when `RUST_LOG` is unset (tools whose
+/// output is their result, not a log, use `warn`).
+pub fn init_logging_at(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -1,0 +1,311 @@
+//! The baselines, served by `gnt-bench internal bare` with the node's own certificate and
+//! key and the cluster CA (mutual TLS required, the same rustls provider and ALPN as the
+//! agent), and none of gnt-rpc's layers:
+//!
+//! - a bare tonic server of `gnt.node.v1.NodeAgent` over tokio-rustls: tonic's defaults,
+//!   no reflection, health, diagnostics, interceptor or request spans; only `Version`
+//!   answers, everything else is `UNIMPLEMENTED`;
+//! - a bare TLS sink for uploads: a connection carries the size (8 bytes, big-endian), the
+//!   SHA-256 (32 bytes) and the content, stored with the work UploadFile does (hash while
+//!   writing a temporary file, fsync, rename, fsync the directory); the answer is the size
+//!   stored (8 bytes), or zero if the checksum did not match.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use gnt_proto::node::v1::node_agent_server::{NodeAgent, NodeAgentServer};
+use gnt_proto::node::v1::{
+    HasIpAddressRequest, HasIpAddressResponse, LeaveClusterRequest, LeaveClusterResponse,
+    NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse, TcpPingRequest,
+    TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest, VersionResponse,
+    WriteSsconfRequest, WriteSsconfResponse,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::BenchError;
+
+/// Size of the sink's reads.
+const SINK_BUFFER: usize = 1 << 20;
+
+/// Where the baselines get their identity and where they listen.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BareArgs {
+    /// The certificate to present (PEM).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The CA client certificates must chain to (PEM).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Where the bare gRPC server listens.
+    #[arg(long)]
+    pub grpc: SocketAddr,
+    /// Where the bare TLS sink listens.
+    #[arg(long)]
+    pub sink: SocketAddr,
+    /// Where the sink stores what it receives.
+    #[arg(long)]
+    pub dir: PathBuf,
+}
+
+/// Serves both baselines until killed.
+pub fn serve(args: &BareArgs) -> Result<(), BenchError> {
+    let config = Arc::new(server_config(args)?);
+    let runtime = tokio::runtime::Runtime::new().map_err(BenchError::io("start a runtime"))?;
+    runtime.block_on(async {
+        let grpc = TcpListener::bind(args.grpc)
+            .await
+            .map_err(BenchError::io(format!("listen on {}", args.grpc)))?;
+        let sink = TcpListener::bind(args.sink)
+            .await
+            .map_err(BenchError::io(format!("listen on {}", args.sink)))?;
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(serve_sink(sink, acceptor.clone(), args.dir.clone()));
+        println!("ready");
+        tonic::transport::Server::builder()
+            .add_service(NodeAgentServer::new(BareAgent))
+            .serve_with_incoming(incoming(grpc, acceptor))
+            .await
+            .map_err(|e| BenchError::failed("serve the bare gRPC server", e))
+    })
+}
+
+fn server_config(args: &BareArgs) -> Result<rustls::ServerConfig, BenchError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| BenchError::failed(what.to_owned(), e);
+    let provider = gnt_transports::provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&args.ca).map_err(|e| bad("read the CA", &e))? {
+        roots
+            .add(cert.map_err(|e| bad("read the CA", &e))?)
+            .map_err(|e| bad("use the CA", &e))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| bad("build the client verifier", &e))?;
+    let chain = CertificateDer::pem_file_iter(&args.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("read the certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_file(&args.key).map_err(|e| bad("read the key", &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("choose TLS versions", &e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| bad("use the certificate", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// Accepted connections, each handshaken in its own task so a slow client holds up no one.
+fn incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<Result<BareIo, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    let _ = tx.send(Ok(BareIo(tls))).await;
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A TLS connection, as tonic's server wants it.
+struct BareIo(TlsStream<TcpStream>);
+
+impl Connected for BareIo {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl AsyncRead for BareIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BareIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Answers Version as the agent does; nothing else.
+struct BareAgent;
+
+fn unimplemented<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented(
+        "the bare baseline answers only Version",
+    ))
+}
+
+#[tonic::async_trait]
+impl NodeAgent for BareAgent {
+    async fn version(
+        &self,
+        _request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        Ok(Response::new(VersionResponse {
+            protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
+            software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
+    async fn node_info(
+        &self,
+        _request: Request<NodeInfoRequest>,
+    ) -> Result<Response<NodeInfoResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn tcp_ping(
+        &self,
+        _request: Request<TcpPingRequest>,
+    ) -> Result<Response<TcpPingResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn network_test(
+        &self,
+        _request: Request<NetworkTestRequest>,
+    ) -> Result<Response<NetworkTestResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn has_ip_address(
+        &self,
+        _request: Request<HasIpAddressRequest>,
+    ) -> Result<Response<HasIpAddressResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn write_ssconf(
+        &self,
+        _request: Request<WriteSsconfRequest>,
+    ) -> Result<Response<WriteSsconfResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn upload_file(
+        &self,
+        _request: Request<Streaming<UploadFileRequest>>,
+    ) -> Result<Response<UploadFileResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn leave_cluster(
+        &self,
+        _request: Request<LeaveClusterRequest>,
+    ) -> Result<Response<LeaveClusterResponse>, Status> {
+        unimplemented()
+    }
+}
+
+async fn serve_sink(listener: TcpListener, acceptor: TlsAcceptor, dir: PathBuf) {
+    let mut sequence = 0u64;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        sequence += 1;
+        let destination = dir.join(format!("sink-{sequence}.bin"));
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            if let Ok(mut tls) = acceptor.accept(stream).await {
+                let stored = receive(&mut tls, &destination).await.unwrap_or(0);
+                let _ = tls.write_all(&stored.to_be_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+    }
+}
+
+/// Stores one upload as UploadFile does; returns its size, or 0 on a checksum mismatch.
+async fn receive(tls: &mut TlsStream<TcpStream>, destination: &Path) -> std::io::Result<u64> {
+    let mut size = [0u8; 8];
+    tls.read_exact(&mut size).await?;
+    let size = u64::from_be_bytes(size);
+    let mut expected = [0u8; 32];
+    tls.read_exact(&mut expected).await?;
+    let temp = destination.with_extension("partial");
+    let mut file = std::fs::File::create(&temp)?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; SINK_BUFFER];
+    let mut left = size;
+    while left > 0 {
+        let want = buffer
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = tls.read(&mut buffer[..want]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        digest.update(&buffer[..n]);
+        file.write_all(&buffer[..n])?;
+        left -= n as u64;
+    }
+    if digest.finish().as_ref() != expected {
+        let _ = std::fs::remove_file(&temp);
+        return Ok(0);
+    }
+    file.sync_all()?;
+    std::fs::rename(&temp, destination)?;
+    if let Some(dir) = destination.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(size)
+}

@@ -1,0 +1,146 @@
+//! Measurements: latency percentiles from raw samples, medians, and a process's resident
+//! memory as the kernel reports it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::BenchError;
+
+/// Percentiles of a set of latencies, in microseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Latency {
+    /// Number of samples.
+    pub samples: usize,
+    /// Median.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Largest.
+    pub max_us: f64,
+}
+
+impl Latency {
+    /// The percentiles of `samples` (nearest rank), or `None` without samples.
+    pub fn of(samples: &mut [Duration]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| micros(percentile(samples, q));
+        Some(Self {
+            samples: samples.len(),
+            p50_us: at(0.50),
+            p90_us: at(0.90),
+            p99_us: at(0.99),
+            max_us: at(1.0),
+        })
+    }
+}
+
+/// The `q` quantile (0 to 1) of sorted, non-empty `sorted`, by nearest rank.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Microseconds, fractional.
+pub fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Milliseconds, fractional.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The largest of `values`; 0 when empty.
+pub fn worst(values: &[f64]) -> f64 {
+    values.iter().copied().fold(0.0, f64::max)
+}
+
+/// A process's memory, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident set size now, KiB (`VmRSS`).
+    pub rss_kib: u64,
+    /// Peak resident set size, KiB (`VmHWM`).
+    pub peak_kib: u64,
+}
+
+impl Memory {
+    /// Resident size in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.rss_kib as f64 / 1024.0
+    }
+}
+
+/// The memory of process `pid`.
+pub fn memory_of(pid: u32) -> Result<Memory, BenchError> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(BenchError::io(format!("read {path}")))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .ok_or_else(|| BenchError::failed(format!("read {path}"), format!("no {name}")))
+    };
+    Ok(Memory {
+        rss_kib: field("VmRSS:")?,
+        peak_kib: field("VmHWM:")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let mut samples: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        let latency = Latency::of(&mut samples).expect("samples");
+        assert_eq!(latency.samples, 100);
+        assert_eq!(latency.p50_us, 50.0);
+        assert_eq!(latency.p90_us, 90.0);
+        assert_eq!(latency.p99_us, 99.0);
+        assert_eq!(latency.max_us, 100.0);
+        assert_eq!(Latency::of(&mut []), None);
+        let mut one = [Duration::from_micros(7)];
+        assert_eq!(Latency::of(&mut one).map(|l| l.p50_us), Some(7.0));
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(worst(&[1.0, 5.0, 2.0]), 5.0);
+    }
+
+    #[test]
+    fn this_process_has_resident_memory() {
+        let memory = memory_of(std::process::id()).expect("own status");
+        assert!(memory.rss_kib > 0);
+        assert!(memory.peak_kib >= memory.rss_kib);
+    }
+}
