@@ -206,14 +206,15 @@ impl bootstrap_server::Bootstrap for BootstrapService {
         &self,
         request: Request<Streaming<JoinClientMessage>>,
     ) -> Result<Response<JoinStream>, Status> {
-        let session = PeerInfo::of(&request)
+        let peer = PeerInfo::of(&request);
+        let span = tracing::info_span!("join", peer = peer.map(tracing::field::display));
+        let session = peer
             .and_then(PeerInfo::tls)
             .cloned()
             .ok_or_else(|| to_status(&JoinRefusal::NotTls))?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
         let inner = self.inner.clone();
-        let span = tracing::Span::current();
         tokio::spawn(async move {
             let _entered = span.enter();
             let outcome =

@@ -13,7 +13,7 @@ use gnt_core::error::{Classify, ErrorKind};
 use gnt_proto::bootstrap::v1::bootstrap_server::BootstrapServer;
 use gnt_proto::node::v1::node_agent_server::NodeAgentServer;
 use gnt_transports::{
-    ClientAuth, GrpcServer, ListenAddr, ListenError, Listener, RunningServer, ServeError,
+    ClientAuth, Gated, GrpcServer, ListenAddr, ListenError, Listener, RunningServer, ServeError,
     ServerSettings, ServerTls, TlsConfigError,
 };
 use tokio::sync::{mpsc, watch};
@@ -214,10 +214,10 @@ async fn member(
         leave: leave_tx,
         masters: masters.clone(),
     };
-    let procedures =
-        NodeAgentServer::with_interceptor(NodeAgentService::new(context), move |request| {
-            authorize(&masters, &request).map(|()| request)
-        });
+    let procedures = Gated::new(
+        NodeAgentServer::new(NodeAgentService::new(context)),
+        move |peer: Option<&gnt_transports::PeerInfo>| authorize(&masters, peer),
+    );
     let server = GrpcServer::new(SERVER_NAME)
         .settings(settings(config))
         .add_service(procedures)

@@ -26,7 +26,7 @@ use gnt_proto::node::v1::{
     UploadFileResponse, VersionRequest, VersionResponse, WriteSsconfRequest, WriteSsconfResponse,
     node_agent_server,
 };
-use gnt_transports::PeerInfo;
+use gnt_transports::{PeerInfo, parse_fingerprint};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -48,29 +48,48 @@ pub(crate) struct MemberContext {
     /// Where the agent will wait for a new Join after leaving.
     pub(crate) bootstrap_address: String,
     pub(crate) leave: mpsc::Sender<()>,
-    /// Fingerprints of the certificates allowed to call procedures (from ssconf).
-    pub(crate) masters: Arc<RwLock<Vec<String>>>,
+    /// SHA-256 digests of the certificates allowed to call procedures (from ssconf).
+    pub(crate) masters: Arc<RwLock<Vec<[u8; 32]>>>,
 }
 
-/// The fingerprints ssconf allows to call procedures.
-pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<String>, SsconfError> {
-    Ok(ssconf
+/// The certificates ssconf allows to call procedures, as digests: parsed once here, so a
+/// call compares 32 bytes instead of formatting a fingerprint.
+pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<[u8; 32]>, SsconfError> {
+    ssconf
         .master_certificates()?
         .into_iter()
-        .map(|(_, fingerprint)| fingerprint)
-        .collect())
+        .enumerate()
+        .map(|(i, (name, fingerprint))| {
+            parse_fingerprint(&fingerprint).ok_or_else(|| SsconfError::Malformed {
+                location: ssconf.location(SsconfKey::MasterCandidatesCerts),
+                line: i + 1,
+                reason: format!("the fingerprint of {name} is not a SHA-256 fingerprint"),
+            })
+        })
+        .collect()
 }
 
-/// Lets a call through only from the master's certificate.
+/// Who made a call, for the log lines that matter at info level (per-call spans are
+/// debug-level; see `gnt_transports::GrpcServer`).
+pub(crate) fn caller<T>(request: &Request<T>) -> String {
+    shown(PeerInfo::of(request))
+}
+
+fn shown(peer: Option<&PeerInfo>) -> String {
+    peer.map_or_else(|| "unknown".to_owned(), ToString::to_string)
+}
+
+/// Lets a call through only from the master's certificate (`peer` is the call's
+/// connection; see `gnt_transports::Gated`).
 pub(crate) fn authorize(
-    masters: &RwLock<Vec<String>>,
-    request: &Request<()>,
+    masters: &RwLock<Vec<[u8; 32]>>,
+    peer: Option<&PeerInfo>,
 ) -> Result<(), Status> {
     let refusal = |message: String| {
-        tracing::warn!(reason = %message, "procedure call refused");
+        tracing::warn!(peer = %shown(peer), reason = %message, "procedure call refused");
         Err(to_status(&Refused(message)))
     };
-    let Some(identity) = PeerInfo::of(request).and_then(PeerInfo::identity) else {
+    let Some(identity) = peer.and_then(PeerInfo::identity) else {
         return refusal("node procedures need the master's client certificate".to_owned());
     };
     if identity.role.as_deref() != Some("master") {
@@ -78,9 +97,8 @@ pub(crate) fn authorize(
             "certificate '{identity}' may not call node procedures; only the master may"
         ));
     }
-    let fingerprint = identity.fingerprint();
     let allowed = masters.read().unwrap_or_else(|p| p.into_inner());
-    if !allowed.is_empty() && !allowed.contains(&fingerprint) {
+    if !allowed.is_empty() && !allowed.contains(&identity.sha256) {
         return refusal(format!(
             "certificate '{identity}' is not the master certificate this node knows (ssconf master_candidates_certs)"
         ));
@@ -204,6 +222,7 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         request: Request<WriteSsconfRequest>,
     ) -> Result<Response<WriteSsconfResponse>, Status> {
+        let peer = caller(&request);
         let wire = request
             .into_inner()
             .ssconf
@@ -230,7 +249,7 @@ impl node_agent_server::NodeAgent for NodeAgentService {
             .replace(&set)
             .map_err(|e| to_status(&e))?;
         *self.ctx.masters.write().unwrap_or_else(|p| p.into_inner()) = masters;
-        tracing::info!(keys = set.len(), "ssconf replaced");
+        tracing::info!(%peer, keys = set.len(), "ssconf replaced");
         Ok(Response::new(WriteSsconfResponse {
             keys_written: u32::try_from(set.len()).unwrap_or(u32::MAX),
         }))
@@ -291,7 +310,8 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         request: Request<Streaming<UploadFileRequest>>,
     ) -> Result<Response<UploadFileResponse>, Status> {
-        let written = upload::receive(&self.ctx, request.into_inner()).await?;
+        let peer = caller(&request);
+        let written = upload::receive(&self.ctx, &peer, request.into_inner()).await?;
         Ok(Response::new(UploadFileResponse {
             bytes_written: written,
         }))
@@ -299,10 +319,10 @@ impl node_agent_server::NodeAgent for NodeAgentService {
 
     async fn leave_cluster(
         &self,
-        _request: Request<LeaveClusterRequest>,
+        request: Request<LeaveClusterRequest>,
     ) -> Result<Response<LeaveClusterResponse>, Status> {
         self.ctx.state.wipe().map_err(|e| to_status(&e))?;
-        tracing::info!(cluster = %self.ctx.cluster, "left the cluster; returning to bootstrap mode");
+        tracing::info!(peer = %caller(&request), cluster = %self.ctx.cluster, "left the cluster; returning to bootstrap mode");
         let _ = self.ctx.leave.send(()).await;
         Ok(Response::new(LeaveClusterResponse {
             bootstrap_address: self.ctx.bootstrap_address.clone(),

@@ -42,6 +42,7 @@ mod connect;
 mod diag;
 mod error;
 mod failure;
+mod gate;
 mod io;
 mod listen;
 mod peer;
@@ -53,11 +54,12 @@ pub use connect::{
 };
 pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfigError};
 pub use failure::{call_failure, code_name, from_connect};
+pub use gate::Gated;
 pub use io::{ClientIo, Connection};
 pub use listen::{Incoming, Listener, MemoryConnector};
 pub use peer::{
     CHANNEL_BINDING_LABEL, ListenAddr, PeerAddr, PeerIdentity, PeerInfo, TlsPeer, canonical,
-    fingerprint, sha256,
+    fingerprint, parse_fingerprint, sha256,
 };
 pub use serve::{GrpcServer, RunningServer, ServerSettings, Shutdown};
 pub use tls::{

@@ -34,21 +34,38 @@ use crate::peer::ListenAddr;
 pub struct ServerSettings {
     /// How long calls in flight may run once shutdown begins. Defaults to 10 s.
     pub shutdown_grace: Duration,
-    /// Interval of HTTP/2 pings on idle connections. Defaults to 30 s.
-    pub http2_keepalive_interval: Duration,
+    /// Interval of HTTP/2 pings on idle connections. Defaults to none: TCP keepalive on
+    /// every accepted connection already closes those of dead peers, and with pings on,
+    /// every frame received costs a clock read (about 1 % of the CPU of a `Version` call,
+    /// `docs/benchmarks.md`). Clients, which must notice a dead server, ping.
+    pub http2_keepalive_interval: Option<Duration>,
     /// How long a ping may go unanswered before the connection is closed. Defaults to 10 s.
     pub http2_keepalive_timeout: Duration,
     /// Concurrent calls per connection. Defaults to 1024.
     pub max_concurrent_streams: u32,
+    /// Largest HTTP/2 frame a client may send. Defaults to 256 KiB (HTTP/2's default is
+    /// 16 KiB): a large upload then takes a sixteenth of the frames, each with its own
+    /// bookkeeping.
+    pub max_frame_size: u32,
+    /// HTTP/2 flow-control windows, per call and per connection. Default to 4 MiB and
+    /// 8 MiB (hyper's are 1 MiB), so a client keeps sending while the node writes what it
+    /// received; UploadFile is 15 % faster for it (`docs/benchmarks.md`). Memory is taken
+    /// only as data arrives.
+    pub stream_window: u32,
+    /// See `stream_window`.
+    pub connection_window: u32,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             shutdown_grace: Duration::from_secs(10),
-            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_interval: None,
             http2_keepalive_timeout: Duration::from_secs(10),
             max_concurrent_streams: 1024,
+            max_frame_size: 256 * 1024,
+            stream_window: 4 << 20,
+            connection_window: 8 << 20,
         }
     }
 }
@@ -176,11 +193,18 @@ impl GrpcServer {
         for listener in listeners {
             let addr = listener.local_addr().clone();
             tracing::info!(server = self.name, %addr, tls = listener.is_tls(), "serving");
-            let server = tonic::transport::Server::builder()
-                .trace_fn(request_span)
-                .http2_keepalive_interval(Some(self.settings.http2_keepalive_interval))
+            let mut builder = tonic::transport::Server::builder();
+            // Without a subscriber that wants the spans, not even an empty one per call.
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                builder = builder.trace_fn(request_span);
+            }
+            let server = builder
+                .http2_keepalive_interval(self.settings.http2_keepalive_interval)
                 .http2_keepalive_timeout(Some(self.settings.http2_keepalive_timeout))
                 .max_concurrent_streams(Some(self.settings.max_concurrent_streams))
+                .max_frame_size(Some(self.settings.max_frame_size))
+                .initial_stream_window_size(Some(self.settings.stream_window))
+                .initial_connection_window_size(Some(self.settings.connection_window))
                 .add_routes(routes.clone())
                 .serve_with_incoming_shutdown(
                     listener.into_incoming(),
@@ -209,15 +233,18 @@ impl GrpcServer {
     }
 }
 
-/// The span of one call: every log line of its handler names the method and the peer
-/// (IPv4 peers of a dual-stack listener as IPv4, a client certificate by its name and role).
+/// The span of one call, at debug level: every log line of its handler then names the
+/// method and the peer (IPv4 peers of a dual-stack listener as IPv4, a client certificate
+/// by its name and role). Not at info: a span per call costs about 2 µs of server CPU
+/// (`docs/benchmarks.md`), a tenth of a `Version` call, so handlers whose lines matter at
+/// info name their caller themselves.
 fn request_span(request: &http::Request<()>) -> tracing::Span {
-    let peer = request
-        .extensions()
-        .get::<crate::PeerInfo>()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    tracing::info_span!("rpc", method = request.uri().path(), %peer)
+    let peer = request.extensions().get::<crate::PeerInfo>();
+    tracing::debug_span!(
+        "rpc",
+        method = request.uri().path(),
+        peer = peer.map(tracing::field::display)
+    )
 }
 
 /// How a server ended.

@@ -5,10 +5,13 @@
 //! - a bare tonic server of `gnt.node.v1.NodeAgent` over tokio-rustls: tonic's defaults,
 //!   no reflection, health, diagnostics, interceptor or request spans; only `Version`
 //!   answers, everything else is `UNIMPLEMENTED`;
-//! - a bare TLS sink for uploads: a connection carries the size (8 bytes, big-endian), the
-//!   SHA-256 (32 bytes) and the content, stored with the work UploadFile does (hash while
-//!   writing a temporary file, fsync, rename, fsync the directory); the answer is the size
-//!   stored (8 bytes), or zero if the checksum did not match.
+//! - a bare TLS sink for uploads: a connection carries a mode byte ([`SINK_STORE`] or
+//!   [`SINK_DISCARD`]), the size (8 bytes, big-endian), the SHA-256 (32 bytes) and the
+//!   content. Discarded content measures mutual TLS alone; stored content is stored with the work UploadFile does, the same
+//!   way (received on one task while a blocking thread hashes and writes a temporary file;
+//!   fsync, rename, fsync the directory); the answer is the size stored (8 bytes), or zero
+//!   if the checksum did not match;
+//! - a plain TCP echo (no TLS, no HTTP/2), for the round trip of the wire itself.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -38,6 +41,10 @@ use super::BenchError;
 
 /// Size of the sink's reads.
 const SINK_BUFFER: usize = 1 << 20;
+/// Sink mode: store the content as UploadFile does.
+pub const SINK_STORE: u8 = 0;
+/// Sink mode: read the content and drop it.
+pub const SINK_DISCARD: u8 = 1;
 
 /// Where the baselines get their identity and where they listen.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +64,9 @@ pub struct BareArgs {
     /// Where the bare TLS sink listens.
     #[arg(long)]
     pub sink: SocketAddr,
+    /// Where the TCP echo listens.
+    #[arg(long)]
+    pub echo: SocketAddr,
     /// Where the sink stores what it receives.
     #[arg(long)]
     pub dir: PathBuf,
@@ -73,9 +83,24 @@ pub fn serve(args: &BareArgs) -> Result<(), BenchError> {
         let sink = TcpListener::bind(args.sink)
             .await
             .map_err(BenchError::io(format!("listen on {}", args.sink)))?;
+        let echo = TcpListener::bind(args.echo)
+            .await
+            .map_err(BenchError::io(format!("listen on {}", args.echo)))?;
+        let bound = |l: &TcpListener| {
+            l.local_addr()
+                .map_err(BenchError::io("read a listener's address"))
+        };
+        // The harness waits on the ports it chose; tests that let the kernel choose read
+        // the addresses here.
+        println!(
+            "ready grpc={} sink={} echo={}",
+            bound(&grpc)?,
+            bound(&sink)?,
+            bound(&echo)?
+        );
         let acceptor = TlsAcceptor::from(config);
         tokio::spawn(serve_sink(sink, acceptor.clone(), args.dir.clone()));
-        println!("ready");
+        tokio::spawn(serve_echo(echo));
         tonic::transport::Server::builder()
             .add_service(NodeAgentServer::new(BareAgent))
             .serve_with_incoming(incoming(grpc, acceptor))
@@ -254,6 +279,26 @@ impl NodeAgent for BareAgent {
     }
 }
 
+/// Size of an echo message.
+pub const ECHO_BYTES: usize = 64;
+
+async fn serve_echo(listener: TcpListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut message = [0u8; ECHO_BYTES];
+            while stream.read_exact(&mut message).await.is_ok() {
+                if stream.write_all(&message).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
 async fn serve_sink(listener: TcpListener, acceptor: TlsAcceptor, dir: PathBuf) {
     let mut sequence = 0u64;
     loop {
@@ -266,7 +311,11 @@ async fn serve_sink(listener: TcpListener, acceptor: TlsAcceptor, dir: PathBuf) 
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             if let Ok(mut tls) = acceptor.accept(stream).await {
-                let stored = receive(&mut tls, &destination).await.unwrap_or(0);
+                let stored = match tls.read_u8().await {
+                    Ok(SINK_STORE) => receive(&mut tls, &destination).await.unwrap_or(0),
+                    Ok(_) => discard(&mut tls).await.unwrap_or(0),
+                    Err(_) => 0,
+                };
                 let _ = tls.write_all(&stored.to_be_bytes()).await;
                 let _ = tls.shutdown().await;
             }
@@ -274,7 +323,9 @@ async fn serve_sink(listener: TcpListener, acceptor: TlsAcceptor, dir: PathBuf) 
     }
 }
 
-/// Stores one upload as UploadFile does; returns its size, or 0 on a checksum mismatch.
+/// Stores one upload as UploadFile does (receiving on this task while a blocking thread
+/// hashes and writes, a few chunks in between); returns its size, or 0 on a checksum
+/// mismatch.
 async fn receive(tls: &mut TlsStream<TcpStream>, destination: &Path) -> std::io::Result<u64> {
     let mut size = [0u8; 8];
     tls.read_exact(&mut size).await?;
@@ -282,30 +333,61 @@ async fn receive(tls: &mut TlsStream<TcpStream>, destination: &Path) -> std::io:
     let mut expected = [0u8; 32];
     tls.read_exact(&mut expected).await?;
     let temp = destination.with_extension("partial");
-    let mut file = std::fs::File::create(&temp)?;
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let file = std::fs::File::create(&temp)?;
+    let (chunks, mut inbox) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        let mut file = file;
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        while let Some(chunk) = inbox.blocking_recv() {
+            digest.update(&chunk);
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()?;
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.finish().as_ref());
+        Ok(out)
+    });
+    let mut left = size;
+    while left > 0 {
+        let want = SINK_BUFFER.min(usize::try_from(left).unwrap_or(usize::MAX));
+        let mut buffer = bytes::BytesMut::with_capacity(want);
+        while buffer.len() < want {
+            if tls.read_buf(&mut buffer).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        left -= buffer.len() as u64;
+        if chunks.send(buffer.freeze()).await.is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    let digest = writer.await.map_err(std::io::Error::other)??;
+    if digest != expected {
+        let _ = std::fs::remove_file(&temp);
+        return Ok(0);
+    }
+    std::fs::rename(&temp, destination)?;
+    if let Some(dir) = destination.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(size)
+}
+
+/// Reads one upload and drops it; returns its size.
+async fn discard(tls: &mut TlsStream<TcpStream>) -> std::io::Result<u64> {
+    let size = tls.read_u64().await?;
+    let mut expected = [0u8; 32];
+    tls.read_exact(&mut expected).await?;
     let mut buffer = vec![0u8; SINK_BUFFER];
     let mut left = size;
     while left > 0 {
-        let want = buffer
-            .len()
-            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        let want = SINK_BUFFER.min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = tls.read(&mut buffer[..want]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        digest.update(&buffer[..n]);
-        file.write_all(&buffer[..n])?;
         left -= n as u64;
-    }
-    if digest.finish().as_ref() != expected {
-        let _ = std::fs::remove_file(&temp);
-        return Ok(0);
-    }
-    file.sync_all()?;
-    std::fs::rename(&temp, destination)?;
-    if let Some(dir) = destination.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(size)
 }

@@ -72,6 +72,31 @@ pub fn worst(values: &[f64]) -> f64 {
     values.iter().copied().fold(0.0, f64::max)
 }
 
+/// CPU time process `pid` has used so far, user and system, all its threads.
+pub fn cpu_time(pid: u32) -> Result<Duration, BenchError> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(BenchError::io(format!("read {path}")))?;
+    // Fields after the command name (which may hold spaces): state is the first, utime
+    // and stime the 12th and 13th (fields 14 and 15 of proc(5)).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+        return Err(BenchError::failed(format!("read {path}"), "no utime/stime"));
+    };
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100);
+    Ok(Duration::from_nanos(
+        (user + system) * 1_000_000_000 / per_second,
+    ))
+}
+
 /// A process's memory, from `/proc/<pid>/status`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Memory {
@@ -135,6 +160,19 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert_eq!(median(&[]), 0.0);
         assert_eq!(worst(&[1.0, 5.0, 2.0]), 5.0);
+    }
+
+    #[test]
+    fn this_process_uses_cpu_time() {
+        let before = cpu_time(std::process::id()).expect("own stat");
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let used = cpu_time(std::process::id()).expect("own stat") - before;
+        assert!(used >= Duration::from_millis(100), "{used:?}");
     }
 
     #[test]

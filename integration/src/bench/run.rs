@@ -156,7 +156,7 @@ async fn scenarios(
     }
 
     if options.wants(Scenario::Unary) || options.wants(Scenario::Upload) {
-        let (grpc, sink, sink_dir) = start_baselines(site, exe).await?;
+        let baselines = start_baselines(site, exe).await?;
         let tls = node_client_tls(&site.master_paths())
             .map_err(|e| BenchError::failed("load the master's TLS identity", e))?
             .with_server_name(&site.master_name())
@@ -164,14 +164,34 @@ async fn scenarios(
         let agent = tcp(site, site.master_primary(), 1811, tls.clone());
         if options.wants(Scenario::Unary) {
             progress.say("unary: gnt-noded and bare tonic in turns");
+            let target = unary::Server {
+                connector: agent.clone(),
+                pid: Some(site.master_agent_pid()?),
+            };
+            let baseline = unary::Server {
+                connector: tcp(
+                    site,
+                    baselines.grpc.ip(),
+                    baselines.grpc.port(),
+                    tls.clone(),
+                ),
+                pid: site.cluster.pid("master/gnt-bench-bare"),
+            };
             let result = unary::compare(
-                &agent,
-                Some(&tcp(site, grpc.ip(), grpc.port(), tls.clone())),
+                &target,
+                Some(&baseline),
                 &options.concurrency,
                 Duration::from_secs_f64(options.duration_seconds),
                 options.rounds,
             )
-            .await?;
+            .await?
+            .with_wire(
+                unary::wire_round_trip(
+                    baselines.echo,
+                    Duration::from_secs_f64(options.duration_seconds),
+                )
+                .await?,
+            );
             report.add("unary", &result, unary::rows(&result));
         }
         if options.wants(Scenario::Upload) {
@@ -180,9 +200,9 @@ async fn scenarios(
             let payload = Payload::new((options.upload_mib << 20) / chunk.max(1), chunk);
             let destinations = Destinations {
                 grpc_file: site.master_state().join("uploads").join("bench.bin"),
-                bare_dir: sink_dir,
+                bare_dir: baselines.sink_dir.clone(),
             };
-            let sink = tcp(site, sink.ip(), sink.port(), tls);
+            let sink = tcp(site, baselines.sink.ip(), baselines.sink.port(), tls);
             let result =
                 upload::compare(&agent, &sink, &payload, &destinations, options.rounds).await?;
             report.add("upload", &result, upload::rows(&result));
@@ -296,13 +316,17 @@ fn tcp(site: &Site, ip: std::net::IpAddr, port: u16, tls: ClientTls) -> Connecto
     .with_tls(tls)
 }
 
-/// Starts the baselines on the master's primary address, ports 1812 (gRPC) and 1813
-/// (sink), with the master agent's certificate; returns their addresses and the sink's
-/// directory.
-async fn start_baselines(
-    site: &Site,
-    exe: &Path,
-) -> Result<(std::net::SocketAddr, std::net::SocketAddr, PathBuf), BenchError> {
+/// Where the baselines listen.
+struct Baselines {
+    grpc: std::net::SocketAddr,
+    sink: std::net::SocketAddr,
+    echo: std::net::SocketAddr,
+    sink_dir: PathBuf,
+}
+
+/// Starts the baselines on the master's primary address, ports 1812 (gRPC), 1813 (sink)
+/// and 1814 (echo), with the master agent's certificate.
+async fn start_baselines(site: &Site, exe: &Path) -> Result<Baselines, BenchError> {
     let state = site.master_state();
     let sink_dir = site.dir().join("bare-sink");
     std::fs::create_dir_all(&sink_dir)
@@ -313,6 +337,7 @@ async fn start_baselines(
         ca: state.join("ca.pem"),
         grpc: std::net::SocketAddr::new(site.master_primary(), 1812),
         sink: std::net::SocketAddr::new(site.master_primary(), 1813),
+        echo: std::net::SocketAddr::new(site.master_primary(), 1814),
         dir: sink_dir.clone(),
     };
     let text = |p: &Path| p.display().to_string();
@@ -333,15 +358,22 @@ async fn start_baselines(
             &args.grpc.to_string(),
             "--sink",
             &args.sink.to_string(),
+            "--echo",
+            &args.echo.to_string(),
             "--dir",
             &text(&args.dir),
         ],
         None,
     )?;
-    for addr in [args.grpc, args.sink] {
+    for addr in [args.grpc, args.sink, args.echo] {
         super::wait_listening(addr, "the baselines").await?;
     }
-    Ok((args.grpc, args.sink, sink_dir))
+    Ok(Baselines {
+        grpc: args.grpc,
+        sink: args.sink,
+        echo: args.echo,
+        sink_dir,
+    })
 }
 
 /// Starts the fleet with a fresh token per node; returns it and its nodes.

@@ -14,7 +14,7 @@ use tokio::sync::Barrier;
 use tonic::transport::Channel;
 
 use super::BenchError;
-use super::measure::{Latency, median};
+use super::measure::{Latency, cpu_time, median, micros};
 use super::report::{Row, Target};
 
 /// The overhead allowed over bare tonic at C=16, as a ratio of requests per second.
@@ -35,6 +35,9 @@ pub struct Load {
     pub requests_per_second: f64,
     /// Latency of the calls.
     pub latency: Option<Latency>,
+    /// The server's CPU time per call (user and system, all threads), when its process
+    /// is known.
+    pub server_cpu_us_per_call: Option<f64>,
 }
 
 /// One target's rounds at one concurrency.
@@ -44,6 +47,8 @@ pub struct Series {
     pub requests_per_second: f64,
     /// Latency over every call of every round.
     pub latency: Option<Latency>,
+    /// Median over the rounds of the server's CPU time per call.
+    pub server_cpu_us_per_call: Option<f64>,
     /// Each round.
     pub rounds: Vec<Load>,
 }
@@ -72,6 +77,78 @@ pub struct UnaryResult {
     pub round_seconds: f64,
     /// One per concurrency.
     pub comparisons: Vec<Comparison>,
+    /// One caller's plain TCP round trips (64 bytes each way) on the same path: what the
+    /// wire and the two processes' wake-ups cost without TLS, HTTP/2 or gRPC.
+    pub wire_round_trip: Option<Latency>,
+}
+
+impl UnaryResult {
+    /// With the wire's round trip.
+    pub fn with_wire(mut self, latency: Option<Latency>) -> Self {
+        self.wire_round_trip = latency;
+        self
+    }
+}
+
+/// One caller's plain TCP round trips to the echo at `echo` for `duration`, on a
+/// single-threaded runtime of its own like the gRPC client.
+pub async fn wire_round_trip(
+    echo: std::net::SocketAddr,
+    duration: Duration,
+) -> Result<Option<Latency>, BenchError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    on_own_runtime(move || async move {
+        let mut stream = tokio::net::TcpStream::connect(echo)
+            .await
+            .map_err(BenchError::io(format!("connect to {echo}")))?;
+        stream
+            .set_nodelay(true)
+            .map_err(BenchError::io("set TCP_NODELAY"))?;
+        let mut message = [7u8; super::bare::ECHO_BYTES];
+        let mut samples = Vec::new();
+        let deadline = Instant::now() + WARM_UP + duration;
+        let measure_from = Instant::now() + WARM_UP;
+        let echo_failed = BenchError::io("echo");
+        let outcome: std::io::Result<()> = async {
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                stream.write_all(&message).await?;
+                stream.read_exact(&mut message).await?;
+                if started >= measure_from {
+                    samples.push(started.elapsed());
+                }
+            }
+            Ok(())
+        }
+        .await;
+        outcome.map_err(echo_failed)?;
+        Ok(Latency::of(&mut samples))
+    })
+    .await
+}
+
+/// Runs `make()`'s future to completion on a new thread with a single-threaded runtime.
+async fn on_own_runtime<T, F, Fut>(make: F) -> Result<T, BenchError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, BenchError>>,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-client".to_owned())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(BenchError::io("start the client's runtime"))
+                .and_then(|runtime| runtime.block_on(make()));
+            let _ = done.send(outcome);
+        })
+        .map_err(BenchError::io("start the client's thread"))?;
+    result
+        .await
+        .map_err(|_| BenchError::failed("a client round", "the client's thread died"))?
 }
 
 /// C callers, D seconds, on `channel` (one connection). Every call must succeed.
@@ -118,39 +195,73 @@ pub async fn load(
             seconds,
             requests_per_second: requests as f64 / seconds,
             latency: Latency::of(&mut samples.clone()),
+            server_cpu_us_per_call: None,
         },
         samples,
     ))
 }
 
-/// One measured round on a fresh connection, after a warm-up on it.
+/// A server to load: how to reach it, and its process if it is local.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// How to reach it.
+    pub connector: Connector,
+    /// Its process, for its CPU time.
+    pub pid: Option<u32>,
+}
+
+/// One measured round on a fresh connection, after a warm-up on it. The client runs on a
+/// thread and runtime of its own (single-threaded, as load generators do), so its tasks
+/// hand work to each other without waking other threads: what is measured is the server
+/// and the wire, not the client's scheduler.
 async fn round(
-    connector: &Connector,
+    server: &Server,
     concurrency: usize,
     duration: Duration,
 ) -> Result<(Load, Vec<Duration>), BenchError> {
+    let server = server.clone();
+    on_own_runtime(move || async move { client_round(&server, concurrency, duration).await }).await
+}
+
+async fn client_round(
+    server: &Server,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<(Load, Vec<Duration>), BenchError> {
+    let connector = &server.connector;
     let channel = connector
         .channel()
         .await
         .map_err(|e| BenchError::failed(format!("connect to {}", connector.target()), e))?;
     load(&channel, concurrency, WARM_UP).await?;
-    load(&channel, concurrency, duration).await
+    let cpu_before = server.pid.map(cpu_time).transpose()?;
+    let (mut measured, samples) = load(&channel, concurrency, duration).await?;
+    if let (Some(pid), Some(before)) = (server.pid, cpu_before) {
+        let used = cpu_time(pid)? - before;
+        measured.server_cpu_us_per_call = Some(micros(used) / measured.requests.max(1) as f64);
+    }
+    Ok((measured, samples))
 }
 
 fn series(rounds: Vec<(Load, Vec<Duration>)>) -> Series {
     let rps: Vec<f64> = rounds.iter().map(|(l, _)| l.requests_per_second).collect();
+    let cpu: Vec<f64> = rounds
+        .iter()
+        .filter_map(|(l, _)| l.server_cpu_us_per_call)
+        .collect();
     let mut pooled: Vec<Duration> = rounds.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     Series {
         requests_per_second: median(&rps),
         latency: Latency::of(&mut pooled),
+        server_cpu_us_per_call: (!cpu.is_empty()).then(|| median(&cpu)),
         rounds: rounds.into_iter().map(|(l, _)| l).collect(),
     }
 }
 
 /// Loads `target`, and `baseline` in turns if given, at each concurrency.
 pub async fn compare(
-    target: &Connector,
-    baseline: Option<&Connector>,
+    target: &Server,
+    baseline: Option<&Server>,
     concurrencies: &[usize],
     duration: Duration,
     rounds: usize,
@@ -182,10 +293,11 @@ pub async fn compare(
         });
     }
     Ok(UnaryResult {
-        target: target.target(),
-        baseline: baseline.map(Connector::target),
+        target: target.connector.target(),
+        baseline: baseline.map(|b| b.connector.target()),
         round_seconds: duration.as_secs_f64(),
         comparisons,
+        wire_round_trip: None,
     })
 }
 
@@ -215,16 +327,34 @@ pub fn rows(result: &UnaryResult) -> Vec<Row> {
                 p50 = p50.target(Target::at_most(latency.p50_us, P50_TARGET_US, "µs"));
             }
             rows.push(p50);
+            if let (1, Some(wire)) = (n, result.wire_round_trip) {
+                rows.push(Row::new(
+                    "unary",
+                    "C=1 p50, plain TCP round trip",
+                    us(wire.p50_us),
+                ));
+            }
             let mut p99 = Row::new("unary", format!("C={n} p99 latency"), us(latency.p99_us));
             if let Some(base) = c.baseline.as_ref().and_then(|b| b.latency) {
                 p99 = p99.baseline(us(base.p99_us), latency.p99_us / base.p99_us);
             }
             rows.push(p99);
         }
+        if let Some(cpu) = c.target.server_cpu_us_per_call {
+            let mut row = Row::new("unary", format!("C={n} server CPU per call"), us(cpu));
+            if let Some(base) = c.baseline.as_ref().and_then(|b| b.server_cpu_us_per_call) {
+                row = row.baseline(us(base), cpu / base);
+            }
+            rows.push(row);
+        }
     }
     rows
 }
 
 fn us(value: f64) -> String {
-    format!("{value:.0} µs")
+    if value < 100.0 {
+        format!("{value:.1} µs")
+    } else {
+        format!("{value:.0} µs")
+    }
 }

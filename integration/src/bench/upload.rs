@@ -1,6 +1,7 @@
 //! `upload`: `UploadFile` of one large file to the real `gnt-noded` over mutual TLS, and the
 //! same bytes through the bare TLS sink (the same storing work: SHA-256, write, fsync,
-//! rename; no gRPC), in turns: throughput of each and their ratio.
+//! rename; no gRPC), in turns: throughput of each and their ratio; and the same bytes
+//! over mutual TLS dropped on arrival, the transport's ceiling on this machine.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BenchError;
+use super::bare::{SINK_DISCARD, SINK_STORE};
 use super::measure::{median, worst};
 use super::report::{Row, Target};
 
@@ -21,7 +23,7 @@ const THROUGHPUT_TARGET: f64 = 1.0;
 /// The file: one pseudo-random block repeated, and the SHA-256 of the whole.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    block: Vec<u8>,
+    block: bytes::Bytes,
     blocks: usize,
     sha256: [u8; 32],
 }
@@ -46,7 +48,7 @@ impl Payload {
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(digest.finish().as_ref());
         Self {
-            block,
+            block: block.into(),
             blocks,
             sha256,
         }
@@ -69,10 +71,14 @@ pub struct UploadResult {
     pub grpc_seconds: Vec<f64>,
     /// Seconds of each bare TLS upload.
     pub bare_seconds: Vec<f64>,
+    /// Seconds of each bare TLS transfer whose content is dropped (no hashing or storing).
+    pub tls_only_seconds: Vec<f64>,
     /// UploadFile's median throughput, GB/s (10^9 bytes).
     pub grpc_gb_per_second: f64,
     /// The bare sink's median throughput, GB/s.
     pub bare_gb_per_second: f64,
+    /// Mutual TLS alone, median, GB/s: the transport's ceiling here.
+    pub tls_only_gb_per_second: f64,
     /// UploadFile over bare.
     pub ratio: f64,
 }
@@ -117,8 +123,13 @@ pub async fn grpc_upload(
     Ok(elapsed)
 }
 
-/// Sends `payload` to the bare sink behind `connector`.
-pub async fn bare_upload(connector: &Connector, payload: &Payload) -> Result<Duration, BenchError> {
+/// Sends `payload` to the bare sink behind `connector`, to store (`mode`
+/// [`SINK_STORE`]) or to drop ([`SINK_DISCARD`]).
+pub async fn bare_upload(
+    connector: &Connector,
+    payload: &Payload,
+    mode: u8,
+) -> Result<Duration, BenchError> {
     let mut io = connector
         .connect()
         .await
@@ -126,6 +137,7 @@ pub async fn bare_upload(connector: &Connector, payload: &Payload) -> Result<Dur
     let started = Instant::now();
     let sink = BenchError::io("send to the bare sink");
     let sent = async {
+        io.write_all(&[mode]).await?;
         io.write_all(&payload.size().to_be_bytes()).await?;
         io.write_all(&payload.sha256).await?;
         for _ in 0..payload.blocks {
@@ -167,6 +179,7 @@ pub async fn compare(
 ) -> Result<UploadResult, BenchError> {
     let mut grpc_seconds = Vec::new();
     let mut bare_seconds = Vec::new();
+    let mut tls_only_seconds = Vec::new();
     for _ in 0..rounds {
         grpc_seconds.push(
             grpc_upload(grpc, payload, &destinations.grpc_file)
@@ -174,8 +187,13 @@ pub async fn compare(
                 .as_secs_f64(),
         );
         let _ = std::fs::remove_file(&destinations.grpc_file);
-        bare_seconds.push(bare_upload(bare, payload).await?.as_secs_f64());
+        bare_seconds.push(bare_upload(bare, payload, SINK_STORE).await?.as_secs_f64());
         clear_dir(&destinations.bare_dir)?;
+        tls_only_seconds.push(
+            bare_upload(bare, payload, SINK_DISCARD)
+                .await?
+                .as_secs_f64(),
+        );
     }
     let gbps = |seconds: &[f64]| payload.size() as f64 / median(seconds) / 1e9;
     let grpc_gb_per_second = gbps(&grpc_seconds);
@@ -187,6 +205,8 @@ pub async fn compare(
         bare_seconds,
         grpc_gb_per_second,
         bare_gb_per_second,
+        tls_only_gb_per_second: gbps(&tls_only_seconds),
+        tls_only_seconds,
         ratio: grpc_gb_per_second / bare_gb_per_second,
     })
 }
@@ -226,6 +246,11 @@ pub fn rows(result: &UploadResult) -> Vec<Row> {
             "upload",
             "UploadFile slowest round",
             format!("{slowest:.2} GB/s"),
+        ),
+        Row::new(
+            "upload",
+            "mutual TLS alone (content dropped)",
+            format!("{:.2} GB/s", result.tls_only_gb_per_second),
         ),
     ]
 }

@@ -184,6 +184,12 @@ fn benchmark(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn lab(cli: &Cli, exe: &Path) -> anyhow::Result<Report> {
+    use std::os::unix::fs::MetadataExt;
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        bail!(
+            "the scenarios run in a lab of network namespaces, which needs root; run gnt-bench as root, or load a server of your own with `unary --target HOST:PORT`"
+        );
+    }
     gnt_integration::binaries::build_if_under_cargo()
         .context("cannot build the gnt-rpc binaries")?;
     let scenarios = if cli.scenarios.is_empty() {
@@ -262,8 +268,12 @@ fn external(cli: &Cli, target: &str) -> anyhow::Result<Report> {
         connector = connector.with_tls(tls);
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start a runtime")?;
+    let server = unary::Server {
+        connector: connector.clone(),
+        pid: None,
+    };
     let result = runtime.block_on(unary::compare(
-        &connector,
+        &server,
         None,
         &cli.concurrency,
         Duration::from_secs_f64(cli.duration),

@@ -71,6 +71,8 @@ fn expect(output: Result<CommandOutput, impl std::fmt::Display>) -> Result<Comma
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
+    // Under `cargo demo`, the daemons are rebuilt if the sources changed: never a stale demo.
+    gnt_integration::binaries::build_if_under_cargo().map_err(|e| e.to_string())?;
     let policy = if cli.ipv4 {
         IpPolicy::Ipv4
     } else {

@@ -2,11 +2,17 @@
 //! destination while hashing, then checked (size, SHA-256), given its mode, synced and
 //! renamed into place. An allowed destination is a file directly in `<state>/uploads`, or
 //! one named by `--allow-upload`; nothing else, whatever the path says.
+//!
+//! Receiving and storing run side by side: the call's task takes messages off the stream
+//! while a blocking thread hashes and writes the chunks already received (a few chunks
+//! may wait between them). Hashing and the page-cache copy cost more than TLS and HTTP/2
+//! together (`docs/benchmarks.md`), and file writes do not belong on the runtime's threads.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use bytes::Bytes;
 use gnt_core::error::to_status;
 use gnt_core::fs_atomic::{self, FsError};
 use gnt_proto::node::v1::{UploadFileHeader, UploadFileRequest, upload_file_request};
@@ -16,9 +22,12 @@ use super::{MemberContext, bad};
 
 /// Permission bits an uploaded file may not have: set-user-id, set-group-id, sticky.
 const FORBIDDEN_MODE_BITS: u32 = 0o7000;
+/// Chunks received but not yet written, at most.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 pub(super) async fn receive(
     ctx: &MemberContext,
+    peer: &str,
     mut stream: Streaming<UploadFileRequest>,
 ) -> Result<u64, Status> {
     let Some(UploadFileRequest {
@@ -49,74 +58,127 @@ pub(super) async fn receive(
     let expected = decode_hex(&header.sha256)
         .ok_or_else(|| bad("sha256", "expected 64 hexadecimal digits"))?;
 
+    // Unique per upload: two uploads to one destination must not share a temporary file.
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = destination.parent().unwrap_or(Path::new("/")).to_owned();
     let temp = dir.join(format!(
-        ".{}.upload-{}",
+        ".{}.upload-{}-{}",
         destination
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
-        std::process::id()
+        std::process::id(),
+        SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let outcome = write_checked(&mut stream, &temp, &header, &expected).await;
-    if let Err(status) = outcome {
-        let _ = std::fs::remove_file(&temp);
-        return Err(status);
-    }
-    let fs_error = |e: FsError| to_status(&e);
-    std::fs::rename(&temp, &destination).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        fs_error(FsError::new("rename", &temp, e))
-    })?;
-    fs_atomic::sync_dir(&dir).map_err(fs_error)?;
-    tracing::info!(path = %destination.display(), bytes = header.size, "file uploaded");
-    Ok(header.size)
-}
-
-async fn write_checked(
-    stream: &mut Streaming<UploadFileRequest>,
-    temp: &Path,
-    header: &UploadFileHeader,
-    expected: &[u8; 32],
-) -> Result<(), Status> {
-    let fs_error = |action, e| to_status(&FsError::new(action, temp, e));
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(temp)
-        .map_err(|e| fs_error("create", e))?;
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        .open(&temp)
+        .map_err(|e| to_status(&FsError::new("create", &temp, e)))?;
+    let stored = Stored {
+        temp,
+        destination,
+        mode: header.mode,
+        expected,
+    };
+    let (chunks, inbox) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let writer = {
+        let stored = stored.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = stored.write(file, inbox);
+            if outcome.is_err() {
+                let _ = std::fs::remove_file(&stored.temp);
+            }
+            outcome
+        })
+    };
+    let received = forward(&mut stream, header.size, &chunks).await;
+    drop(chunks);
+    let written = writer
+        .await
+        .map_err(|e| Status::internal(format!("the upload writer failed: {e}")));
+    // A short, long or refused stream is the answer, whatever the writer made of it.
+    if let Err(status) = received {
+        let _ = std::fs::remove_file(&stored.temp);
+        return Err(status);
+    }
+    written??;
+    tracing::info!(%peer, path = %stored.destination.display(), bytes = header.size, "file uploaded");
+    Ok(header.size)
+}
+
+/// Takes the chunks off `stream` and hands them to the writer; checks their total size.
+async fn forward(
+    stream: &mut Streaming<UploadFileRequest>,
+    size: u64,
+    chunks: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<(), Status> {
     let mut received: u64 = 0;
     while let Some(message) = stream.message().await? {
         let Some(upload_file_request::Part::Chunk(chunk)) = message.part else {
             return Err(bad("upload", "only data may follow the header"));
         };
         received += chunk.len() as u64;
-        if received > header.size {
+        if received > size {
             return Err(bad(
                 "upload",
-                format!("more data than the {} bytes announced", header.size),
+                format!("more data than the {size} bytes announced"),
             ));
         }
-        digest.update(&chunk);
-        file.write_all(&chunk).map_err(|e| fs_error("write", e))?;
+        if chunks.send(chunk).await.is_err() {
+            // The writer stopped on an error, which it reports.
+            return Ok(());
+        }
     }
-    if received != header.size {
+    if received != size {
         return Err(bad(
             "upload",
-            format!("the stream ended after {received} of {} bytes", header.size),
+            format!("the stream ended after {received} of {size} bytes"),
         ));
     }
-    if digest.finish().as_ref() != expected {
-        return Err(bad(
-            "sha256",
-            "the content does not match the checksum; nothing was written",
-        ));
+    Ok(())
+}
+
+/// Where and how an upload is stored.
+#[derive(Debug, Clone)]
+struct Stored {
+    temp: PathBuf,
+    destination: PathBuf,
+    mode: u32,
+    expected: [u8; 32],
+}
+
+impl Stored {
+    /// On a blocking thread: hashes and writes each chunk of `inbox` into `file` (the
+    /// temporary file), then checks the digest, sets the mode, syncs, and renames it into
+    /// place.
+    fn write(
+        &self,
+        mut file: std::fs::File,
+        mut inbox: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> Result<(), Status> {
+        let fs_error = |action, path: &Path, e| to_status(&FsError::new(action, path, e));
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        while let Some(chunk) = inbox.blocking_recv() {
+            digest.update(&chunk);
+            file.write_all(&chunk)
+                .map_err(|e| fs_error("write", &self.temp, e))?;
+        }
+        if digest.finish().as_ref() != self.expected {
+            return Err(bad(
+                "sha256",
+                "the content does not match the checksum; nothing was written",
+            ));
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(self.mode))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| fs_error("sync", &self.temp, e))?;
+        std::fs::rename(&self.temp, &self.destination)
+            .map_err(|e| fs_error("rename", &self.temp, e))?;
+        let dir = self.destination.parent().unwrap_or(Path::new("/"));
+        fs_atomic::sync_dir(dir).map_err(|e| to_status(&e))
     }
-    file.set_permissions(std::fs::Permissions::from_mode(header.mode))
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fs_error("sync", e))
 }
 
 fn allowed_destination(ctx: &MemberContext, header: &UploadFileHeader) -> Result<PathBuf, Status> {

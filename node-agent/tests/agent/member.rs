@@ -261,7 +261,9 @@ fn upload(
             part: Some(upload_file_request::Part::Header(header)),
         }];
         messages.extend(content.chunks(64 * 1024).map(|chunk| UploadFileRequest {
-            part: Some(upload_file_request::Part::Chunk(chunk.to_vec())),
+            part: Some(upload_file_request::Part::Chunk(
+                bytes::Bytes::copy_from_slice(chunk),
+            )),
         }));
         NodeAgentClient::new(ch)
             .upload_file(tokio_stream::iter(messages))
