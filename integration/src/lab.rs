@@ -573,18 +573,14 @@ impl LabHost {
             action: "wait for ip -batch".to_owned(),
             source,
         })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(LabError::Command {
-                command: format!(
-                    "ip -n {} -batch - ({} addresses)",
-                    self.netns,
-                    addresses.len()
-                ),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            })
-        }
+        succeeded(
+            format!(
+                "ip -n {} -batch - ({} addresses)",
+                self.netns,
+                addresses.len()
+            ),
+            &output,
+        )
     }
 
     fn write_sysctl(&self, key: &str, value: &str) -> Result<(), LabError> {
@@ -705,6 +701,11 @@ fn run(command: &mut Command) -> Result<(), LabError> {
         action: format!("run {line}"),
         source,
     })?;
+    succeeded(line, &output)
+}
+
+/// `Ok` if command `line` exited successfully, else what it printed on standard error.
+fn succeeded(line: String, output: &Output) -> Result<(), LabError> {
     if output.status.success() {
         Ok(())
     } else {

@@ -234,32 +234,23 @@ fn the_unary_load_can_be_pointed_at_any_server_of_the_node_proto() {
         .to_owned();
 
     let json = dir.path().join("external.json");
-    let with_tls = |command: &mut Command| {
+    // `gnt-bench unary` at the baseline over TLS, checking its certificate for `name`.
+    let unary_at = |name: &str| {
+        let mut command = gnt_bench();
         command
+            .args(["unary", "--target", &grpc, "--server-name", name])
+            .args(["--concurrency", "2", "--duration", "0.3", "--rounds", "1"])
             .arg("--ca")
             .arg(ca.ca_path())
             .arg("--cert")
             .arg(&client.cert)
             .arg("--key")
-            .arg(&client.key);
+            .arg(&client.key)
+            .arg("--json")
+            .arg(&json);
+        command.output().unwrap()
     };
-    let mut command = gnt_bench();
-    command.args([
-        "unary",
-        "--target",
-        &grpc,
-        "--server-name",
-        "bare.bench.test",
-        "--concurrency",
-        "2",
-        "--duration",
-        "0.3",
-        "--rounds",
-        "1",
-    ]);
-    with_tls(&mut command);
-    let output = command.arg("--json").arg(&json).output().unwrap();
-    succeeded(&output);
+    succeeded(&unary_at("bare.bench.test"));
     let report = read_json(&json);
     let unary = &report["scenarios"]["unary"];
     assert_eq!(unary["target"].as_str(), Some(grpc.as_str()), "{unary}");
@@ -269,18 +260,7 @@ fn the_unary_load_can_be_pointed_at_any_server_of_the_node_proto() {
     check_latency(&series["latency"], None);
 
     // The certificate is checked for the name given: another name fails, and says so.
-    let mut command = gnt_bench();
-    command.args([
-        "unary",
-        "--target",
-        &grpc,
-        "--server-name",
-        "impostor.bench.test",
-        "--duration",
-        "0.1",
-    ]);
-    with_tls(&mut command);
-    let output = command.arg("--json").arg(&json).output().unwrap();
+    let output = unary_at("impostor.bench.test");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("connect to"), "{stderr}");

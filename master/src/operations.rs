@@ -419,28 +419,28 @@ impl Master {
             Ok(set) => set.to_wire::<HashMap<String, String>>(),
             Err(error) => return vec![format!("cannot build ssconf: {error}")],
         };
-        let results = self
-            .fan_out(
-                config,
-                None,
-                TimeoutClass::Fast,
-                |channel, timeout| {
-                    let values = values.clone();
-                    async move {
-                        let mut request = tonic::Request::new(WriteSsconfRequest {
-                            ssconf: Some(WireSsconf { values }),
-                        });
-                        request.set_timeout(timeout);
-                        NodeAgentClient::new(channel)
-                            .write_ssconf(request)
-                            .await
-                            .map(|_| ())
-                            .map_err(|s| call_failure(&s, timeout))
-                    }
-                },
-                |_| {},
-            )
-            .await;
+        let results = fan_out_on(
+            &self.channels,
+            config,
+            None,
+            TimeoutClass::Fast,
+            |channel, timeout| {
+                let values = values.clone();
+                async move {
+                    let mut request = tonic::Request::new(WriteSsconfRequest {
+                        ssconf: Some(WireSsconf { values }),
+                    });
+                    request.set_timeout(timeout);
+                    NodeAgentClient::new(channel)
+                        .write_ssconf(request)
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| call_failure(&s, timeout))
+                }
+            },
+            |_| {},
+        )
+        .await;
         results
             .into_iter()
             .filter_map(|r| match r.outcome {
@@ -448,22 +448,6 @@ impl Master {
                 Err(failure) => Some(format!("ssconf not updated on {}: {failure}", r.key)),
             })
             .collect()
-    }
-
-    /// Calls `call` on `names` (all nodes when `None`) with the cached channels.
-    pub async fn fan_out<T, F, Fut>(
-        &self,
-        config: &ClusterConfig,
-        names: Option<&[String]>,
-        class: TimeoutClass,
-        call: F,
-        on_result: impl FnMut(&NodeResult<String, T>),
-    ) -> Vec<NodeResult<String, T>>
-    where
-        F: Fn(Channel, Duration) -> Fut,
-        Fut: std::future::Future<Output = Result<T, CallFailure>>,
-    {
-        fan_out_on(&self.channels, config, names, class, call, on_result).await
     }
 
     /// `cluster verify`: every online node tests both networks against every online node.
@@ -476,30 +460,30 @@ impl Master {
             .map(|(name, n)| wire(name, n))
             .collect();
         let port = u32::from(config.node_port);
-        let results = self
-            .fan_out(
-                &config,
-                None,
-                TimeoutClass::Fast,
-                |channel, timeout| {
-                    let nodes = online.clone();
-                    async move {
-                        let mut request = tonic::Request::new(NetworkTestRequest {
-                            nodes,
-                            port,
-                            timeout: prost_types::Duration::try_from(VERIFY_PING_TIMEOUT).ok(),
-                        });
-                        request.set_timeout(timeout);
-                        NodeAgentClient::new(channel)
-                            .network_test(request)
-                            .await
-                            .map(|r| r.into_inner().verdicts)
-                            .map_err(|s| call_failure(&s, timeout))
-                    }
-                },
-                |_| {},
-            )
-            .await;
+        let results = fan_out_on(
+            &self.channels,
+            &config,
+            None,
+            TimeoutClass::Fast,
+            |channel, timeout| {
+                let nodes = online.clone();
+                async move {
+                    let mut request = tonic::Request::new(NetworkTestRequest {
+                        nodes,
+                        port,
+                        timeout: prost_types::Duration::try_from(VERIFY_PING_TIMEOUT).ok(),
+                    });
+                    request.set_timeout(timeout);
+                    NodeAgentClient::new(channel)
+                        .network_test(request)
+                        .await
+                        .map(|r| r.into_inner().verdicts)
+                        .map_err(|s| call_failure(&s, timeout))
+                }
+            },
+            |_| {},
+        )
+        .await;
         let mut problems = Vec::new();
         let mut checked = 0;
         for result in results {

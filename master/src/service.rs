@@ -24,7 +24,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::MasterError;
-use crate::operations::{Master, NodeView};
+use crate::operations::{Master, NodeView, fan_out_on};
 use crate::procedure::PreparedCall;
 
 /// The default lifetime of a join token.
@@ -248,38 +248,36 @@ impl master_server::Master for MasterService {
         let (tx, rx) = mpsc::unbounded_channel();
         let master = self.master.clone();
         tokio::spawn(async move {
-            master
-                .fan_out(
-                    &config,
-                    names.as_deref(),
-                    class,
-                    |channel, timeout| {
-                        let call = call.clone();
-                        async move {
-                            call.call(channel, timeout)
-                                .await
-                                .map_err(|s| call_failure(&s, timeout))
-                        }
-                    },
-                    |result| {
-                        let (status, response_json, failure) = match &result.outcome {
-                            Ok(json) => (CallStatus::Ok, json.clone(), String::new()),
-                            Err(failure) => {
-                                (wire_failure(failure), String::new(), failure.to_string())
-                            }
-                        };
-                        let message = NodeCallResult {
-                            node: result.key.clone(),
-                            status: status.into(),
-                            response_json,
-                            failure,
-                            elapsed: prost_types::Duration::try_from(result.elapsed).ok(),
-                        };
-                        // The client may have gone; the remaining results then go nowhere.
-                        let _ = tx.send(Ok(message));
-                    },
-                )
-                .await;
+            fan_out_on(
+                &master.channels,
+                &config,
+                names.as_deref(),
+                class,
+                |channel, timeout| {
+                    let call = call.clone();
+                    async move {
+                        call.call(channel, timeout)
+                            .await
+                            .map_err(|s| call_failure(&s, timeout))
+                    }
+                },
+                |result| {
+                    let (status, response_json, failure) = match &result.outcome {
+                        Ok(json) => (CallStatus::Ok, json.clone(), String::new()),
+                        Err(failure) => (wire_failure(failure), String::new(), failure.to_string()),
+                    };
+                    let message = NodeCallResult {
+                        node: result.key.clone(),
+                        status: status.into(),
+                        response_json,
+                        failure,
+                        elapsed: prost_types::Duration::try_from(result.elapsed).ok(),
+                    };
+                    // The client may have gone; the remaining results then go nowhere.
+                    let _ = tx.send(Ok(message));
+                },
+            )
+            .await;
         });
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }

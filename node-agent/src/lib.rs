@@ -27,3 +27,4 @@ pub mod state;
 pub use bootstrap::{JoinRefusal, Joined};
 pub use config::AgentConfig;
 pub use daemon::{AgentError, AgentStatus, run};
+pub use member::version;

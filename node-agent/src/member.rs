@@ -69,6 +69,14 @@ pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<[u8; 32]>, Sscon
         .collect()
 }
 
+/// What `Version` answers: the node protocol this agent speaks, and its release.
+pub fn version() -> VersionResponse {
+    VersionResponse {
+        protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
+        software_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
 /// Who made a call, for the log lines that matter at info level (per-call spans are
 /// debug-level; see `gnt_transports::GrpcServer`).
 pub(crate) fn caller<T>(request: &Request<T>) -> String {
@@ -178,10 +186,7 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         _request: Request<VersionRequest>,
     ) -> Result<Response<VersionResponse>, Status> {
-        Ok(Response::new(VersionResponse {
-            protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
-            software_version: env!("CARGO_PKG_VERSION").to_owned(),
-        }))
+        Ok(Response::new(version()))
     }
 
     async fn node_info(

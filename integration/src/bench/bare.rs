@@ -223,10 +223,7 @@ impl NodeAgent for BareAgent {
         &self,
         _request: Request<VersionRequest>,
     ) -> Result<Response<VersionResponse>, Status> {
-        Ok(Response::new(VersionResponse {
-            protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
-            software_version: env!("CARGO_PKG_VERSION").to_owned(),
-        }))
+        Ok(Response::new(gnt_node_agent::version()))
     }
 
     async fn node_info(
