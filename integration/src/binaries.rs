@@ -3,7 +3,9 @@
 //!
 //! They are looked for in `$GNT_BIN_DIR`, else next to the running executable (for a test
 //! binary: the profile directory above `deps/`). `cargo test --workspace` builds every
-//! binary there before any test runs. When they are missing and the caller runs under cargo
+//! binary there before any test runs, because each binary's package has an integration
+//! test of its own (cargo builds a package's binaries only for those); `cargo test -p
+//! gnt-integration` alone does not. When they are missing and the caller runs under cargo
 //! (`$CARGO` is set, as with `cargo run`), they are built with the same profile.
 
 use std::path::{Path, PathBuf};

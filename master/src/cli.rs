@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use gnt_core::error::{Chain, Classify, ErrorKind, kind_of_status};
+use gnt_core::join::JoinToken;
 use gnt_core::netutils::Resolver;
 use gnt_core::policy::IpPolicy;
 use gnt_core::runner::TimeoutClass;
@@ -109,7 +110,7 @@ pub enum NodeCommand {
         secondary_ip: Option<String>,
         /// The token the node's gnt-noded was started with.
         #[arg(long, value_name = "TOKEN")]
-        join_token: String,
+        join_token: JoinToken,
         /// The node's name; it must resolve in the cluster's primary IP version.
         name: String,
     },
@@ -333,7 +334,7 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             let request = AddNodeRequest {
                 name,
                 secondary_ip: secondary_ip.unwrap_or_default(),
-                join_token,
+                join_token: join_token.expose(),
             };
             let added = client.add_node(request).await.map_err(status)?.into_inner();
             output::added(&added);

@@ -1,0 +1,148 @@
+//! The operator-facing behaviour of the real `gnt` and `gnt-masterd` binaries that needs no
+//! cluster: refusals of bad input before anything is touched, and the one-line messages and
+//! exit codes when the master is not there. (The cluster itself is tested end to end in
+//! `integration/tests/cluster`.)
+//!
+//! Being an integration test of this package also makes `cargo test --workspace` build
+//! `gnt` and `gnt-masterd` next to the other test binaries, where the end-to-end tests of
+//! `gnt-integration` find them.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is a failed assertion"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gnt_core::ErrorKind;
+
+fn run(program: &str, state_dir: &Path, args: &[&str]) -> Output {
+    Command::new(program)
+        .env("GNT_STATE_DIR", state_dir)
+        .env("RUST_LOG", "off")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn gnt(state_dir: &Path, args: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_gnt"), state_dir, args)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The state directory holds nothing after a refused command.
+fn assert_untouched(state_dir: &Path) {
+    let entries: Vec<_> = std::fs::read_dir(state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(entries.is_empty(), "a refused command left {entries:?}");
+}
+
+#[test]
+fn an_unknown_primary_ip_version_is_a_usage_error_naming_the_choices() {
+    let state = tempfile::tempdir().unwrap();
+    let output = gnt(
+        state.path(),
+        &["cluster", "init", "--primary-ip-version", "5", "c1.example"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("invalid primary IP version '5'")
+            && message.contains("use 4 (IPv4) or 6 (hybrid IPv6/IPv4)"),
+        "{message}"
+    );
+    assert_untouched(state.path());
+}
+
+#[test]
+fn a_netmask_out_of_the_family_bounds_is_refused_before_anything_is_written() {
+    let state = tempfile::tempdir().unwrap();
+    for (version, netmask, bounds) in [("6", "129", "use 1 to 128"), ("4", "33", "use 1 to 32")] {
+        let output = gnt(
+            state.path(),
+            &[
+                "cluster",
+                "init",
+                "--primary-ip-version",
+                version,
+                "--secondary-ip",
+                "192.0.2.1",
+                "--master-netmask",
+                netmask,
+                "c1.example",
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(ErrorKind::WrongInput.exit_code().into())
+        );
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("({netmask})")) && message.contains(bounds),
+            "{message}"
+        );
+        assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+        assert_untouched(state.path());
+    }
+}
+
+#[test]
+fn a_malformed_join_token_is_refused_before_the_master_is_contacted() {
+    let state = tempfile::tempdir().unwrap();
+    let output = gnt(
+        state.path(),
+        &[
+            "node",
+            "add",
+            "--join-token",
+            "abcdef-0123",
+            "node1.example",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("invalid join token"), "{message}");
+    assert!(!message.contains("gnt-masterd"), "{message}");
+}
+
+#[test]
+fn without_a_running_master_gnt_says_where_it_looked_and_how_to_start_it() {
+    let state = tempfile::tempdir().unwrap();
+    let output = gnt(state.path(), &["node", "list"]);
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::Unavailable.exit_code().into())
+    );
+    let message = stderr(&output);
+    let socket = state.path().join("master/master.sock");
+    assert!(
+        message.contains(&socket.display().to_string())
+            && message.contains(&format!(
+                "`gnt-masterd --state-dir {}`",
+                state.path().display()
+            )),
+        "{message}"
+    );
+    assert_untouched(state.path());
+}
+
+#[test]
+fn gnt_masterd_refuses_to_start_without_a_cluster() {
+    let state = tempfile::tempdir().unwrap();
+    let output = run(env!("CARGO_BIN_EXE_gnt-masterd"), state.path(), &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::WrongState.exit_code().into())
+    );
+    let message = stderr(&output);
+    assert!(
+        message.contains("no cluster is initialised") && message.contains("gnt cluster init"),
+        "{message}"
+    );
+}
