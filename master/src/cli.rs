@@ -110,7 +110,7 @@ pub enum NodeCommand {
         secondary_ip: Option<String>,
         /// The token the node's gnt-noded was started with.
         #[arg(long, value_name = "TOKEN")]
-        join_token: JoinToken,
+        join_token: String,
         /// The node's name; it must resolve in the cluster's primary IP version.
         name: String,
     },
@@ -312,6 +312,13 @@ async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
 }
 
 async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Failure> {
+    // A token the master would refuse is refused here, before the master is contacted, with
+    // the same one-line message.
+    if let NodeCommand::Add { join_token, .. } = &command {
+        join_token
+            .parse::<JoinToken>()
+            .map_err(|e| Failure::of(&e))?;
+    }
     let mut client = connect(paths).await?;
     let status = |s: tonic::Status| Failure::status(&s);
     match command {
@@ -334,7 +341,7 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             let request = AddNodeRequest {
                 name,
                 secondary_ip: secondary_ip.unwrap_or_default(),
-                join_token: join_token.expose(),
+                join_token,
             };
             let added = client.add_node(request).await.map_err(status)?.into_inner();
             output::added(&added);

@@ -105,9 +105,13 @@ fn a_malformed_join_token_is_refused_before_the_master_is_contacted() {
             "node1.example",
         ],
     );
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::WrongInput.exit_code().into())
+    );
     let message = stderr(&output);
     assert!(message.contains("invalid join token"), "{message}");
+    assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
     assert!(!message.contains("gnt-masterd"), "{message}");
 }
 
