@@ -63,5 +63,6 @@ pub use peer::{
 };
 pub use serve::{GrpcServer, RunningServer, ServerSettings, Shutdown};
 pub use tls::{
-    ClientAuth, ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, Identity, Pem, ServerTls, provider,
+    ClientAuth, ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, Identity, PROTOCOL_VERSIONS, Pem, ServerTls,
+    provider,
 };

@@ -126,12 +126,13 @@ fn server_config(args: &BareArgs) -> Result<rustls::ServerConfig, BenchError> {
         .map_err(|e| bad("read the certificate", &e))?;
     let key = PrivateKeyDer::from_pem_file(&args.key).map_err(|e| bad("read the key", &e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(gnt_transports::PROTOCOL_VERSIONS)
         .map_err(|e| bad("choose TLS versions", &e))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| bad("use the certificate", &e))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config.ignore_client_order = true;
     Ok(config)
 }
 

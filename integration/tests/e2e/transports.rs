@@ -167,6 +167,71 @@ async fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
     server.shutdown().await.unwrap();
 }
 
+/// A stock rustls client (its own defaults, not the project's provider) offering `versions`,
+/// presenting the cluster's client certificate.
+fn stock_client(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.ca.ca_path()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&pki.client.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pki.client.key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test]
+async fn servers_speak_tls_1_3_only_and_choose_aes_128_gcm_first() {
+    let pki = Pki::new(&[]);
+    let listener = tcp("127.0.0.1:0").with_tls(pki.server_tls(ClientAuth::Required));
+    let server = GrpcServer::new("test-server")
+        .start(vec![listener])
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0].tcp().unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+    // A client preferring AES-256 (rustls' default order) gets the server's choice.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = stock_client(&pki, rustls::DEFAULT_VERSIONS)
+        .connect(name.clone(), tcp)
+        .await
+        .unwrap();
+    let (_, session) = stream.get_ref();
+    assert_eq!(
+        session.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(
+        session.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
+
+    // A client that speaks only TLS 1.2 is refused in the handshake.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let refused = stock_client(&pki, &[&rustls::version::TLS12])
+        .connect(name, tcp)
+        .await;
+    assert!(refused.is_err(), "a TLS 1.2 client was let in");
+
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn optional_client_certificates_admit_anonymous_clients_without_an_identity() {
     let pki = Pki::new(&[]);
