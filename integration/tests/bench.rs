@@ -79,6 +79,8 @@ fn every_scenario_runs_and_reports_well_formed_figures() {
             "--duration",
             "0.3",
             "--rounds",
+            "2",
+            "--upload-rounds",
             "1",
             "--join-batch",
             "10",
@@ -120,9 +122,27 @@ fn every_scenario_runs_and_reports_well_formed_figures() {
             positive(&series["requests_per_second"]);
             positive(&series["server_cpu_us_per_call"]);
             check_latency(&series["latency"], None);
-            assert_eq!(series["rounds"].as_array().unwrap().len(), 1, "{series}");
+            assert_eq!(series["rounds"].as_array().unwrap().len(), 2, "{series}");
         }
-        positive(&comparison["ratio"]);
+        // The ratio is the mean of the two round pairs' ratios, with its standard error.
+        let pairs: Vec<f64> = comparison["pair_ratios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect();
+        assert_eq!(pairs.len(), 2, "{comparison}");
+        assert!(
+            pairs.iter().all(|r| r.is_finite() && *r > 0.0),
+            "{comparison}"
+        );
+        let ratio = number(&comparison["ratio"]);
+        assert!(
+            (ratio - (pairs[0] + pairs[1]) / 2.0).abs() < 1e-9,
+            "{comparison}"
+        );
+        let error = number(&comparison["ratio_standard_error"]);
+        assert!(error.is_finite() && error >= 0.0, "{comparison}");
     }
     check_latency(&unary["wire_round_trip"], None);
 

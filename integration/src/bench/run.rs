@@ -54,8 +54,10 @@ pub struct Options {
     pub concurrency: Vec<usize>,
     /// `unary` seconds per round.
     pub duration_seconds: f64,
-    /// `unary` and `upload` rounds per target.
+    /// `unary` rounds per target.
     pub rounds: usize,
+    /// `upload` rounds per target.
+    pub upload_rounds: usize,
     /// Joins run all at once first.
     pub join_batch: usize,
     /// Joins in flight at once for the rest.
@@ -203,8 +205,14 @@ async fn scenarios(
                 bare_dir: baselines.sink_dir.clone(),
             };
             let sink = tcp(site, baselines.sink.ip(), baselines.sink.port(), tls);
-            let result =
-                upload::compare(&agent, &sink, &payload, &destinations, options.rounds).await?;
+            let result = upload::compare(
+                &agent,
+                &sink,
+                &payload,
+                &destinations,
+                options.upload_rounds,
+            )
+            .await?;
             report.add("upload", &result, upload::rows(&result));
         }
         site.cluster.stop_process("master/gnt-bench-bare", false)?;

@@ -2,6 +2,12 @@
 //! loop for D seconds: requests per second and latency percentiles. The real `gnt-noded`
 //! and the bare tonic server take turns, round after round (which goes first alternates),
 //! through the same client; figures are medians over rounds, latencies pooled.
+//!
+//! The ratio of requests per second is the mean of the ratios of round pairs (each round of
+//! the target against the baseline round next to it in time), with its standard error. On
+//! two shared CPUs one round's throughput wanders by ±5 % from the next; a pair shares its
+//! moment, so most of that wander cancels in its ratio, and the spread of the pairs says how
+//! far the mean can be trusted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,8 +68,12 @@ pub struct Comparison {
     pub target: Series,
     /// The bare tonic server, when compared.
     pub baseline: Option<Series>,
-    /// Target over baseline requests per second.
+    /// Target over baseline requests per second: the mean of `pair_ratios`.
     pub ratio: Option<f64>,
+    /// The standard error of `ratio` (needs two pairs or more).
+    pub ratio_standard_error: Option<f64>,
+    /// Each round's target over the baseline round beside it, requests per second.
+    pub pair_ratios: Vec<f64>,
 }
 
 /// The scenario's results.
@@ -280,16 +290,19 @@ pub async fn compare(
                 baseline_rounds.push(round(b, concurrency, duration).await?);
             }
         }
-        let target = series(target_rounds);
-        let baseline = baseline.map(|_| series(baseline_rounds));
-        let ratio = baseline
-            .as_ref()
-            .map(|b| target.requests_per_second / b.requests_per_second);
+        let pair_ratios: Vec<f64> = target_rounds
+            .iter()
+            .zip(&baseline_rounds)
+            .map(|((t, _), (b, _))| t.requests_per_second / b.requests_per_second)
+            .collect();
+        let (ratio, ratio_standard_error) = mean_and_standard_error(&pair_ratios);
         comparisons.push(Comparison {
             concurrency,
-            target,
-            baseline,
+            target: series(target_rounds),
+            baseline: baseline.map(|_| series(baseline_rounds)),
             ratio,
+            ratio_standard_error,
+            pair_ratios,
         });
     }
     Ok(UnaryResult {
@@ -299,6 +312,20 @@ pub async fn compare(
         comparisons,
         wire_round_trip: None,
     })
+}
+
+/// The mean of `values`, and its standard error when there are two or more.
+fn mean_and_standard_error(values: &[f64]) -> (Option<f64>, Option<f64>) {
+    if values.is_empty() {
+        return (None, None);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let error = (values.len() > 1).then(|| {
+        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (variance / n).sqrt()
+    });
+    (Some(mean), error)
 }
 
 /// The table's figures.
@@ -318,6 +345,13 @@ pub fn rows(result: &UnaryResult) -> Vec<Row> {
             }
         }
         rows.push(rps);
+        if let (Some(ratio), Some(error)) = (c.ratio, c.ratio_standard_error) {
+            rows.push(Row::new(
+                "unary",
+                format!("C={n} ratio, mean of {} round pairs", c.pair_ratios.len()),
+                format!("{ratio:.3} ± {error:.3}"),
+            ));
+        }
         if let Some(latency) = c.target.latency {
             let mut p50 = Row::new("unary", format!("C={n} p50 latency"), us(latency.p50_us));
             if let Some(base) = c.baseline.as_ref().and_then(|b| b.latency) {
@@ -356,5 +390,21 @@ fn us(value: f64) -> String {
         format!("{value:.1} µs")
     } else {
         format!("{value:.0} µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_and_standard_error;
+
+    #[test]
+    fn the_ratio_estimate_is_the_mean_with_its_standard_error() {
+        assert_eq!(mean_and_standard_error(&[]), (None, None));
+        assert_eq!(mean_and_standard_error(&[0.97]), (Some(0.97), None));
+        let (mean, error) = mean_and_standard_error(&[1.0, 0.9, 0.95, 0.95]);
+        assert!((mean.unwrap() - 0.95).abs() < 1e-12);
+        // Sample standard deviation sqrt(0.005 / 3), over sqrt(4).
+        let expected = (0.005_f64 / 3.0).sqrt() / 2.0;
+        assert!((error.unwrap() - expected).abs() < 1e-12, "{error:?}");
     }
 }

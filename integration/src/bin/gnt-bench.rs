@@ -49,12 +49,16 @@ struct Cli {
     concurrency: Vec<usize>,
 
     /// `unary`: seconds per round.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 2.0)]
     duration: f64,
 
-    /// `unary` and `upload`: rounds per target.
-    #[arg(long, default_value_t = 3)]
+    /// `unary`: rounds per target (and pairs the ratio is the mean of).
+    #[arg(long, default_value_t = 10)]
     rounds: usize,
+
+    /// `upload`: rounds per target.
+    #[arg(long, default_value_t = 3)]
+    upload_rounds: usize,
 
     /// `join`: joins started all at once before the rest.
     #[arg(long, default_value_t = 100)]
@@ -235,6 +239,7 @@ fn lab(cli: &Cli, exe: &Path) -> anyhow::Result<Report> {
         concurrency: cli.concurrency.clone(),
         duration_seconds: cli.duration,
         rounds: cli.rounds.max(1),
+        upload_rounds: cli.upload_rounds.max(1),
         join_batch: cli.join_batch,
         join_concurrency: cli.join_concurrency.max(1),
         cold_rounds: cli.cold_rounds,
