@@ -108,8 +108,14 @@ pub enum NodeCommand {
         /// The node's IPv4 secondary address (required in a hybrid cluster).
         #[arg(short = 's', long, value_name = "IPV4")]
         secondary_ip: Option<String>,
-        /// The token the node's gnt-noded was started with.
-        #[arg(long, value_name = "TOKEN")]
+        /// The token the node's gnt-noded was started with (or set GNT_JOIN_TOKEN, which,
+        /// unlike an argument, other users of this host cannot read in the process list).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "GNT_JOIN_TOKEN",
+            hide_env_values = true
+        )]
         join_token: String,
         /// The node's name; it must resolve in the cluster's primary IP version.
         name: String,

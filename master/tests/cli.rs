@@ -116,6 +116,33 @@ fn a_malformed_join_token_is_refused_before_the_master_is_contacted() {
 }
 
 #[test]
+fn the_join_token_may_come_from_the_environment_and_is_never_echoed() {
+    let state = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gnt"))
+        .env("GNT_STATE_DIR", state.path())
+        .env("GNT_JOIN_TOKEN", "abcdef.not-a-secret-we-show")
+        .args(["node", "add", "node1.example"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::WrongInput.exit_code().into())
+    );
+    let message = stderr(&output);
+    assert!(message.contains("invalid join token"), "{message}");
+    assert!(!message.contains("not-a-secret"), "{message}");
+
+    let help = Command::new(env!("CARGO_BIN_EXE_gnt"))
+        .env("GNT_JOIN_TOKEN", "abcdef.0123456789abcdef")
+        .args(["node", "add", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("GNT_JOIN_TOKEN"), "{help}");
+    assert!(!help.contains("0123456789abcdef"), "{help}");
+}
+
+#[test]
 fn without_a_running_master_gnt_says_where_it_looked_and_how_to_start_it() {
     let state = tempfile::tempdir().unwrap();
     let output = gnt(state.path(), &["node", "list"]);
