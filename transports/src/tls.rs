@@ -293,6 +293,12 @@ impl ServerTls {
         }
     }
 
+    /// The rustls configuration, for a server that does its own accepting (the benchmark's
+    /// bare baseline) and must speak exactly this TLS.
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
+    }
+
     /// Changes the handshake timeout.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;

@@ -1,6 +1,6 @@
 //! The baselines, served by `gnt-bench internal bare` with the node's own certificate and
-//! key and the cluster CA (mutual TLS required, the same rustls provider and ALPN as the
-//! agent), and none of gnt-rpc's layers:
+//! key and the cluster CA (mutual TLS required, the agent's own TLS configuration), and
+//! none of gnt-rpc's gRPC layers:
 //!
 //! - a bare tonic server of `gnt.node.v1.NodeAgent` over tokio-rustls: tonic's defaults,
 //!   no reflection, health, diagnostics, interceptor or request spans; only `Version`
@@ -27,9 +27,7 @@ use gnt_proto::node::v1::{
     TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest, VersionResponse,
     WriteSsconfRequest, WriteSsconfResponse,
 };
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use gnt_transports::{ClientAuth, ServerTls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -74,7 +72,7 @@ pub struct BareArgs {
 
 /// Serves both baselines until killed.
 pub fn serve(args: &BareArgs) -> Result<(), BenchError> {
-    let config = Arc::new(server_config(args)?);
+    let config = server_config(args)?;
     let runtime = tokio::runtime::Runtime::new().map_err(BenchError::io("start a runtime"))?;
     runtime.block_on(async {
         let grpc = TcpListener::bind(args.grpc)
@@ -109,31 +107,13 @@ pub fn serve(args: &BareArgs) -> Result<(), BenchError> {
     })
 }
 
-fn server_config(args: &BareArgs) -> Result<rustls::ServerConfig, BenchError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| BenchError::failed(what.to_owned(), e);
-    let provider = gnt_transports::provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&args.ca).map_err(|e| bad("read the CA", &e))? {
-        roots
-            .add(cert.map_err(|e| bad("read the CA", &e))?)
-            .map_err(|e| bad("use the CA", &e))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| bad("build the client verifier", &e))?;
-    let chain = CertificateDer::pem_file_iter(&args.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad("read the certificate", &e))?;
-    let key = PrivateKeyDer::from_pem_file(&args.key).map_err(|e| bad("read the key", &e))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(gnt_transports::PROTOCOL_VERSIONS)
-        .map_err(|e| bad("choose TLS versions", &e))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| bad("use the certificate", &e))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    config.ignore_client_order = true;
-    Ok(config)
+/// The agent's own server TLS (`gnt_transports::ServerTls`): same versions, suite order,
+/// client verification and ALPN, so that the baseline differs from the agent in gRPC layers
+/// only.
+fn server_config(args: &BareArgs) -> Result<Arc<rustls::ServerConfig>, BenchError> {
+    let tls = ServerTls::from_files(&args.ca, &args.cert, &args.key, ClientAuth::Required)
+        .map_err(|e| BenchError::failed("load the TLS files", e))?;
+    Ok(tls.config().clone())
 }
 
 /// Accepted connections, each handshaken in its own task so a slow client holds up no one.
