@@ -9,7 +9,7 @@ use gnt_core::error::{Chain, Classify, ErrorKind};
 use gnt_core::policy::IpPolicy;
 use gnt_transports::{
     ClientAuth, ConnectError, Connector, DialOptions, GrpcServer, Identity, ListenError, Listener,
-    Pem, ServerSettings, ServerTls, Shutdown, TlsConfigError,
+    Pem, RunningServer, ServerSettings, ServerTls, Shutdown, TlsConfigError,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -21,6 +21,18 @@ fn tcp(addr: &str) -> Listener {
 
 fn dial(addr: SocketAddr) -> Connector {
     Connector::tcp_addr(addr, DialOptions::new(IpPolicy::HybridIpv6))
+}
+
+/// A server on `127.0.0.1`, any port, with the test PKI's server certificate, asking clients
+/// for certificates as `auth` says.
+async fn tls_on_ipv4_loopback(pki: &Pki, auth: ClientAuth) -> (RunningServer, SocketAddr) {
+    let listener = tcp("127.0.0.1:0").with_tls(pki.server_tls(auth));
+    let server = GrpcServer::new("test-server")
+        .start(vec![listener])
+        .await
+        .unwrap();
+    let addr = server.local_addrs()[0].tcp().unwrap();
+    (server, addr)
 }
 
 #[tokio::test]
@@ -117,12 +129,7 @@ async fn the_same_service_answers_over_tcp_unix_and_memory_with_and_without_tls(
 #[tokio::test]
 async fn required_client_certificates_refuse_anonymous_and_foreign_clients() {
     let pki = Pki::new(&[]);
-    let listener = tcp("127.0.0.1:0").with_tls(pki.server_tls(ClientAuth::Required));
-    let server = GrpcServer::new("test-server")
-        .start(vec![listener])
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0].tcp().unwrap();
+    let (server, addr) = tls_on_ipv4_loopback(&pki, ClientAuth::Required).await;
 
     let anonymous = dial(addr).with_tls(pki.client_tls(None));
     let foreign = dial(addr).with_tls(pki.client_tls(Some(&pki.stranger)));
@@ -198,12 +205,7 @@ fn stock_client(
 #[tokio::test]
 async fn servers_speak_tls_1_3_only_and_choose_aes_128_gcm_first() {
     let pki = Pki::new(&[]);
-    let listener = tcp("127.0.0.1:0").with_tls(pki.server_tls(ClientAuth::Required));
-    let server = GrpcServer::new("test-server")
-        .start(vec![listener])
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0].tcp().unwrap();
+    let (server, addr) = tls_on_ipv4_loopback(&pki, ClientAuth::Required).await;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
     // A client preferring AES-256 (rustls' default order) gets the server's choice.
@@ -235,12 +237,7 @@ async fn servers_speak_tls_1_3_only_and_choose_aes_128_gcm_first() {
 #[tokio::test]
 async fn optional_client_certificates_admit_anonymous_clients_without_an_identity() {
     let pki = Pki::new(&[]);
-    let listener = tcp("127.0.0.1:0").with_tls(pki.server_tls(ClientAuth::Optional));
-    let server = GrpcServer::new("test-server")
-        .start(vec![listener])
-        .await
-        .unwrap();
-    let addr = server.local_addrs()[0].tcp().unwrap();
+    let (server, addr) = tls_on_ipv4_loopback(&pki, ClientAuth::Optional).await;
     let anonymous = who_am_i(
         dial(addr)
             .with_tls(pki.client_tls(None))
