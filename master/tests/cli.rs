@@ -17,13 +17,17 @@ use std::process::{Command, Output};
 
 use gnt_core::ErrorKind;
 
-fn run(program: &str, state_dir: &Path, args: &[&str]) -> Output {
-    Command::new(program)
+/// `program` with its state in `state_dir` and its logs off.
+fn command(program: &str, state_dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
         .env("GNT_STATE_DIR", state_dir)
-        .env("RUST_LOG", "off")
-        .args(args)
-        .output()
-        .unwrap()
+        .env("RUST_LOG", "off");
+    command
+}
+
+fn run(program: &str, state_dir: &Path, args: &[&str]) -> Output {
+    command(program, state_dir).args(args).output().unwrap()
 }
 
 fn gnt(state_dir: &Path, args: &[&str]) -> Output {
@@ -118,8 +122,7 @@ fn a_malformed_join_token_is_refused_before_the_master_is_contacted() {
 #[test]
 fn the_join_token_may_come_from_the_environment_and_is_never_echoed() {
     let state = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_gnt"))
-        .env("GNT_STATE_DIR", state.path())
+    let output = command(env!("CARGO_BIN_EXE_gnt"), state.path())
         .env("GNT_JOIN_TOKEN", "abcdef.not-a-secret-we-show")
         .args(["node", "add", "node1.example"])
         .output()
@@ -132,7 +135,7 @@ fn the_join_token_may_come_from_the_environment_and_is_never_echoed() {
     assert!(message.contains("invalid join token"), "{message}");
     assert!(!message.contains("not-a-secret"), "{message}");
 
-    let help = Command::new(env!("CARGO_BIN_EXE_gnt"))
+    let help = command(env!("CARGO_BIN_EXE_gnt"), state.path())
         .env("GNT_JOIN_TOKEN", "abcdef.0123456789abcdef")
         .args(["node", "add", "--help"])
         .output()
