@@ -1,51 +1,33 @@
 //! A stand-in for the master, for tests of the node agent: a CA, the master's certificate,
 //! Join plans as the master would make them, and mutually authenticated connectors.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use gnt_core::join::JoinToken;
+use gnt_core::clock::unix_now;
+use gnt_core::join::{JoinOffer, JoinToken};
 use gnt_core::netutils::Hostname;
+use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
-use gnt_core::ssconf::{ClusterFacts, NodeAddrs, NodeFacts, SsconfSet};
-use gnt_node_agent::join_client::JoinPlan;
-use gnt_proto::bootstrap::v1::JoinRequest;
-use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion, SsconfSet as WireSsconf};
-use gnt_transports::{ClientTls, Connector, DialOptions, Identity, Pem, fingerprint, sha256};
+use gnt_core::ssconf::{ClusterFacts, NodeFacts, SsconfSet};
+use gnt_transports::join::JoinPlan;
+use gnt_transports::{ClientTls, Connector, DialOptions, Identity, Pem, fingerprint};
 
-use crate::pki::{PkiError, TestCa, TestCert};
+use crate::pki::{TestCa, TestCert, TestPkiError};
 
-/// A node as the test master knows it.
-#[derive(Debug, Clone)]
-pub struct NodeSpec {
-    /// Its name.
-    pub name: String,
-    /// Primary address.
-    pub primary: IpAddr,
-    /// Secondary address (the primary on a single-homed IPv4 node).
-    pub secondary: IpAddr,
-}
-
-impl NodeSpec {
-    /// The wire form.
-    pub fn wire(&self) -> NodeAddresses {
-        NodeAddresses {
-            name: self.name.clone(),
-            primary_ip: self.primary.to_string(),
-            secondary_ip: self.secondary.to_string(),
-        }
-    }
-
-    fn facts(&self) -> NodeFacts {
-        NodeFacts {
-            name: Hostname::parse(&self.name).unwrap_or_else(|e| panic!("test node name: {e}")),
-            addresses: NodeAddrs {
-                primary: self.primary,
-                secondary: self.secondary,
-            },
-            offline: false,
-        }
+/// A node of a test cluster: its name and addresses under `policy`'s rule.
+pub fn node(
+    name: &str,
+    policy: IpPolicy,
+    primary: std::net::IpAddr,
+    secondary: std::net::IpAddr,
+) -> Node {
+    let addrs = policy
+        .node_addrs(primary, Some(secondary))
+        .unwrap_or_else(|e| panic!("test node {name}: {e}"));
+    Node {
+        name: Hostname::parse(name).unwrap_or_else(|e| panic!("test node name: {e}")),
+        addrs,
     }
 }
 
@@ -61,33 +43,36 @@ pub struct TestMaster {
 
 impl TestMaster {
     /// A CA and a master certificate for `master_name`, in `dir`.
-    pub fn new(dir: &Path, master_name: &str) -> Result<Self, PkiError> {
+    pub fn new(dir: &Path, master_name: &str) -> Result<Self, TestPkiError> {
         let ca = TestCa::new(dir, "gnt test cluster CA")?;
         let cert = ca.issue(master_name, "master", &[master_name], &[])?;
-        let pem = std::fs::read(&cert.cert).map_err(|source| PkiError::Write {
-            path: cert.cert.clone(),
-            source,
-        })?;
-        let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem)
-            .map(|der: rustls::pki_types::CertificateDer<'_>| sha256(der.as_ref()))
+        let digest = Pem::read("master certificate", &cert.cert)
+            .and_then(|pem| pem.leaf_sha256())
             .unwrap_or_else(|e| panic!("the test CA wrote an unreadable certificate: {e}"));
         Ok(Self {
-            fingerprint: fingerprint(&der),
+            fingerprint: fingerprint(&digest),
             ca,
             cert,
         })
     }
 
     /// The ssconf a cluster of `nodes` (the master first) would have.
-    pub fn ssconf(&self, cluster: &str, policy: IpPolicy, nodes: &[NodeSpec]) -> SsconfSet {
-        let facts: Vec<NodeFacts> = nodes.iter().map(NodeSpec::facts).collect();
+    pub fn ssconf(&self, cluster: &str, policy: IpPolicy, nodes: &[Node]) -> SsconfSet {
+        let facts: Vec<NodeFacts> = nodes
+            .iter()
+            .map(|node| NodeFacts {
+                name: node.name.clone(),
+                addresses: node.addrs,
+                offline: false,
+            })
+            .collect();
         let cluster_name =
             Hostname::parse(cluster).unwrap_or_else(|e| panic!("test cluster name: {e}"));
         SsconfSet::from_cluster(&ClusterFacts {
             cluster_name: &cluster_name,
             policy,
             master: &facts[0].name,
-            master_ip: nodes[0].primary,
+            master_ip: nodes[0].addrs.primary,
             master_netmask: policy.default_master_netmask(),
             nodes: &facts,
             release_version: env!("CARGO_PKG_VERSION"),
@@ -96,42 +81,28 @@ impl TestMaster {
         .unwrap_or_else(|e| panic!("test ssconf: {e}"))
     }
 
-    /// The Join plan for `node` into a cluster of `master` and `node`, listening on `bind`.
+    /// The Join plan for `node` into a cluster of `master` and `node`, listening on `listen`,
+    /// with a token that expires in an hour.
     pub fn join_plan(
         &self,
         token: &JoinToken,
         cluster: &str,
         policy: IpPolicy,
-        master: &NodeSpec,
-        node: &NodeSpec,
-        bind: SocketAddr,
+        master: &Node,
+        node: &Node,
+        listen: SocketAddr,
     ) -> JoinPlan {
-        let ssconf = self.ssconf(cluster, policy, &[master.clone(), node.clone()]);
-        let expires = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64 + 3600)
-            .unwrap_or(i64::MAX);
-        JoinPlan {
-            token: token.clone(),
-            expires_at_unix: expires,
-            request: JoinRequest {
-                cluster_name: cluster.to_owned(),
-                primary_ip_version: match policy {
-                    IpPolicy::Ipv4 => PrimaryIpVersion::PrimaryIpVersion4,
-                    IpPolicy::HybridIpv6 => PrimaryIpVersion::PrimaryIpVersion6,
-                }
-                .into(),
-                bind_address: bind.ip().to_string(),
-                port: u32::from(bind.port()),
-                node: Some(node.wire()),
-                master: Some(master.wire()),
-                ca_certificate_pem: self.ca.ca_pem().to_owned(),
-                node_certificate_pem: String::new(),
-                ssconf: Some(WireSsconf {
-                    values: ssconf.to_wire(),
-                }),
-            },
-        }
+        let offer = JoinOffer {
+            cluster: Hostname::parse(cluster).unwrap_or_else(|e| panic!("test cluster name: {e}")),
+            policy,
+            listen,
+            node: node.clone(),
+            master: master.clone(),
+            ca_certificate_pem: self.ca.ca_pem().to_owned(),
+            node_certificate_pem: String::new(),
+            ssconf: self.ssconf(cluster, policy, &[master.clone(), node.clone()]),
+        };
+        JoinPlan::new(token.clone(), unix_now() + 3600, offer)
     }
 
     /// A connector to a member node's API, as the master (mutual TLS).

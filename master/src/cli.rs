@@ -17,6 +17,7 @@ use gnt_core::join::JoinToken;
 use gnt_core::netutils::Resolver;
 use gnt_core::policy::IpPolicy;
 use gnt_core::runner::TimeoutClass;
+use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
 use gnt_proto::master::v1::master_client::MasterClient;
 use gnt_proto::master::v1::{
     AddNodeRequest, CallNodesRequest, CallStatus, ClusterInfoRequest, CreateJoinTokenRequest,
@@ -25,7 +26,7 @@ use gnt_proto::master::v1::{
 use gnt_transports::Connector;
 use tonic::transport::Channel;
 
-use crate::init::{InitOptions, init};
+use crate::operations::init::{InitOptions, init};
 use crate::paths::MasterPaths;
 
 pub use output::Output;
@@ -39,7 +40,7 @@ pub struct Cli {
         long,
         global = true,
         env = "GNT_STATE_DIR",
-        default_value = "/var/lib/gnt-rpc",
+        default_value = DEFAULT_STATE_DIR,
         value_name = "DIR"
     )]
     pub state_dir: PathBuf,
@@ -187,21 +188,33 @@ pub enum RpcCommand {
     },
 }
 
-fn parse_yes_no(text: &str) -> Result<bool, String> {
+fn parse_yes_no(text: &str) -> Result<bool, NotYesOrNo> {
     match text {
         "yes" => Ok(true),
         "no" => Ok(false),
-        other => Err(format!("'{other}': use yes or no")),
+        other => Err(NotYesOrNo(other.to_owned())),
     }
 }
 
+/// A flag value other than `yes` or `no`.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}': use yes or no")]
+struct NotYesOrNo(String);
+
 /// A failed command: the message for standard error and the kind for the exit code.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Failure {
     /// What kind of failure.
     pub kind: ErrorKind,
     /// One line, with its causes.
     pub message: String,
+}
+
+impl Classify for Failure {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
 }
 
 impl Failure {
@@ -287,7 +300,7 @@ async fn cluster_init(state_dir: &std::path::Path, args: InitArgs) -> Result<Exi
         secondary_ip: args.secondary_ip,
         master_netmask: args.master_netmask,
         node_name,
-        node_port: gnt_node_agent::config::DEFAULT_PORT,
+        node_port: DEFAULT_NODE_PORT,
         ping_timeout: Duration::from_secs(5),
     };
     let resolver = Resolver::system().map_err(|e| Failure::of(&e))?;
@@ -319,12 +332,15 @@ async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
 
 async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Failure> {
     // A token the master would refuse is refused here, before the master is contacted, with
-    // the same one-line message.
-    if let NodeCommand::Add { join_token, .. } = &command {
-        join_token
-            .parse::<JoinToken>()
-            .map_err(|e| Failure::of(&e))?;
-    }
+    // the same one-line message (and without echoing it, as clap would).
+    let token = match &command {
+        NodeCommand::Add { join_token, .. } => Some(
+            join_token
+                .parse::<JoinToken>()
+                .map_err(|e| Failure::of(&e))?,
+        ),
+        _ => None,
+    };
     let mut client = connect(paths).await?;
     let status = |s: tonic::Status| Failure::status(&s);
     match command {
@@ -340,14 +356,12 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             output::token(&token);
         }
         NodeCommand::Add {
-            secondary_ip,
-            join_token,
-            name,
+            secondary_ip, name, ..
         } => {
             let request = AddNodeRequest {
                 name,
                 secondary_ip: secondary_ip.unwrap_or_default(),
-                join_token,
+                join_token: token.map(|t| t.expose()).unwrap_or_default(),
             };
             let added = client.add_node(request).await.map_err(status)?.into_inner();
             output::added(&added);
@@ -423,7 +437,7 @@ async fn rpc_call(
         procedure,
         nodes,
         request_json: data,
-        timeout_class: output::wire_class(class).into(),
+        timeout_class: gnt_proto::master::v1::TimeoutClass::from(class).into(),
     };
     let mut stream = client
         .call_nodes(request)

@@ -5,18 +5,25 @@
 //! file for as long as it runs, and applying one change at a time ([`ConfigHandle`]): a change
 //! is computed on a copy, written, and only then becomes the configuration, so a failed write
 //! leaves both the file and the daemon's view as they were.
+//!
+//! The file is typed: the policy is an [`IpPolicy`] (stored as `4` or `6`, as before), the
+//! names are normalised [`Hostname`]s, and a loaded file must describe a cluster ssconf can
+//! be built from. A value the file cannot hold is refused when it is loaded (naming the
+//! file), never replaced by a default.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use gnt_core::clock::unix_now;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::fs_atomic::{self, FsError};
+use gnt_core::join::JoinOffer;
 use gnt_core::netutils::Hostname;
+use gnt_core::node::{Node, NodeAddrs};
 use gnt_core::policy::IpPolicy;
-use gnt_core::ssconf::{ClusterFacts, NodeAddrs, NodeFacts, SsconfError, SsconfSet};
+use gnt_core::ssconf::{ClusterFacts, Location, NodeFacts, SsconfError, SsconfKey, SsconfSet};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
@@ -26,11 +33,12 @@ pub struct ClusterConfig {
     /// Grows by one with every change.
     pub serial: u64,
     /// The cluster's name.
-    pub cluster_name: String,
-    /// 4 or 6.
-    pub primary_ip_version: u8,
+    pub cluster_name: Hostname,
+    /// The IP-version policy (`4` or `6` in the file).
+    #[serde(rename = "primary_ip_version")]
+    pub policy: IpPolicy,
     /// The master node's name.
-    pub master_node: String,
+    pub master_node: Hostname,
     /// The cluster (master) IP, resolved from the cluster name at init.
     pub master_ip: IpAddr,
     /// The master IP's netmask length.
@@ -40,7 +48,7 @@ pub struct ClusterConfig {
     /// SHA-256 fingerprint of the master's client certificate, as ssconf lists it.
     pub master_certificate_sha256: String,
     /// The nodes, by name.
-    pub nodes: BTreeMap<String, NodeConfig>,
+    pub nodes: BTreeMap<Hostname, NodeConfig>,
     /// Join tokens: issued, used or expired (expired ones are pruned on the next change).
     pub join_tokens: Vec<TokenRecord>,
     /// When the cluster was initialised, seconds since the Unix epoch.
@@ -64,6 +72,27 @@ pub struct NodeConfig {
     pub added_at: i64,
 }
 
+impl NodeConfig {
+    /// A node with `addrs`, added now, whose certificate is not known yet.
+    pub fn new(addrs: NodeAddrs) -> Self {
+        Self {
+            primary_ip: addrs.primary,
+            secondary_ip: addrs.secondary,
+            offline: false,
+            certificate_sha256: String::new(),
+            added_at: unix_now(),
+        }
+    }
+
+    /// Its addresses.
+    pub fn addrs(&self) -> NodeAddrs {
+        NodeAddrs {
+            primary: self.primary_ip,
+            secondary: self.secondary_ip,
+        }
+    }
+}
+
 /// A join token, as stored: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
@@ -74,64 +103,64 @@ pub struct TokenRecord {
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: i64,
     /// The node it joined, once used.
-    pub used_by: Option<String>,
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    pub used_by: Option<Hostname>,
 }
 
 impl ClusterConfig {
-    /// The policy.
-    pub fn policy(&self) -> IpPolicy {
-        if self.primary_ip_version == 6 {
-            IpPolicy::HybridIpv6
-        } else {
-            IpPolicy::Ipv4
-        }
-    }
-
     /// The master's record.
     pub fn master(&self) -> Option<&NodeConfig> {
         self.nodes.get(&self.master_node)
     }
 
+    /// Node `name` as a [`Node`], if it is in the configuration.
+    pub fn node(&self, name: &Hostname) -> Option<Node> {
+        self.nodes.get(name).map(|record| Node {
+            name: name.clone(),
+            addrs: record.addrs(),
+        })
+    }
+
     /// The ssconf set every node gets.
     pub fn ssconf(&self) -> Result<SsconfSet, SsconfError> {
-        let parse = |name: &str| {
-            Hostname::parse(name).map_err(|e| SsconfError::Malformed {
-                location: gnt_core::ssconf::Location::Key(gnt_core::ssconf::SsconfKey::NodeList),
-                line: 1,
-                reason: e.to_string(),
-            })
-        };
-        let nodes = self
+        let nodes: Vec<NodeFacts> = self
             .nodes
             .iter()
-            .map(|(name, node)| {
-                Ok(NodeFacts {
-                    name: parse(name)?,
-                    addresses: NodeAddrs {
-                        primary: node.primary_ip,
-                        secondary: node.secondary_ip,
-                    },
-                    offline: node.offline,
-                })
+            .map(|(name, node)| NodeFacts {
+                name: name.clone(),
+                addresses: node.addrs(),
+                offline: node.offline,
             })
-            .collect::<Result<Vec<_>, SsconfError>>()?;
+            .collect();
         SsconfSet::from_cluster(&ClusterFacts {
-            cluster_name: &parse(&self.cluster_name)?,
-            policy: self.policy(),
-            master: &parse(&self.master_node)?,
+            cluster_name: &self.cluster_name,
+            policy: self.policy,
+            master: &self.master_node,
             master_ip: self.master_ip,
             master_netmask: self.master_netmask,
             nodes: &nodes,
             release_version: env!("CARGO_PKG_VERSION"),
             master_certificate_sha256: Some(&self.master_certificate_sha256),
+        })
+    }
+
+    /// What Join offers `node`, which this configuration lists already (so its ssconf is
+    /// the one the node will have as a member): the cluster CA `ca_pem`, the policy's
+    /// listen address on the node port, and no certificate yet.
+    pub fn join_offer(&self, node: Node, ca_pem: &str) -> Result<JoinOffer, SsconfError> {
+        let ssconf = self.ssconf()?;
+        // `ssconf` refuses a configuration whose master is not a node.
+        let master = self.node(&self.master_node).ok_or(SsconfError::Missing {
+            location: Location::Key(SsconfKey::MasterNode),
+        })?;
+        Ok(JoinOffer {
+            cluster: self.cluster_name.clone(),
+            policy: self.policy,
+            listen: self.policy.default_listen(self.node_port),
+            node,
+            master,
+            ca_certificate_pem: ca_pem.to_owned(),
+            node_certificate_pem: String::new(),
+            ssconf,
         })
     }
 }
@@ -157,6 +186,14 @@ pub enum ConfigError {
         /// What the parser said.
         reason: String,
     },
+    /// The file parses but describes no valid cluster.
+    #[error("the cluster configuration {} is inconsistent", path.display())]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// What contradicts the policy or itself.
+        source: SsconfError,
+    },
     /// Another master daemon holds the lock.
     #[error("another gnt-masterd is running on {} (its lock file is held); stop it first", dir.display())]
     Locked {
@@ -169,7 +206,9 @@ impl Classify for ConfigError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotInitialised { .. } | Self::Locked { .. } => ErrorKind::WrongState,
-            Self::Fs(_) | Self::Corrupt { .. } => ErrorKind::Environment,
+            Self::Fs(_) | Self::Corrupt { .. } | Self::Inconsistent { .. } => {
+                ErrorKind::Environment
+            }
         }
     }
 }
@@ -204,10 +243,19 @@ impl ConfigStore {
             }
             Err(e) => return Err(FsError::new("read", &self.path, e).into()),
         };
-        serde_json::from_slice(&text).map_err(|e| ConfigError::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
+        let config: ClusterConfig =
+            serde_json::from_slice(&text).map_err(|e| ConfigError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        // What no node could be given is as unusable as what does not parse.
+        config
+            .ssconf()
+            .map_err(|source| ConfigError::Inconsistent {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(config)
     }
 
     /// Writes it as it is (serial included), atomically, readable by root only (it holds
@@ -313,109 +361,4 @@ impl ConfigGuard<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> ClusterConfig {
-        let mut nodes = BTreeMap::new();
-        nodes.insert(
-            "master.example.com".to_owned(),
-            NodeConfig {
-                primary_ip: "2001:db8::10".parse().unwrap(),
-                secondary_ip: "192.0.2.10".parse().unwrap(),
-                offline: false,
-                certificate_sha256: "AB:CD".to_owned(),
-                added_at: 1,
-            },
-        );
-        ClusterConfig {
-            serial: 1,
-            cluster_name: "cluster.example.com".to_owned(),
-            primary_ip_version: 6,
-            master_node: "master.example.com".to_owned(),
-            master_ip: "2001:db8::100".parse().unwrap(),
-            master_netmask: 128,
-            node_port: 1811,
-            master_certificate_sha256: "AA:BB".to_owned(),
-            nodes,
-            join_tokens: Vec::new(),
-            created_at: 1,
-            modified_at: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn changes_bump_the_serial_and_a_failed_change_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ConfigStore::new(dir.path());
-        store.save(&config()).unwrap();
-        let handle = ConfigHandle::new(store.clone(), store.load().unwrap());
-        let ((), next) = handle
-            .update(|c| {
-                c.master_netmask = 64;
-                Ok::<_, ConfigError>(())
-            })
-            .await
-            .unwrap();
-        assert_eq!(next.serial, 2);
-        assert_eq!(store.load().unwrap(), next);
-        let failed: Result<((), ClusterConfig), ConfigError> = handle
-            .update(|c| {
-                c.master_netmask = 1;
-                Err(ConfigError::Locked {
-                    dir: PathBuf::from("/x"),
-                })
-            })
-            .await;
-        assert!(failed.is_err());
-        assert_eq!(handle.snapshot().await, next);
-        assert_eq!(store.load().unwrap(), next);
-    }
-
-    #[test]
-    fn the_file_is_root_only_and_a_corrupt_one_is_named() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = ConfigStore::new(dir.path());
-        assert!(matches!(
-            store.load(),
-            Err(ConfigError::NotInitialised { .. })
-        ));
-        store.save(&config()).unwrap();
-        assert_eq!(
-            std::fs::metadata(dir.path().join("config.json"))
-                .unwrap()
-                .mode()
-                & 0o777,
-            0o600
-        );
-        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
-        let err = store.load().unwrap_err();
-        assert!(
-            err.to_string().starts_with("the cluster configuration"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("config.json is corrupt"), "{err}");
-    }
-
-    #[test]
-    fn one_daemon_per_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ConfigStore::new(dir.path());
-        let _held = store.lock().unwrap();
-        let err = store.lock().unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("another gnt-masterd is running"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn the_ssconf_of_a_config_lists_every_node_and_the_master_certificate() {
-        let set = config().ssconf().unwrap();
-        assert_eq!(set.ip_policy().unwrap(), IpPolicy::HybridIpv6);
-        assert_eq!(set.master_certificates().unwrap()[0].1, "AA:BB");
-        assert_eq!(set.node_list().unwrap().len(), 1);
-    }
-}
+mod tests;

@@ -1,98 +1,62 @@
-//! The master's refusals and failures. Node-add messages follow Ganeti's LUNodeAdd, each
-//! saying what to fix.
+//! The refusals and failures of the master's operations. Node-add messages follow Ganeti's
+//! LUNodeAdd word for word where the operator guide quotes them; the rest follow the
+//! project's rule (`docs/design.md`, "Messages").
 
 use std::net::IpAddr;
 
 use gnt_core::error::{Classify, ErrorKind};
-use gnt_core::join::JoinTokenError;
-use gnt_core::netutils::ResolveError;
+use gnt_core::netutils::{Hostname, NameError};
+use gnt_core::node::NodeAddrsError;
+use gnt_core::runner::CallFailure;
 use gnt_core::ssconf::SsconfError;
-use gnt_node_agent::join_client::JoinError;
 use gnt_transports::TlsConfigError;
+use gnt_transports::join::JoinError;
 
 use crate::config::ConfigError;
+use crate::operations::token::TokenError;
 use crate::pki::PkiError;
 use crate::procedure::ProcedureError;
-
-/// Why a join token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenProblem {
-    /// Not a token at all.
-    #[error(transparent)]
-    Malformed(#[from] JoinTokenError),
-    /// No token with that id.
-    #[error("unknown join token '{0}'; create one with `gnt node token create`")]
-    Unknown(String),
-    /// The id exists but the secret is wrong.
-    #[error("join token '{0}' does not match the stored one")]
-    Mismatch(String),
-    /// Expired.
-    #[error("join token '{id}' expired at {at}; create a new one with `gnt node token create`")]
-    Expired {
-        /// The id.
-        id: String,
-        /// When, as UTC text.
-        at: String,
-    },
-    /// Already used.
-    #[error("join token '{id}' was already used to add {node}; tokens are single-use")]
-    Used {
-        /// The id.
-        id: String,
-        /// The node it added.
-        node: String,
-    },
-}
 
 /// A master operation that was refused or failed.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
-    /// A name is invalid.
-    #[error("invalid {what} '{name}': {reason}")]
-    InvalidName {
-        /// Which name.
-        what: &'static str,
-        /// The name.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-    /// A name does not resolve in the cluster family.
-    #[error("The given name ({name}) does not resolve: {source}")]
-    Resolve {
-        /// The name.
-        name: String,
-        /// Why.
-        source: ResolveError,
-    },
+    /// A name is invalid or does not resolve in the cluster family.
+    #[error(transparent)]
+    Name(#[from] NameError),
     /// The node exists already.
     #[error("Node {0} is already in the configuration")]
-    NodeExists(String),
+    NodeExists(Hostname),
     /// No such node.
     #[error("Node {0} is not in the configuration; `gnt node list` shows the nodes")]
     UnknownNode(String),
-    /// A hybrid cluster needs `-s`.
+    /// A hybrid cluster needs `-s` (Ganeti's words).
     #[error(
         "When using a IPv6 primary address, a valid IPv4 address must be given as secondary (-s/--secondary-ip)"
     )]
     SecondaryRequired,
-    /// The secondary is not IPv4.
+    /// The secondary is not IPv4 (Ganeti's words).
     #[error("Secondary IP ({0}) needs to be a valid IPv4 address")]
     SecondaryNotIpv4(String),
+    /// Node addresses that break the policy's rule otherwise.
+    #[error(transparent)]
+    Addresses(NodeAddrsError),
     /// An address is already used by another node.
     #[error(
         "New node ip address(es) conflict with existing node {node} ({address} is already its address)"
     )]
     AddressConflict {
         /// The node using it.
-        node: String,
+        node: Hostname,
         /// The address.
         address: IpAddr,
     },
-    /// Single- and dual-homing must match the master.
-    #[error("{0}")]
-    Homing(&'static str),
+    /// The master is single-homed and the new node is not (Ganeti's words).
+    #[error("The master has no secondary ip but the new node has one")]
+    MasterSingleHomed,
+    /// The master is dual-homed and the new node is not (Ganeti's words).
+    #[error("The master has a secondary ip but the new node doesn't have one (give it with -s)")]
+    MasterDualHomed,
     /// The primary does not answer.
     #[error(
         "Node not reachable by ping: nothing answered at {address} port {port}; is gnt-noded running there, and does the name resolve to the right address?"
@@ -114,51 +78,52 @@ pub enum MasterError {
         port: u16,
         /// The master's secondary.
         source_addr: IpAddr,
-        /// What happened.
+        /// What the ping found.
         detail: String,
     },
     /// The join token was refused.
     #[error(transparent)]
-    Token(#[from] TokenProblem),
+    Token(#[from] TokenError),
     /// The Join failed.
     #[error("joining {node} failed")]
     Join {
         /// The node.
-        node: String,
+        node: Hostname,
         /// Why.
         #[source]
         source: JoinError,
     },
     /// The node joined but does not answer over mutual TLS.
     #[error(
-        "Can't get version information from node {node}: {detail}; it joined but was not added: on {node}, stop gnt-noded and empty its state directory, then retry"
+        "Can't get version information from node {node}: {failure}; it joined but was not added: on {node}, stop gnt-noded and empty its state directory, then retry"
     )]
     NoVersion {
         /// The node.
-        node: String,
-        /// What happened.
-        detail: String,
+        node: Hostname,
+        /// The last attempt's failure.
+        failure: CallFailure,
     },
     /// The node speaks another protocol.
     #[error("Version mismatch master version {master}, node version {node_version} on {node}")]
     VersionMismatch {
         /// The node.
-        node: String,
+        node: Hostname,
         /// Ours.
         master: u32,
         /// Its.
         node_version: u32,
     },
-    /// The master cannot do this to itself.
-    #[error("{0}")]
-    MasterNode(&'static str),
-    /// A timeout-class or duration argument is invalid.
-    #[error("invalid {what}: {reason}")]
-    InvalidArgument {
-        /// Which argument.
-        what: &'static str,
-        /// Why.
-        reason: String,
+    /// The master node cannot be removed.
+    #[error("Cannot remove the master node")]
+    RemoveMaster,
+    /// The master node cannot be marked offline.
+    #[error("Cannot mark the master node offline")]
+    OfflineMaster,
+    /// A token lifetime out of bounds.
+    #[error("invalid token lifetime {seconds}s: use 1 minute to 30 days")]
+    TokenLifetime {
+        /// The lifetime asked for, in seconds (0 for a negative one).
+        seconds: u64,
     },
     /// The configuration failed.
     #[error(transparent)]
@@ -180,27 +145,40 @@ pub enum MasterError {
 impl Classify for MasterError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidName { .. }
-            | Self::SecondaryRequired
+            Self::SecondaryRequired
             | Self::SecondaryNotIpv4(_)
-            | Self::Homing(_)
-            | Self::InvalidArgument { .. } => ErrorKind::WrongInput,
-            Self::Resolve { .. } => ErrorKind::Resolver,
+            | Self::MasterSingleHomed
+            | Self::MasterDualHomed
+            | Self::TokenLifetime { .. } => ErrorKind::WrongInput,
+            Self::Addresses(e) => e.kind(),
             Self::NodeExists(_) => ErrorKind::AlreadyExists,
             Self::UnknownNode(_) => ErrorKind::UnknownEntity,
             Self::AddressConflict { .. } => ErrorKind::NotUnique,
             Self::PrimaryUnreachable { .. }
             | Self::SecondaryUnreachable { .. }
             | Self::NoVersion { .. } => ErrorKind::Environment,
-            Self::Token(TokenProblem::Malformed(_)) => ErrorKind::WrongInput,
-            Self::Token(_) => ErrorKind::Unauthenticated,
+            Self::VersionMismatch { .. } | Self::RemoveMaster | Self::OfflineMaster => {
+                ErrorKind::WrongState
+            }
+            Self::Name(e) => e.kind(),
+            Self::Token(e) => e.kind(),
             Self::Join { source, .. } => source.kind(),
-            Self::VersionMismatch { .. } | Self::MasterNode(_) => ErrorKind::WrongState,
             Self::Config(e) => e.kind(),
             Self::Pki(e) => e.kind(),
             Self::Tls(e) => e.kind(),
             Self::Ssconf(e) => e.kind(),
             Self::Procedure(e) => e.kind(),
+        }
+    }
+}
+
+/// The policy's address rule, refused in Ganeti's node-add words.
+impl From<NodeAddrsError> for MasterError {
+    fn from(error: NodeAddrsError) -> Self {
+        match error {
+            NodeAddrsError::SecondaryRequired { .. } => Self::SecondaryRequired,
+            NodeAddrsError::SecondaryNotIpv4(text) => Self::SecondaryNotIpv4(text),
+            other => Self::Addresses(other),
         }
     }
 }

@@ -5,20 +5,24 @@
 //! - [`paths`]: where the master keeps its files (`<state>/master/`);
 //! - [`config`]: the configuration file and the one-change-at-a-time handle on it;
 //! - [`pki`]: the cluster CA and the certificates it issues;
-//! - [`init`]: `gnt cluster init`;
-//! - [`operations`]: what the master does (tokens, add, remove, modify, fan-out, verify);
+//! - [`master`]: the master as the daemon holds it (configuration, CA, channels, resolver);
+//! - [`operations`]: what the master does, one module per operation;
 //! - [`channels`]: one HTTP/2 channel per node;
 //! - [`procedure`]: any node procedure by name, with JSON in and out (`gnt rpc call`);
 //! - [`service`]: the gRPC master API;
 //! - [`daemon`]: the `gnt-masterd` daemon;
 //! - [`cli`]: the `gnt` CLI.
+//!
+//! The Join exchange, the node state directory `cluster init` fills for the master's own
+//! node, and daemon plumbing come from `gnt_transports`; this crate does not depend on the
+//! node agent.
 
 pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
-pub mod init;
+pub mod master;
 pub mod operations;
 pub mod paths;
 pub mod pki;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::fs_atomic::{self, FsError};
-use gnt_node_agent::join_client::CertificateIssuer;
-use gnt_proto::cluster::v1::NodeAddresses;
+use gnt_core::node::Node;
+use gnt_transports::join::{CertificateIssuer, IssueError};
+use gnt_transports::{Pem, TlsConfigError, fingerprint};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -56,13 +57,16 @@ impl PkiPaths {
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// rcgen refused.
-    #[error("cannot {action}: {reason}")]
+    #[error("cannot {action}")]
     Generate {
         /// What was being made.
         action: &'static str,
         /// rcgen's reason.
-        reason: String,
+        source: rcgen::Error,
     },
+    /// A certificate just issued cannot be read back (a defect).
+    #[error("cannot read back an issued certificate")]
+    ReadBack(#[source] TlsConfigError),
     /// A file failed.
     #[error(transparent)]
     Fs(#[from] FsError),
@@ -71,17 +75,22 @@ pub enum PkiError {
 impl Classify for PkiError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Generate { .. } => ErrorKind::Internal,
+            Self::Generate { .. } | Self::ReadBack(_) => ErrorKind::Internal,
             Self::Fs(e) => e.kind(),
         }
     }
 }
 
 fn generate(action: &'static str) -> impl Fn(rcgen::Error) -> PkiError {
-    move |e| PkiError::Generate {
-        action,
-        reason: e.to_string(),
-    }
+    move |source| PkiError::Generate { action, source }
+}
+
+/// SHA-256 fingerprint (colon hex, as ssconf lists it) of a PEM certificate.
+pub fn fingerprint_of_pem(pem: &str) -> Result<String, PkiError> {
+    Pem::from_bytes("an issued certificate", pem)
+        .leaf_sha256()
+        .map(|digest| fingerprint(&digest))
+        .map_err(PkiError::ReadBack)
 }
 
 /// The cluster CA, able to issue certificates.
@@ -219,14 +228,19 @@ impl ClusterCa {
 }
 
 impl CertificateIssuer for ClusterCa {
-    fn issue_node_certificate(&self, spki: &[u8], node: &NodeAddresses) -> Result<String, String> {
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki).map_err(|e| e.to_string())?;
-        let ips: Vec<IpAddr> = [&node.primary_ip, &node.secondary_ip]
-            .iter()
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        self.issue(&public_key, &node.name, "node", &[node.name.as_str()], &ips)
-            .map_err(|e| e.to_string())
+    fn issue_node_certificate(&self, spki: &[u8], node: &Node) -> Result<String, IssueError> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki)
+            .map_err(generate("read the node's public key"))
+            .map_err(|e| IssueError(Box::new(e)))?;
+        let name = node.name.as_str();
+        let addresses = [node.addrs.primary, node.addrs.secondary];
+        let ips = if node.addrs.single_homed() {
+            &addresses[..1]
+        } else {
+            &addresses[..]
+        };
+        self.issue(&public_key, name, "node", &[name], ips)
+            .map_err(|e| IssueError(Box::new(e)))
     }
 }
 

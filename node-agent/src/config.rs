@@ -9,12 +9,9 @@ use std::time::Duration;
 
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::join::{JoinToken, JoinTokenError};
-use gnt_core::netutils::{Host, HostPort, parse_ip};
+use gnt_core::netutils::{AddressError, Host, HostPort, parse_ip};
+use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
 
-/// Ganeti's `DEFAULT_NODED_PORT`.
-pub const DEFAULT_PORT: u16 = 1811;
-/// Where the state lives unless told otherwise.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/gnt-rpc";
 /// The environment variable that may hold the join token.
 pub const TOKEN_ENV: &str = "GNT_JOIN_TOKEN";
 
@@ -37,7 +34,7 @@ pub struct Cli {
     /// Address the member API binds, overriding Join and the cluster policy (`::` is
     /// dual-stack, `0.0.0.0` IPv4 only, or one of this host's addresses). Default: the
     /// address Join gave, else the policy's wildcard.
-    #[arg(long, value_name = "ADDR", value_parser = parse_bind)]
+    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
     pub bind: Option<IpAddr>,
 
     /// File holding the join token (`<id>.<secret>`); keep it readable by root only. The
@@ -65,15 +62,23 @@ pub struct Cli {
     pub shutdown_grace: u64,
 }
 
-fn parse_bind(text: &str) -> Result<IpAddr, String> {
-    parse_ip(text).map_err(|e| e.to_string())
+/// A `--bootstrap-listen` value that is not an address.
+#[derive(Debug, thiserror::Error)]
+enum ListenArgError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error("'{0}' is a name; give an IP address")]
+    Name(gnt_core::netutils::Hostname),
 }
 
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    let parsed = HostPort::parse(text).map_err(|e| e.to_string())?;
+fn parse_listen(text: &str) -> Result<SocketAddr, ListenArgError> {
+    let parsed = HostPort::parse(text)?;
     match parsed.host {
-        Host::Ip(ip) => Ok(SocketAddr::new(ip, parsed.port.unwrap_or(DEFAULT_PORT))),
-        Host::Name(name) => Err(format!("'{name}' is a name; give an IP address")),
+        Host::Ip(ip) => Ok(SocketAddr::new(
+            ip,
+            parsed.port.unwrap_or(DEFAULT_NODE_PORT),
+        )),
+        Host::Name(name) => Err(ListenArgError::Name(name)),
     }
 }
 
@@ -91,7 +96,7 @@ pub enum TokenSource {
 /// A configuration that cannot be used.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum AgentConfigError {
     /// The token file cannot be read.
     #[error("cannot read the join token file {}", path.display())]
     TokenFile {
@@ -112,7 +117,7 @@ pub enum ConfigError {
     },
 }
 
-impl Classify for ConfigError {
+impl Classify for AgentConfigError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::TokenFile { .. } => ErrorKind::Environment,
@@ -123,22 +128,25 @@ impl Classify for ConfigError {
 
 impl TokenSource {
     /// The token, read now.
-    pub fn load(&self) -> Result<Option<JoinToken>, ConfigError> {
+    pub fn load(&self) -> Result<Option<JoinToken>, AgentConfigError> {
         match self {
             Self::None => Ok(None),
             Self::Value(token) => Ok(Some(token.clone())),
             Self::File(path) => {
-                let text = fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    fs::read_to_string(path).map_err(|source| AgentConfigError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 if fs::metadata(path).is_ok_and(|m| m.mode() & 0o077 != 0) {
                     tracing::warn!(path = %path.display(), "the join token file is readable by other users; chmod 600 it");
                 }
-                text.parse().map(Some).map_err(|source| ConfigError::Token {
-                    origin: path.display().to_string(),
-                    source,
-                })
+                text.parse()
+                    .map(Some)
+                    .map_err(|source| AgentConfigError::Token {
+                        origin: path.display().to_string(),
+                        source,
+                    })
             }
         }
     }
@@ -190,11 +198,11 @@ impl AgentConfig {
     }
 
     /// From the command line and the token environment variable's value (the file wins).
-    pub fn from_cli(cli: Cli, token_env: Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_cli(cli: Cli, token_env: Option<String>) -> Result<Self, AgentConfigError> {
         let join_token = match (cli.join_token_file, token_env) {
             (Some(path), _) => TokenSource::File(path),
             (None, Some(text)) => {
-                TokenSource::Value(text.parse().map_err(|source| ConfigError::Token {
+                TokenSource::Value(text.parse().map_err(|source| AgentConfigError::Token {
                     origin: TOKEN_ENV.to_owned(),
                     source,
                 })?)

@@ -9,9 +9,11 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use gnt_core::DEFAULT_NODE_PORT;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_proto::bootstrap::v1::bootstrap_server::BootstrapServer;
 use gnt_proto::node::v1::node_agent_server::NodeAgentServer;
+use gnt_transports::join::{AlreadyJoined, JoinService, Membership, Mode, NodeState, StateError};
 use gnt_transports::{
     ClientAuth, Gated, GrpcServer, ListenAddr, ListenError, Listener, RunningServer, ServeError,
     ServerSettings, ServerTls, TlsConfigError,
@@ -19,10 +21,8 @@ use gnt_transports::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::bootstrap::{AlreadyJoined, BootstrapService};
-use crate::config::{AgentConfig, ConfigError, DEFAULT_PORT};
+use crate::config::{AgentConfig, AgentConfigError};
 use crate::member::{MemberContext, NodeAgentService, allowed_masters, authorize};
-use crate::state::{Membership, Mode, NodeState, StateError, member_listen};
 
 /// The name servers report in diagnostics and logs.
 const SERVER_NAME: &str = "gnt-noded";
@@ -56,7 +56,7 @@ pub enum AgentError {
     State(#[from] StateError),
     /// The configuration is unusable.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] AgentConfigError),
     /// A listener could not be opened.
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -137,12 +137,12 @@ async fn bootstrap(
     let tls = ServerTls::new(&identity, None, ClientAuth::Off)?;
     let listener = bootstrap_listener(config.bootstrap_listen)?.with_tls(tls);
 
-    let (joined_tx, mut joined_rx) = mpsc::channel(1);
-    let service = BootstrapService::new(
+    let (ready_tx, mut ready_rx) = mpsc::channel(1);
+    let service = JoinService::new(
         state.clone(),
         token,
         rcgen::PublicKeyData::subject_public_key_info(&key),
-        joined_tx,
+        ready_tx,
     );
     let server = GrpcServer::new(SERVER_NAME)
         .settings(settings(config))
@@ -155,8 +155,8 @@ async fn bootstrap(
             stop(server).await?;
             Ok(Next::Stop)
         }
-        Some(joined) = joined_rx.recv() => {
-            tracing::info!(listen = %joined.listen, "closing the bootstrap listener");
+        Some(ready) = ready_rx.recv() => {
+            tracing::info!(listen = %ready.listen, "closing the bootstrap listener");
             stop(server).await?;
             Ok(Next::Continue)
         }
@@ -170,11 +170,11 @@ fn bootstrap_listener(configured: Option<SocketAddr>) -> Result<Listener, Listen
     }
     match Listener::tcp(SocketAddr::new(
         IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        DEFAULT_PORT,
+        DEFAULT_NODE_PORT,
     )) {
         Err(ListenError::Ipv6Unavailable { .. }) => {
             tracing::info!("this host has no IPv6; waiting for Join on IPv4 only");
-            Listener::tcp(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))
+            Listener::tcp(SocketAddr::from(([0, 0, 0, 0], DEFAULT_NODE_PORT)))
         }
         other => other,
     }
@@ -188,7 +188,7 @@ async fn member(
     shutdown: &CancellationToken,
     status: &watch::Sender<AgentStatus>,
 ) -> Result<Next, AgentError> {
-    let listen = member_listen(&membership, config.bind, config.port, DEFAULT_PORT);
+    let listen = membership.listen_address(config.bind, config.port);
     let tls = ServerTls::new(
         &membership.identity,
         Some(&membership.ca),
@@ -202,7 +202,7 @@ async fn member(
     let bootstrap_address = config
         .bootstrap_listen
         .map(|a| ListenAddr::Tcp(a).to_string())
-        .unwrap_or_else(|| format!("[::]:{DEFAULT_PORT}"));
+        .unwrap_or_else(|| format!("[::]:{DEFAULT_NODE_PORT}"));
     let context = MemberContext {
         state: state.clone(),
         node_name: membership.node_name.clone(),
@@ -221,9 +221,9 @@ async fn member(
     let server = GrpcServer::new(SERVER_NAME)
         .settings(settings(config))
         .add_service(procedures)
-        .add_service(BootstrapServer::new(AlreadyJoined {
-            cluster: membership.cluster_name.to_string(),
-        }))
+        .add_service(BootstrapServer::new(AlreadyJoined::new(
+            membership.cluster_name.to_string(),
+        )))
         .start(vec![listener])
         .await?;
     tracing::info!(cluster = %membership.cluster_name, node = %membership.node_name, policy = %membership.policy, "member of the cluster");

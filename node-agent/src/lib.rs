@@ -8,23 +8,18 @@
 //! CA, on the address Join gave (or, after a restart, the one ssconf's policy implies).
 //! `LeaveCluster` wipes the state and goes back to bootstrap mode.
 //!
-//! - [`config`]: the command line;
-//! - [`state`]: the state directory and the mode it implies;
+//! - [`config`]: the command line, and where the join token comes from;
 //! - [`daemon`]: the agent's life: bootstrap, member, and back;
-//! - [`join_client`]: the master's side of Join (the master daemon and the tests use it);
-//! - `bootstrap` and `member`: the two services.
+//! - `member`: the node procedures.
 //!
-//! Security of the Join exchange, and what the agent trusts: `docs/security.md`.
+//! The Join exchange (both halves) and the state directory it fills are
+//! `gnt_transports::join`, shared with the master; what the agent trusts is in
+//! `docs/security.md`.
 
-mod bootstrap;
 pub mod config;
 pub mod daemon;
-pub mod join_client;
 mod member;
-pub mod process;
-pub mod state;
 
-pub use bootstrap::{JoinRefusal, Joined};
 pub use config::AgentConfig;
 pub use daemon::{AgentError, AgentStatus, run};
 pub use member::version;

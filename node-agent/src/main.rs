@@ -1,42 +1,25 @@
-//! `gnt-noded`, the node agent: parses the command line, sets up logging and signals, and
-//! runs the agent until SIGTERM or SIGINT (then drains within the grace period).
+//! `gnt-noded`, the node agent: parses the command line, sets up logging, and runs the
+//! agent until SIGTERM or SIGINT (then drains within the grace period).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use gnt_core::error::{Chain, Classify};
 use gnt_node_agent::config::{AgentConfig, Cli, TOKEN_ENV};
 use gnt_node_agent::{AgentStatus, run};
+use gnt_transports::daemon::{exit_on, init_logging, run_daemon};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+
+const NAME: &str = "gnt-noded";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    gnt_node_agent::process::init_logging();
+    init_logging();
     let config = match AgentConfig::from_cli(cli, std::env::var(TOKEN_ENV).ok()) {
         Ok(config) => config,
-        Err(err) => return fail(&err),
+        Err(err) => return exit_on(NAME, &err),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("gnt-noded: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(gnt_node_agent::process::stop_on_signal(shutdown.clone()));
+    run_daemon(NAME, |shutdown| async move {
         let (status, _) = watch::channel(AgentStatus::Starting);
         run(config, shutdown, status).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
-    }
-}
-
-fn fail<E: Classify>(err: &E) -> ExitCode {
-    eprintln!("gnt-noded: {}", Chain(err));
-    ExitCode::from(err.kind().exit_code())
+    })
 }

@@ -16,22 +16,22 @@ use gnt_core::error::{Classify, ErrorKind, to_status};
 use gnt_core::netutils::{
     Hostname, PingOptions, all_interface_addresses, owns_address, parse_ip, tcp_ping,
 };
-use gnt_core::policy::IpPolicy;
+use gnt_core::node::Node;
 use gnt_core::ssconf::{SsconfError, SsconfKey, SsconfSet};
+use gnt_core::wire::ping_response;
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
     HasIpAddressRequest, HasIpAddressResponse, InterfaceAddresses, LeaveClusterRequest,
     LeaveClusterResponse, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest,
-    NodeInfoResponse, PingOutcome, TcpPingRequest, TcpPingResponse, UploadFileRequest,
-    UploadFileResponse, VersionRequest, VersionResponse, WriteSsconfRequest, WriteSsconfResponse,
-    node_agent_server,
+    NodeInfoResponse, TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse,
+    VersionRequest, VersionResponse, WriteSsconfRequest, WriteSsconfResponse, node_agent_server,
 };
-use gnt_transports::{PeerInfo, parse_fingerprint};
+use gnt_transports::join::NodeState;
+use gnt_transports::{PeerIdentity, PeerInfo, parse_fingerprint};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::UploadPolicy;
-use crate::state::NodeState;
 
 /// Longest timeout a caller may ask a ping to wait.
 const MAX_PING_TIMEOUT: Duration = Duration::from_secs(300);
@@ -93,32 +93,37 @@ pub(crate) fn authorize(
     masters: &RwLock<Vec<[u8; 32]>>,
     peer: Option<&PeerInfo>,
 ) -> Result<(), Status> {
-    let refusal = |message: String| {
-        tracing::warn!(peer = %shown(peer), reason = %message, "procedure call refused");
-        Err(to_status(&Refused(message)))
+    let refusal = |refused: CallRefused| {
+        tracing::warn!(peer = %shown(peer), reason = %refused, "procedure call refused");
+        Err(to_status(&refused))
     };
     let Some(identity) = peer.and_then(PeerInfo::identity) else {
-        return refusal("node procedures need the master's client certificate".to_owned());
+        return refusal(CallRefused::NoCertificate);
     };
     if identity.role.as_deref() != Some("master") {
-        return refusal(format!(
-            "certificate '{identity}' may not call node procedures; only the master may"
-        ));
+        return refusal(CallRefused::NotMaster(identity.clone()));
     }
     let allowed = masters.read().unwrap_or_else(|p| p.into_inner());
     if !allowed.is_empty() && !allowed.contains(&identity.sha256) {
-        return refusal(format!(
-            "certificate '{identity}' is not the master certificate this node knows (ssconf master_candidates_certs)"
-        ));
+        return refusal(CallRefused::UnknownMaster(identity.clone()));
     }
     Ok(())
 }
 
+/// Why a caller may not call the node procedures.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Refused(String);
+enum CallRefused {
+    #[error("node procedures need the master's client certificate")]
+    NoCertificate,
+    #[error("certificate '{0}' may not call node procedures; only the master may")]
+    NotMaster(PeerIdentity),
+    #[error(
+        "certificate '{0}' is not the master certificate this node knows (ssconf master_candidates_certs)"
+    )]
+    UnknownMaster(PeerIdentity),
+}
 
-impl Classify for Refused {
+impl Classify for CallRefused {
     fn kind(&self) -> ErrorKind {
         ErrorKind::PermissionDenied
     }
@@ -173,13 +178,6 @@ impl NodeAgentService {
     }
 }
 
-fn proto_version(policy: IpPolicy) -> PrimaryIpVersion {
-    match policy {
-        IpPolicy::Ipv4 => PrimaryIpVersion::PrimaryIpVersion4,
-        IpPolicy::HybridIpv6 => PrimaryIpVersion::PrimaryIpVersion6,
-    }
-}
-
 #[tonic::async_trait]
 impl node_agent_server::NodeAgent for NodeAgentService {
     async fn version(
@@ -199,10 +197,11 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         let addresses = ssconf
             .node_addresses(&ctx.node_name)
             .map_err(|e| to_status(&e))?
-            .map(|a| NodeAddresses {
-                name: ctx.node_name.to_string(),
-                primary_ip: a.primary.to_string(),
-                secondary_ip: a.secondary.to_string(),
+            .map(|addrs| {
+                NodeAddresses::from(&Node {
+                    name: ctx.node_name.clone(),
+                    addrs,
+                })
             });
         let interfaces = all_interface_addresses()
             .map_err(|e| to_status(&e))?
@@ -216,7 +215,7 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         let uptime = ctx.started.elapsed();
         Ok(Response::new(NodeInfoResponse {
             name: ctx.node_name.to_string(),
-            primary_ip_version: proto_version(policy).into(),
+            primary_ip_version: PrimaryIpVersion::from(policy).into(),
             addresses,
             interfaces,
             uptime: prost_types::Duration::try_from(uptime).ok(),
@@ -228,12 +227,8 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         request: Request<WriteSsconfRequest>,
     ) -> Result<Response<WriteSsconfResponse>, Status> {
         let peer = caller(&request);
-        let wire = request
-            .into_inner()
-            .ssconf
-            .map(|s| s.values)
-            .unwrap_or_default();
-        let set = SsconfSet::from_wire(wire).map_err(|e| to_status(&e))?;
+        let wire = request.into_inner().ssconf.unwrap_or_default();
+        let set = SsconfSet::try_from(wire).map_err(|e| to_status(&e))?;
         if set.get(SsconfKey::ClusterName).is_none() {
             return Err(bad(
                 "ssconf",
@@ -332,23 +327,5 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         Ok(Response::new(LeaveClusterResponse {
             bootstrap_address: self.ctx.bootstrap_address.clone(),
         }))
-    }
-}
-
-pub(crate) fn ping_response(
-    outcome: &gnt_core::netutils::PingOutcome,
-    live_port_needed: bool,
-) -> TcpPingResponse {
-    use gnt_core::netutils::PingOutcome as Outcome;
-    let (wire, detail) = match outcome {
-        Outcome::Connected => (PingOutcome::Connected, String::new()),
-        Outcome::Refused => (PingOutcome::Refused, String::new()),
-        Outcome::TimedOut => (PingOutcome::TimedOut, String::new()),
-        Outcome::Unreachable(text) => (PingOutcome::Unreachable, text.clone()),
-    };
-    TcpPingResponse {
-        alive: outcome.is_alive(live_port_needed),
-        outcome: wire.into(),
-        detail,
     }
 }

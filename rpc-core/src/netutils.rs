@@ -9,6 +9,7 @@
 //! | [`local`] | `IPAddress.Own`, `GetInterfaceIpAddresses` | addresses this host owns |
 //! | [`ping`] | `TcpPing` | async TCP reachability test |
 //! | [`resolve`] | `Hostname.GetIP` (getaddrinfo) | name resolution in a family, `/etc/hosts` first |
+//! | [`lookup`] | `netutils.GetHostname` in LUs | an operator's name: normalised, then its first address in the family |
 //!
 //! Where this module departs from Ganeti, on purpose:
 //!
@@ -26,6 +27,7 @@ pub mod address;
 pub mod host_port;
 pub mod hostname;
 pub mod local;
+pub mod lookup;
 pub mod ping;
 pub mod resolve;
 
@@ -35,5 +37,6 @@ pub use hostname::{Hostname, HostnameError};
 pub use local::{
     InterfaceAddresses, InterfaceError, all_interface_addresses, interface_addresses, owns_address,
 };
+pub use lookup::{NameError, parse_name};
 pub use ping::{PingError, PingOptions, PingOutcome, tcp_ping};
 pub use resolve::{ResolveError, Resolved, Resolver};

@@ -16,7 +16,7 @@
 //! clusters do not exist (Ganeti refuses them too: migration and VNC needed IPv4).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use crate::error::{Classify, ErrorKind};
@@ -198,6 +198,13 @@ impl IpPolicy {
         self.primary_family().wildcard()
     }
 
+    /// Where a member node agent listens unless told otherwise: the wildcard, on `port`.
+    /// `gnt cluster init`, the master's Join offer and an agent restarted without
+    /// `member.conf` all take it from here.
+    pub const fn default_listen(self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.bind_wildcard(), port)
+    }
+
     /// Whether listeners on [`bind_wildcard`](Self::bind_wildcard) accept both families;
     /// such a socket must be created with `IPV6_V6ONLY` off.
     pub const fn dual_stack(self) -> bool {
@@ -281,6 +288,22 @@ pub enum PolicyError {
 impl Classify for PolicyError {
     fn kind(&self) -> ErrorKind {
         ErrorKind::WrongInput
+    }
+}
+
+/// Stored as the primary IP version (`4` or `6`), as operators type it; any other number
+/// is refused when read, never taken for IPv4.
+#[cfg(feature = "serde")]
+impl serde::Serialize for IpPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.version())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for IpPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::from_version(u32::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

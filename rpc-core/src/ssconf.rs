@@ -16,6 +16,7 @@
 //! larger than that is an error naming it, not silently truncated (Ganeti's Haskell reader
 //! truncates).
 
+mod build;
 mod key;
 mod set;
 mod store;
@@ -24,8 +25,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use build::{ClusterFacts, NodeFacts};
 pub use key::{FILE_PREFIX, SsconfKey};
-pub use set::{ClusterFacts, NodeAddrs, NodeFacts, SsconfSet, nice_cmp};
+pub use set::{SsconfSet, nice_cmp};
 pub use store::SsconfStore;
 
 use crate::error::{Classify, ErrorKind};

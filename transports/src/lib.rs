@@ -35,15 +35,23 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **Join** ([`join`]) is here because it is a protocol of the TLS session (both proofs are
+//! bound to its exporter value): both halves, the master's and the node's, side by side,
+//! with the node state directory a committed offer fills. **Daemon plumbing**
+//! ([`daemon`]: logging, runtime, stop signals, exit codes) is written once for both
+//! daemons and the tools.
+//!
 //! This crate does not decide *which* certificates a cluster uses or what a caller may do:
 //! that is the daemons' business, with the identity this crate hands them.
 
 mod connect;
+pub mod daemon;
 mod diag;
 mod error;
 mod failure;
 mod gate;
 mod io;
+pub mod join;
 mod listen;
 mod peer;
 mod serve;

@@ -6,15 +6,15 @@
 
 use std::time::{Duration, Instant};
 
+use gnt_core::netutils::Hostname;
 use gnt_core::runner::{CallFailure, TimeoutClass};
 use gnt_master::channels::NodeChannels;
 use gnt_master::config::ClusterConfig;
-use gnt_master::daemon::node_client_tls;
-use gnt_master::operations::fan_out_on;
+use gnt_master::master::node_client_tls;
+use gnt_master::operations::rpc_call::{failed, fan_out_on, timed};
 use gnt_master::paths::MasterPaths;
 use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
-use gnt_transports::call_failure;
 use serde::Serialize;
 
 use super::BenchError;
@@ -68,19 +68,17 @@ pub async fn round(
         None,
         TimeoutClass::Urgent,
         |channel, timeout| async move {
-            let mut request = tonic::Request::new(VersionRequest {});
-            request.set_timeout(timeout);
             NodeAgentClient::new(channel)
-                .version(request)
+                .version(timed(VersionRequest {}, timeout))
                 .await
-                .map(|_| ())
-                .map_err(|status| call_failure(&status, timeout))
+                .map(drop)
+                .map_err(failed(timeout))
         },
         |_| {},
     )
     .await;
     let elapsed = started.elapsed();
-    let failures: Vec<(String, CallFailure)> = results
+    let failures: Vec<(Hostname, CallFailure)> = results
         .into_iter()
         .filter_map(|r| r.outcome.err().map(|f| (r.key, f)))
         .collect();
@@ -106,7 +104,7 @@ pub async fn measure(
 ) -> Result<FanoutResult, BenchError> {
     let new_channels = || {
         node_client_tls(paths)
-            .map(|tls| NodeChannels::new(tls, config.policy(), config.node_port))
+            .map(|tls| NodeChannels::new(tls, config.policy, config.node_port))
             .map_err(|e| BenchError::failed("load the master's TLS identity", e))
     };
     let mut cold_ms = Vec::new();

@@ -1,5 +1,5 @@
 //! `join`: fleet nodes joined through the real Join path: the master's side
-//! (`join_client::join`, certificates issued by the cluster CA) against each agent's
+//! (`gnt_transports::join::join`, certificates issued by the cluster CA) against each agent's
 //! bootstrap service, then, as `gnt node add` does, a wait until the node answers
 //! `Version` over mutual TLS on its member listener. A first batch goes all at once (the
 //! "concurrent joins" figure), the rest `concurrency` at a time; then every joined node
@@ -16,14 +16,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gnt_core::clock::unix_now;
 use gnt_core::join::JoinToken;
-use gnt_core::netutils::Hostname;
-use gnt_master::config::{ClusterConfig, ConfigStore, NodeConfig, unix_now};
+use gnt_core::netutils::{Hostname, parse_name};
+use gnt_core::node::Node;
+use gnt_master::config::{ClusterConfig, ConfigStore, NodeConfig};
 use gnt_master::error::MasterError;
-use gnt_master::operations::{Master, join_request, wait_for_version};
+use gnt_master::master::Master;
+use gnt_master::operations::node_add::wait_for_version;
 use gnt_master::paths::MasterPaths;
-use gnt_node_agent::join_client::{JoinPlan, join};
-use gnt_transports::{Connector, DialOptions};
+use gnt_transports::join::{JoinPlan, join};
+use gnt_transports::{Connector, DialOptions, fingerprint};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -171,26 +174,23 @@ async fn join_one(
     let failed = |e: &dyn std::error::Error| {
         BenchError::failed(format!("join {}", node.name), gnt_core::error::Chain(e))
     };
-    let record = NodeConfig {
-        primary_ip: node.primary,
-        secondary_ip: node.secondary,
-        offline: false,
-        certificate_sha256: String::new(),
-        added_at: unix_now(),
+    let member = Node {
+        name: Hostname::parse(&node.name).map_err(|e| failed(&e))?,
+        addrs: base
+            .policy
+            .node_addrs(node.primary, Some(node.secondary))
+            .map_err(|e| failed(&e))?,
     };
     let mut view = base.clone();
-    view.nodes.insert(node.name.clone(), record.clone());
-    let ssconf = view.ssconf().map_err(|e| failed(&e))?;
-    let request =
-        join_request(&view, &ssconf, &node.name, &record, &master.ca).map_err(|e| failed(&e))?;
-    let plan = JoinPlan {
-        token: candidate.token,
-        expires_at_unix: unix_now() + 3600,
-        request,
-    };
+    view.nodes
+        .insert(member.name.clone(), NodeConfig::new(member.addrs));
+    let offer = view
+        .join_offer(member.clone(), master.ca.cert_pem())
+        .map_err(|e| failed(&e))?;
+    let plan = JoinPlan::new(candidate.token, unix_now() + 3600, offer);
     let connector = Connector::tcp_addr(
         SocketAddr::new(node.primary, base.node_port),
-        DialOptions::new(base.policy()),
+        DialOptions::new(base.policy),
     );
     let started = Instant::now();
     let joined = join(connector, plan, &master.ca)
@@ -200,7 +200,7 @@ async fn join_one(
         .channels
         .get(&node.name, node.primary)
         .map_err(|e| failed(&e))?;
-    wait_for_version(channel, &node.name)
+    wait_for_version(channel, &member)
         .await
         .map_err(|e: MasterError| failed(&e))?;
     let elapsed = started.elapsed();
@@ -208,7 +208,7 @@ async fn join_one(
     master.channels.forget(&node.name);
     Ok((
         JoinedNode {
-            certificate_sha256: gnt_transports::fingerprint(&joined.certificate_sha256),
+            certificate_sha256: fingerprint(&joined.certificate_sha256),
             node,
         },
         elapsed,
@@ -232,21 +232,14 @@ pub async fn commit(
         .await
         .commit(|config| {
             for j in joined {
-                Hostname::parse(&j.node.name).map_err(|e| MasterError::InvalidName {
-                    what: "node name",
-                    name: j.node.name.clone(),
-                    reason: e.reason.to_owned(),
-                })?;
-                config.nodes.insert(
-                    j.node.name.clone(),
-                    NodeConfig {
-                        primary_ip: j.node.primary,
-                        secondary_ip: j.node.secondary,
-                        offline: false,
-                        certificate_sha256: j.certificate_sha256.clone(),
-                        added_at: now,
-                    },
-                );
+                let name = parse_name("node name", &j.node.name).map_err(MasterError::from)?;
+                let mut record = NodeConfig::new(gnt_core::node::NodeAddrs {
+                    primary: j.node.primary,
+                    secondary: j.node.secondary,
+                });
+                record.certificate_sha256 = j.certificate_sha256.clone();
+                record.added_at = now;
+                config.nodes.insert(name, record);
             }
             Ok::<_, MasterError>(())
         })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gnt_core::join::JoinToken;
 use gnt_core::policy::IpPolicy;
-use gnt_master::daemon::{load_unlocked, node_client_tls};
+use gnt_master::master::{Master, node_client_tls};
 use gnt_transports::{ClientTls, Connector, DialOptions};
 use serde::Serialize;
 
@@ -132,7 +132,7 @@ pub fn run(options: &Options, exe: &Path) -> Result<Report, BenchError> {
     let mut report = Report::new(settings);
     runtime.block_on(async {
         let interrupted = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(gnt_node_agent::process::stop_on_signal(interrupted.clone()));
+        tokio::spawn(gnt_transports::daemon::stop_on_signal(interrupted.clone()));
         tokio::select! {
             result = scenarios(options, exe, &site, &mut report, progress, open_files) => result,
             // Returning drops the fleet, the daemons and the lab: nothing is left behind.
@@ -237,7 +237,7 @@ async fn scenarios(
     let (fleet, nodes) = start_fleet(site, exe, open_files).await?;
     progress.say("joining the fleet");
     let master = Arc::new(
-        load_unlocked(&site.master_state())
+        Master::load_unlocked(&site.master_state())
             .map_err(|e| BenchError::failed("load the master", e))?,
     );
     let (result, joined) = join::join_fleet(
@@ -255,7 +255,7 @@ async fn scenarios(
     }
 
     if options.wants(Scenario::Fanout) {
-        let master = load_unlocked(&site.master_state())
+        let master = Master::load_unlocked(&site.master_state())
             .map_err(|e| BenchError::failed("load the master", e))?;
         let config = master.config.snapshot().await;
         progress.say("fanout: cold and warm rounds");

@@ -140,7 +140,7 @@ enum Role {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    gnt_node_agent::process::init_logging_at("warn");
+    gnt_transports::daemon::init_logging_at("warn");
     let outcome = match &cli.internal {
         Some(Internal::Internal { role }) => internal(role),
         None => benchmark(&cli),

@@ -9,7 +9,7 @@ use gnt_master::cli::{Cli, run};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        gnt_node_agent::process::init_logging();
+        gnt_transports::daemon::init_logging();
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -21,11 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(failure) => {
-            eprintln!("gnt: {}", failure.message);
-            ExitCode::from(failure.kind.exit_code())
-        }
-    }
+    runtime
+        .block_on(run(cli))
+        .unwrap_or_else(|failure| gnt_transports::daemon::exit_on("gnt", &failure))
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gnt_core::runner::TimeoutClass;
+use gnt_core::policy::IpPolicy;
 use gnt_proto::master::v1::{
     AddNodeResponse, CallStatus, ClusterInfoResponse, CreateJoinTokenResponse, NetworkKind,
-    NodeCallResult, NodeRecord, TimeoutClass as WireClass, VerifyClusterResponse,
+    NodeCallResult, NodeRecord, VerifyClusterResponse,
 };
 use serde_json::json;
 
@@ -25,50 +25,47 @@ pub enum Output {
     Json,
 }
 
+/// A `--ttl` value that is not a duration.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DurationArgError {
+    #[error("'{0}': expected a number and s, m, h or d")]
+    NotANumber(String),
+    #[error("'{0}': the unit must be s, m, h or d")]
+    Unit(String),
+}
+
 /// Parses `30m`, `24h`, `7d`, `90s` or plain seconds.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, DurationArgError> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
         None => (text, "s"),
     };
     let value: u64 = number
         .parse()
-        .map_err(|_| format!("'{text}': expected a number and s, m, h or d"))?;
+        .map_err(|_| DurationArgError::NotANumber(text.to_owned()))?;
     let scale = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(format!("'{text}': the unit must be s, m, h or d")),
+        _ => return Err(DurationArgError::Unit(text.to_owned())),
     };
     Ok(Duration::from_secs(value.saturating_mul(scale)))
 }
 
-pub(super) fn wire_class(class: TimeoutClass) -> WireClass {
-    match class {
-        TimeoutClass::Urgent => WireClass::Urgent,
-        TimeoutClass::Fast => WireClass::Fast,
-        TimeoutClass::Normal => WireClass::Normal,
-        TimeoutClass::Slow => WireClass::Slow,
-        TimeoutClass::FourHours => WireClass::FourHours,
-        TimeoutClass::OneDay => WireClass::OneDay,
-    }
-}
-
-fn version_name(version: i32) -> &'static str {
-    if version == 6 {
-        "hybrid IPv6/IPv4"
-    } else {
-        "IPv4"
-    }
+/// The policy a cluster-info answer names, for people.
+fn policy_name(version: i32) -> String {
+    gnt_proto::cluster::v1::PrimaryIpVersion::try_from(version)
+        .ok()
+        .and_then(|wire| IpPolicy::try_from(wire).ok())
+        .map_or_else(|| "unknown".to_owned(), |policy| policy.to_string())
 }
 
 pub(super) fn initialised(config: &ClusterConfig, state_dir: &Path) {
     let master = config.master();
     println!(
         "Cluster {} initialised ({}).",
-        config.cluster_name,
-        version_name(i32::from(config.primary_ip_version))
+        config.cluster_name, config.policy
     );
     if let Some(master) = master {
         println!(
@@ -112,7 +109,7 @@ pub(super) fn cluster_info(info: &ClusterInfoResponse, output: Output) {
     println!(
         "Primary IP version:  {} ({})",
         info.primary_ip_version,
-        version_name(info.primary_ip_version)
+        policy_name(info.primary_ip_version)
     );
     println!(
         "Master node:         {} (primary {}, secondary {})",
@@ -386,6 +383,7 @@ mod tests {
         assert!(
             parse_duration("1w")
                 .unwrap_err()
+                .to_string()
                 .contains("the unit must be")
         );
         assert!(parse_duration("h").is_err());

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use gnt_core::error::to_status;
-use gnt_core::netutils::{PingOptions, parse_ip, tcp_ping};
+use gnt_core::netutils::{PingOptions, PingOutcome, tcp_ping};
+use gnt_core::node::{Network, Node};
 use gnt_core::policy::IpFamily;
-use gnt_proto::node::v1::{Network, NetworkTestRequest, NetworkVerdict};
+use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
 use tonic::Status;
 
 use super::{MemberContext, bad, duration};
@@ -27,6 +28,7 @@ pub(super) async fn run(
     request: NetworkTestRequest,
 ) -> Result<Vec<NetworkVerdict>, Status> {
     let ssconf = ctx.state.ssconf().read().map_err(|e| to_status(&e))?;
+    let policy = ssconf.ip_policy().map_err(|e| to_status(&e))?;
     let own = ssconf
         .node_addresses(&ctx.node_name)
         .map_err(|e| to_status(&e))?
@@ -45,28 +47,30 @@ pub(super) async fn run(
     };
     let timeout = duration(request.timeout, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
 
+    let nodes = request
+        .nodes
+        .iter()
+        .map(|wire| Node::try_from((wire, policy)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| to_status(&e))?;
     let mut pings = Vec::new();
-    for node in &request.nodes {
-        let primary = parse_ip(&node.primary_ip).map_err(|e| bad("primary address", e))?;
-        let secondary = match node.secondary_ip.as_str() {
-            "" => primary,
-            text => parse_ip(text).map_err(|e| bad("secondary address", e))?,
-        };
+    for node in &nodes {
+        let name = node.name.as_str();
+        let addrs = node.addrs;
         pings.push(ping(
-            &node.name,
+            name,
             Network::Primary,
             own.primary,
-            primary,
+            addrs.primary,
             port,
             timeout,
         ));
-        let single_homed = secondary == primary && own.secondary == own.primary;
-        if !single_homed {
+        if !(addrs.single_homed() && own.single_homed()) {
             pings.push(ping(
-                &node.name,
+                name,
                 Network::Secondary,
                 own.secondary,
-                secondary,
+                addrs.secondary,
                 port,
                 timeout,
             ));
@@ -88,7 +92,7 @@ async fn ping(
 ) -> NetworkVerdict {
     let verdict = |reachable: bool, failure: String| NetworkVerdict {
         node: node.to_owned(),
-        network: network.into(),
+        network: gnt_proto::node::v1::Network::from(network).into(),
         reachable,
         failure,
     };
@@ -105,11 +109,11 @@ async fn ping(
     };
     match tcp_ping((target, port).into(), &options).await {
         Ok(outcome) if outcome.is_alive(false) => verdict(true, String::new()),
-        Ok(gnt_core::netutils::PingOutcome::TimedOut) => verdict(
+        Ok(PingOutcome::TimedOut) => verdict(
             false,
             format!("no answer from {target} port {port} within {timeout:?}"),
         ),
-        Ok(gnt_core::netutils::PingOutcome::Unreachable(detail)) => {
+        Ok(PingOutcome::Unreachable(detail)) => {
             verdict(false, format!("{target} port {port}: {detail}"))
         }
         Ok(other) => verdict(false, format!("{target} port {port}: {other:?}")),

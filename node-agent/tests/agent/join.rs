@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use gnt_core::join::{JoinToken, Side};
 use gnt_core::policy::IpPolicy;
 use gnt_node_agent::AgentStatus;
-use gnt_node_agent::join_client::JoinError;
 use gnt_proto::bootstrap::v1::{
-    JoinClientMessage, JoinServerMessage, MasterHello, NodeHello,
+    JoinClientMessage, JoinRequest, JoinServerMessage, MasterHello, NodeHello,
     bootstrap_client::BootstrapClient, bootstrap_server, join_client_message, join_server_message,
 };
 use gnt_proto::node::v1::{VersionRequest, node_agent_client::NodeAgentClient};
+use gnt_transports::join::{CertificateIssuer, IssueError, JoinError, JoinPlan, Joined};
 use gnt_transports::{
     ClientAuth, ClientTls, Connector, DialOptions, GrpcServer, Identity, Listener, Pem, ServerTls,
 };
@@ -60,7 +60,7 @@ fn a_hybrid_join_switches_the_agent_to_member_mode_where_it_was_told() {
     let joined = topology
         .join("node1", IpPolicy::HybridIpv6, any(1811), |_| {})
         .unwrap();
-    assert_eq!(joined.listen_address, "[::]:1811");
+    assert_eq!(joined.accepted.listen.to_string(), "[::]:1811");
     assert_eq!(joined.protocol_version, 1);
     assert_eq!(agent.wait_member(), ["[::]:1811"]);
     assert_eq!(
@@ -111,7 +111,7 @@ fn an_ipv4_join_binds_the_address_it_was_given() {
     let joined = topology
         .join("node1", IpPolicy::Ipv4, bind, |_| {})
         .unwrap();
-    assert_eq!(joined.listen_address, "10.77.0.11:1811");
+    assert_eq!(joined.accepted.listen.to_string(), "10.77.0.11:1811");
     assert_eq!(agent.wait_member(), ["10.77.0.11:1811"]);
     assert_eq!(listening(node1, 1811), ["10.77.0.11:1811"]);
     assert_eq!(version(&topology, bind, IpPolicy::Ipv4), 1);
@@ -133,7 +133,7 @@ fn every_refusal_leaves_the_state_as_it_was() {
     let invalid = tonic::Code::InvalidArgument;
     let precondition = tonic::Code::FailedPrecondition;
 
-    type Edit = Box<dyn FnOnce(&mut gnt_node_agent::join_client::JoinPlan)>;
+    type Edit = Box<dyn FnOnce(&mut JoinPlan)>;
     let cases: Vec<(&str, IpPolicy, SocketAddr, Edit, tonic::Code, &str)> = vec![
         (
             "wrong secret",
@@ -171,7 +171,11 @@ fn every_refusal_leaves_the_state_as_it_was() {
             "IPv4 primary in a hybrid cluster",
             hybrid,
             any(1811),
-            Box::new(|p| p.request.node.as_mut().unwrap().primary_ip = "10.77.0.11".to_owned()),
+            Box::new(|p| {
+                p.danger_rewrite_request(|r| {
+                    r.node.as_mut().unwrap().primary_ip = "10.77.0.11".to_owned()
+                })
+            }),
             invalid,
             "primary address 10.77.0.11 is not IPv6",
         ),
@@ -179,7 +183,11 @@ fn every_refusal_leaves_the_state_as_it_was() {
             "IPv6 secondary",
             hybrid,
             any(1811),
-            Box::new(|p| p.request.node.as_mut().unwrap().secondary_ip = "fd00:77::11".to_owned()),
+            Box::new(|p| {
+                p.danger_rewrite_request(|r| {
+                    r.node.as_mut().unwrap().secondary_ip = "fd00:77::11".to_owned()
+                })
+            }),
             invalid,
             "secondary address 'fd00:77::11' must be an IPv4 address",
         ),
@@ -187,7 +195,9 @@ fn every_refusal_leaves_the_state_as_it_was() {
             "missing secondary in a hybrid cluster",
             hybrid,
             any(1811),
-            Box::new(|p| p.request.node.as_mut().unwrap().secondary_ip = String::new()),
+            Box::new(|p| {
+                p.danger_rewrite_request(|r| r.node.as_mut().unwrap().secondary_ip = String::new())
+            }),
             invalid,
             "must be an IPv4 address",
         ),
@@ -195,7 +205,7 @@ fn every_refusal_leaves_the_state_as_it_was() {
             "a primary this node does not have",
             hybrid,
             any(1811),
-            Box::new(|p| p.request.node.as_mut().unwrap().primary_ip = "fd00:77::99".to_owned()),
+            Box::new(|p| p.danger_rewrite_request(|r| readdress(r, "fd00:77::11", "fd00:77::99"))),
             precondition,
             "this node does not have its primary address fd00:77::99",
         ),
@@ -203,7 +213,7 @@ fn every_refusal_leaves_the_state_as_it_was() {
             "a secondary this node does not have",
             hybrid,
             any(1811),
-            Box::new(|p| p.request.node.as_mut().unwrap().secondary_ip = "10.78.0.99".to_owned()),
+            Box::new(|p| p.danger_rewrite_request(|r| readdress(r, "10.78.0.11", "10.78.0.99"))),
             precondition,
             "this node does not have its secondary address 10.78.0.99",
         ),
@@ -220,9 +230,11 @@ fn every_refusal_leaves_the_state_as_it_was() {
             hybrid,
             any(1811),
             Box::new(|p| {
-                let values = &mut p.request.ssconf.as_mut().unwrap().values;
-                let fixed = values["node_primary_ips"].replace("fd00:77::11", "fd00:77::12");
-                values.insert("node_primary_ips".to_owned(), fixed);
+                p.danger_rewrite_request(|r| {
+                    let values = &mut r.ssconf.as_mut().unwrap().values;
+                    let fixed = values["node_primary_ips"].replace("fd00:77::11", "fd00:77::12");
+                    values.insert("node_primary_ips".to_owned(), fixed);
+                })
             }),
             invalid,
             "its addresses of this node contradicts the request",
@@ -262,17 +274,29 @@ fn every_refusal_leaves_the_state_as_it_was() {
     agent.wait_member();
 }
 
+/// Gives the node address `to` instead of `from`, in the request and in its ssconf alike,
+/// so that only the node itself can tell it is wrong.
+fn readdress(request: &mut JoinRequest, from: &str, to: &str) {
+    let node = request.node.as_mut().unwrap();
+    for address in [&mut node.primary_ip, &mut node.secondary_ip] {
+        if address == from {
+            *address = to.to_owned();
+        }
+    }
+    for value in request.ssconf.as_mut().unwrap().values.values_mut() {
+        *value = value.replace(from, to);
+    }
+}
+
 /// A Join whose certificate the CA issued for a key that is not the node's.
-fn join_with_foreign_key(
-    topology: &Topology,
-) -> Result<gnt_node_agent::join_client::Joined, JoinError> {
+fn join_with_foreign_key(topology: &Topology) -> Result<Joined, JoinError> {
     struct ForeignKeyIssuer<'a>(&'a gnt_integration::pki::TestCa);
-    impl gnt_node_agent::join_client::CertificateIssuer for ForeignKeyIssuer<'_> {
+    impl CertificateIssuer for ForeignKeyIssuer<'_> {
         fn issue_node_certificate(
             &self,
             _spki: &[u8],
-            node: &gnt_proto::cluster::v1::NodeAddresses,
-        ) -> Result<String, String> {
+            node: &gnt_core::node::Node,
+        ) -> Result<String, IssueError> {
             let other = rcgen_spki();
             self.0.issue_node_certificate(&other, node)
         }
@@ -301,7 +325,7 @@ fn join_with_foreign_key(
                 "[fd00:77::11]:1811".parse().unwrap(),
                 DialOptions::new(policy),
             );
-            gnt_node_agent::join_client::join(connector, plan, &ForeignKeyIssuer(&master.ca)).await
+            gnt_transports::join::join(connector, plan, &ForeignKeyIssuer(&master.ca)).await
         })
         .unwrap()
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use gnt_core::policy::IpPolicy;
 use gnt_integration::lab::Network;
 use gnt_node_agent::AgentStatus;
-use gnt_proto::cluster::v1::SsconfSet as WireSsconf;
+use gnt_proto::cluster::v1::{NodeAddresses, SsconfSet as WireSsconf};
 use gnt_proto::diag::v1::{WhoAmIRequest, diagnostics_client::DiagnosticsClient};
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{
@@ -362,7 +362,7 @@ fn network_test_reports_a_cut_secondary_link_while_the_primary_works() {
     let (topology, _agent) = member_topology();
     let nodes: Vec<_> = ["master", "node1", "node2"]
         .iter()
-        .map(|n| topology.spec(n, IpPolicy::HybridIpv6).wire())
+        .map(|n| NodeAddresses::from(&topology.spec(n, IpPolicy::HybridIpv6)))
         .collect();
     let run = |nodes: Vec<gnt_proto::cluster::v1::NodeAddresses>| {
         call(&topology, as_master(&topology), |ch| async move {

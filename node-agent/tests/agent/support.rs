@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gnt_core::join::JoinToken;
+use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
-use gnt_integration::cluster::{NodeSpec, TestMaster};
+use gnt_integration::cluster::{TestMaster, node};
 use gnt_integration::lab::{HostSpec, HostTask, Lab, LabHost};
 use gnt_node_agent::config::TokenSource;
-use gnt_node_agent::join_client::{JoinError, Joined, join};
 use gnt_node_agent::{AgentConfig, AgentError, AgentStatus, run};
+use gnt_transports::join::{JoinError, JoinPlan, Joined, join};
 use gnt_transports::{Connector, DialOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +54,7 @@ impl Topology {
 
     /// How the cluster knows `name` under `policy`: IPv6 primary and IPv4 secondary in a
     /// hybrid cluster; the IPv4 primary as both in an IPv4 one.
-    pub(crate) fn spec(&self, name: &str, policy: IpPolicy) -> NodeSpec {
+    pub(crate) fn spec(&self, name: &str, policy: IpPolicy) -> Node {
         let host = self.host(name);
         let (primary, secondary) = match policy {
             IpPolicy::HybridIpv6 => (
@@ -65,11 +66,7 @@ impl Topology {
                 IpAddr::V4(host.ipv4().unwrap()),
             ),
         };
-        NodeSpec {
-            name: format!("{name}.lab.test"),
-            primary,
-            secondary,
-        }
+        node(&format!("{name}.lab.test"), policy, primary, secondary)
     }
 
     pub(crate) fn state_dir(&self, name: &str) -> PathBuf {
@@ -88,7 +85,7 @@ impl Topology {
         node: &str,
         policy: IpPolicy,
         bind: SocketAddr,
-        edit: impl FnOnce(&mut gnt_node_agent::join_client::JoinPlan),
+        edit: impl FnOnce(&mut JoinPlan),
     ) -> Result<Joined, JoinError> {
         let token: JoinToken = TOKEN.parse().unwrap();
         let master_spec = self.spec("master", policy);
@@ -97,7 +94,7 @@ impl Topology {
             self.master
                 .join_plan(&token, CLUSTER, policy, &master_spec, &node_spec, bind);
         edit(&mut plan);
-        let target = SocketAddr::new(node_spec.primary, 1811);
+        let target = SocketAddr::new(node_spec.addrs.primary, 1811);
         let master = self.master.clone();
         self.host("master")
             .block_on(async move {

@@ -23,17 +23,18 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+
+use std::time::Duration;
 use std::{fmt, fs, io};
 
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::op::Query;
-use hickory_resolver::proto::rr::{Name, RecordType};
-use hickory_resolver::{Hosts, TokioResolver};
 
+use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::rr::{Name, RecordType};
+
+use self::hosts::HostsSource;
 use super::address::parse_ip;
 use super::hostname::{Hostname, HostnameError};
 use crate::error::{Classify, ErrorKind};
@@ -357,33 +358,6 @@ impl Resolver {
     }
 }
 
-impl Resolver {
-    /// The addresses the hosts file alone gives `name` in `families`.
-    fn hosts_file_addresses(&self, name: &Hostname, families: &[IpFamily]) -> Vec<IpAddr> {
-        let Ok(dns_name) = Name::from_ascii(name.as_str()) else {
-            return Vec::new();
-        };
-        let hosts = self.hosts.current();
-        families
-            .iter()
-            .flat_map(|family| hosts_lookup(&hosts, &dns_name, *family))
-            .collect()
-    }
-}
-
-fn hosts_lookup(hosts: &Hosts, name: &Name, family: IpFamily) -> Vec<IpAddr> {
-    hosts
-        .lookup_static_host(&Query::query(name.clone(), record_type(family)))
-        .map(|lookup| {
-            lookup
-                .answers()
-                .iter()
-                .filter_map(|record| record.data.ip_addr())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// resolv.conf as glibc reads it: with no usable `nameserver` line, the local server.
 fn resolv_conf_or_local(text: &[u8]) -> (ResolverConfig, ResolverOpts) {
     match hickory_resolver::system_conf::parse_resolv_conf(text) {
@@ -414,245 +388,6 @@ fn build_dns(
         .map_err(|e| ResolveError::Setup(Box::new(e)))
 }
 
-/// Where hosts entries come from: a file re-read on change, or a fixed table.
-enum HostsSource {
-    File {
-        path: PathBuf,
-        cache: Mutex<Option<(FileStamp, Arc<Hosts>)>>,
-    },
-    Fixed(Arc<Hosts>),
-}
-
-impl fmt::Debug for HostsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File { path, .. } => write!(f, "File({})", path.display()),
-            Self::Fixed(_) => f.write_str("Fixed"),
-        }
-    }
-}
-
-/// What identifies a version of a file without reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-impl HostsSource {
-    fn file(path: &Path) -> Self {
-        Self::File {
-            path: path.to_owned(),
-            cache: Mutex::new(None),
-        }
-    }
-
-    fn fixed(text: &str) -> Self {
-        Self::Fixed(Arc::new(parse_hosts(text.as_bytes())))
-    }
-
-    fn current(&self) -> Arc<Hosts> {
-        match self {
-            Self::Fixed(hosts) => Arc::clone(hosts),
-            Self::File { path, cache } => {
-                use std::os::unix::fs::MetadataExt;
-                let stamp = fs::metadata(path).ok().map(|meta| FileStamp {
-                    modified: meta.modified().ok(),
-                    len: meta.len(),
-                    inode: meta.ino(),
-                });
-                let mut cache = cache
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if let (Some(stamp), Some((cached, hosts))) = (&stamp, cache.as_ref())
-                    && stamp == cached
-                {
-                    return Arc::clone(hosts);
-                }
-                // A missing or unreadable hosts file has no entries, as for glibc.
-                let hosts = Arc::new(fs::read(path).map(|t| parse_hosts(&t)).unwrap_or_default());
-                *cache = stamp.map(|stamp| (stamp, Arc::clone(&hosts)));
-                hosts
-            }
-        }
-    }
-}
-
-fn parse_hosts(text: &[u8]) -> Hosts {
-    let mut hosts = Hosts::default();
-    // Reading from a byte slice cannot fail; a malformed line is skipped by the parser.
-    if hosts.read_hosts_conf(text).is_err() {
-        return Hosts::default();
-    }
-    hosts
-}
-
+mod hosts;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HOSTS: &str = "\
-# a test hosts table
-127.0.0.1   localhost
-192.0.2.10  only4.example.com only4
-2001:db8::20 only6.example.com only6
-192.0.2.30  both.example.com both
-2001:db8::30 both.example.com both
-192.0.2.31  both.example.com
-";
-
-    fn hermetic() -> Resolver {
-        Resolver::hosts_only(HOSTS)
-    }
-
-    fn ips(resolved: &Resolved) -> Vec<String> {
-        resolved.addresses().iter().map(IpAddr::to_string).collect()
-    }
-
-    #[tokio::test]
-    async fn ipv4_only_names_resolve_in_ipv4_and_fail_in_ipv6_with_a_hint() {
-        let r = hermetic();
-        let v4 = r
-            .resolve("only4.example.com", Some(IpFamily::V4))
-            .await
-            .unwrap();
-        assert_eq!(ips(&v4), ["192.0.2.10"]);
-        let err = r
-            .resolve("only4.example.com", Some(IpFamily::V6))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the name 'only4.example.com' has no IPv6 address; it resolves to IPv4 only: 192.0.2.10"
-        );
-        assert_eq!(err.kind(), ErrorKind::Resolver);
-    }
-
-    #[tokio::test]
-    async fn ipv6_only_names_resolve_in_ipv6_and_fail_in_ipv4_with_a_hint() {
-        let r = hermetic();
-        let v6 = r.resolve("only6", Some(IpFamily::V6)).await.unwrap();
-        assert_eq!(ips(&v6), ["2001:db8::20"]);
-        let err = r.resolve("only6", Some(IpFamily::V4)).await.unwrap_err();
-        assert!(matches!(err, ResolveError::OnlyOtherFamily { .. }), "{err}");
-        assert!(err.to_string().contains("no IPv4 address"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn dual_family_names_resolve_in_each_family_and_ipv6_first_without_one() {
-        let r = hermetic();
-        let v4 = r
-            .resolve("both.example.com", Some(IpFamily::V4))
-            .await
-            .unwrap();
-        assert_eq!(ips(&v4), ["192.0.2.30", "192.0.2.31"]);
-        assert_eq!(v4.first().to_string(), "192.0.2.30");
-        let v6 = r
-            .resolve("both.example.com", Some(IpFamily::V6))
-            .await
-            .unwrap();
-        assert_eq!(ips(&v6), ["2001:db8::30"]);
-        let any = r.resolve("both.example.com", None).await.unwrap();
-        assert_eq!(ips(&any), ["2001:db8::30", "192.0.2.30", "192.0.2.31"]);
-    }
-
-    #[tokio::test]
-    async fn names_are_normalised_before_lookup() {
-        let r = hermetic();
-        let v4 = r
-            .resolve("ONLY4.Example.COM.", Some(IpFamily::V4))
-            .await
-            .unwrap();
-        assert_eq!(v4.name(), "only4.example.com");
-        assert_eq!(ips(&v4), ["192.0.2.10"]);
-        let err = r.resolve("bad name", None).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::WrongInput);
-    }
-
-    #[tokio::test]
-    async fn unknown_names_fail_naming_the_name_and_family() {
-        let r = hermetic();
-        let err = r
-            .resolve("nosuch.example.com", Some(IpFamily::V6))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the name 'nosuch.example.com' does not resolve to an IPv6 address"
-        );
-        let err = r.resolve("nosuch.example.com", None).await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the name 'nosuch.example.com' does not resolve"
-        );
-    }
-
-    #[tokio::test]
-    async fn literals_resolve_to_themselves_in_their_own_family_only() {
-        let r = hermetic();
-        let v6 = r.resolve("2001:db8::1", Some(IpFamily::V6)).await.unwrap();
-        assert_eq!(ips(&v6), ["2001:db8::1"]);
-        let v4 = r.resolve("192.0.2.1", None).await.unwrap();
-        assert_eq!(ips(&v4), ["192.0.2.1"]);
-        let err = r
-            .resolve("192.0.2.1", Some(IpFamily::V6))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "'192.0.2.1' is an IPv4 address, not an IPv6 one"
-        );
-        assert_eq!(err.kind(), ErrorKind::WrongInput);
-    }
-
-    #[tokio::test]
-    async fn the_hosts_file_decides_localhost_not_the_resolver_library() {
-        // hickory alone would answer ::1 as well; this hosts table only has 127.0.0.1.
-        let r = hermetic();
-        let any = r.resolve("localhost", None).await.unwrap();
-        assert_eq!(ips(&any), ["127.0.0.1"]);
-    }
-
-    #[tokio::test]
-    async fn a_hosts_file_is_reread_when_it_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let hosts = dir.path().join("hosts");
-        let resolv = dir.path().join("resolv.conf");
-        // A name server on a port nobody serves: nothing may leave this host.
-        fs::write(
-            &resolv,
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
-        )
-        .unwrap();
-        fs::write(&hosts, "192.0.2.1 node1.example.com\n").unwrap();
-        let r = Resolver::from_files(&hosts, &resolv).unwrap();
-        let first = r
-            .resolve("node1.example.com", Some(IpFamily::V4))
-            .await
-            .unwrap();
-        assert_eq!(ips(&first), ["192.0.2.1"]);
-        // Same length, new content: the stamp must still notice (inode of the new file).
-        let tmp = dir.path().join("hosts.new");
-        fs::write(&tmp, "192.0.2.2 node1.example.com\n").unwrap();
-        fs::rename(&tmp, &hosts).unwrap();
-        let second = r
-            .resolve("node1.example.com", Some(IpFamily::V4))
-            .await
-            .unwrap();
-        assert_eq!(ips(&second), ["192.0.2.2"]);
-    }
-
-    #[test]
-    fn resolv_conf_without_name_servers_means_the_local_one() {
-        let (config, _) = resolv_conf_or_local(b"search example.com\n");
-        let servers: Vec<IpAddr> = config.name_servers().iter().map(|s| s.ip).collect();
-        assert_eq!(servers, [IpAddr::from([127, 0, 0, 1])]);
-        assert_eq!(config.search()[0].to_ascii(), "example.com");
-        let (config, options) =
-            resolv_conf_or_local(b"nameserver 192.0.2.53\noptions ndots:3 timeout:2\n");
-        assert_eq!(config.name_servers()[0].ip, IpAddr::from([192, 0, 2, 53]));
-        assert_eq!(options.ndots, 3);
-        assert_eq!(options.timeout, Duration::from_secs(2));
-    }
-}
+mod tests;

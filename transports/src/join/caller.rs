@@ -1,45 +1,88 @@
-//! The master's side of Join (the exchange is specified in
-//! `proto/gnt/bootstrap/v1/bootstrap.proto`).
+//! The master's half of Join: prove the token, check the node's proof, then (only then)
+//! certify the node's own key and send the offer.
 //!
 //! The bootstrap listener's certificate is self-signed, so it is accepted unverified; trust
 //! comes from the token instead. Both proofs are bound to this TLS session's exporter
 //! value, and the node's certificate is issued only after the node's proof has verified, for
 //! exactly the key the node presented in the handshake.
 
-use gnt_core::error::{Chain, Classify, ErrorKind, kind_of_status};
-use gnt_core::join::{JoinToken, Side};
+use gnt_core::error::{Classify, ErrorKind, kind_of_status};
+use gnt_core::join::{JoinAccepted, JoinOffer, JoinToken, Side};
+use gnt_core::node::Node;
+use gnt_core::wire::WireError;
 use gnt_proto::bootstrap::v1::{
     JoinClientMessage, JoinRequest, JoinServerMessage, MasterHello,
     bootstrap_client::BootstrapClient, join_client_message, join_server_message,
 };
-use gnt_proto::cluster::v1::NodeAddresses;
-use gnt_transports::{ClientTls, Connector, TlsConfigError, sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+use crate::connect::Connector;
+use crate::error::TlsConfigError;
+use crate::tls::{ClientTls, Pem};
 
 /// Issues node certificates: the cluster CA's signature over a node's public key.
 pub trait CertificateIssuer: Send + Sync {
     /// A PEM certificate for `node`, for the public key `spki` (DER SubjectPublicKeyInfo),
     /// with subject CN = the node's name and OU = `node`, valid for its name and addresses.
-    fn issue_node_certificate(&self, spki: &[u8], node: &NodeAddresses) -> Result<String, String>;
+    fn issue_node_certificate(&self, spki: &[u8], node: &Node) -> Result<String, IssueError>;
 }
 
+/// A certificate the CA could not issue; the cause is the issuer's own error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot issue the node's certificate")]
+pub struct IssueError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// A rewrite of the request as it goes on the wire, after the certificate is issued.
+type RequestRewrite = Box<dyn FnOnce(&mut JoinRequest) + Send>;
+
 /// What to send.
-#[derive(Debug)]
 pub struct JoinPlan {
     /// The token the node was started with.
     pub token: JoinToken,
     /// When the token expires, seconds since the Unix epoch.
     pub expires_at_unix: i64,
-    /// The request; its `node_certificate_pem` is filled in here.
-    pub request: JoinRequest,
+    /// The offer; its node certificate is filled in here.
+    pub offer: JoinOffer,
+    rewrite: Option<RequestRewrite>,
 }
 
-/// A successful join.
+impl std::fmt::Debug for JoinPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinPlan")
+            .field("token", &self.token)
+            .field("expires_at_unix", &self.expires_at_unix)
+            .field("offer", &self.offer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JoinPlan {
+    /// A plan to send `offer` to a node holding `token`, which expires at `expires_at_unix`.
+    pub fn new(token: JoinToken, expires_at_unix: i64, offer: JoinOffer) -> Self {
+        Self {
+            token,
+            expires_at_unix,
+            offer,
+            rewrite: None,
+        }
+    }
+
+    /// Sends the request as `rewrite` leaves it instead of the offer's faithful form: for
+    /// tests that play a master sending what no real master sends.
+    pub fn danger_rewrite_request(
+        &mut self,
+        rewrite: impl FnOnce(&mut JoinRequest) + Send + 'static,
+    ) {
+        self.rewrite = Some(Box::new(rewrite));
+    }
+}
+
+/// A node that joined, as the master learns it.
 #[derive(Debug, Clone)]
 pub struct Joined {
-    /// Where the node will listen, `host:port`.
-    pub listen_address: String,
+    /// Where the node's member API listens now.
+    pub accepted: JoinAccepted,
     /// The node's protocol version.
     pub protocol_version: u32,
     /// The node's software version.
@@ -63,6 +106,12 @@ pub enum JoinError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The node presented no certificate whose key could be certified.
+    #[error("the node at {target} presented no usable certificate in the TLS handshake")]
+    NoNodeKey {
+        /// The address.
+        target: String,
+    },
     /// The node did not prove it holds the token: it is not the node the token was for.
     #[error(
         "the node at {target} did not prove it holds the join token; it may not be the node you meant (check the address and the token)"
@@ -77,17 +126,26 @@ pub enum JoinError {
         /// The node's status.
         status: tonic::Status,
     },
-    /// The exchange went wrong.
-    #[error("join protocol error with {target}: {reason}")]
+    /// The node answered out of turn, or the exchange ended early.
+    #[error("join protocol error with {target}: expected {expected}")]
     Protocol {
         /// The address.
         target: String,
-        /// What went wrong.
-        reason: String,
+        /// What the exchange expected at that point.
+        expected: &'static str,
+    },
+    /// The node's answer does not parse.
+    #[error("the node at {target} answered with an unusable result")]
+    Answer {
+        /// The address.
+        target: String,
+        /// What is wrong with it.
+        #[source]
+        source: WireError,
     },
     /// The certificate could not be issued.
-    #[error("cannot issue the node's certificate: {0}")]
-    Issue(String),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
     /// The client TLS configuration could not be built.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
@@ -99,7 +157,11 @@ impl Classify for JoinError {
             Self::Connect { .. } => ErrorKind::Unavailable,
             Self::NodeNotAuthentic { .. } => ErrorKind::Unauthenticated,
             Self::Refused { status } => kind_of_status(status),
-            Self::Protocol { .. } | Self::Issue(_) | Self::Tls(_) => ErrorKind::Internal,
+            Self::NoNodeKey { .. }
+            | Self::Protocol { .. }
+            | Self::Answer { .. }
+            | Self::Issue(_)
+            | Self::Tls(_) => ErrorKind::Internal,
         }
     }
 }
@@ -111,9 +173,9 @@ pub async fn join(
     issuer: &dyn CertificateIssuer,
 ) -> Result<Joined, JoinError> {
     let target = bootstrap.target();
-    let protocol = |reason: String| JoinError::Protocol {
+    let out_of_turn = |expected| JoinError::Protocol {
         target: target.clone(),
-        reason,
+        expected,
     };
     let tls = ClientTls::danger_unverified_server(None)?;
     let channel = bootstrap
@@ -126,7 +188,7 @@ pub async fn join(
         })?;
     let session = tls
         .last_session()
-        .ok_or_else(|| protocol("no TLS session".to_owned()))?;
+        .ok_or_else(|| out_of_turn("a TLS session"))?;
     let node_spki = session
         .certificates
         .first()
@@ -136,7 +198,9 @@ pub async fn join(
                 .ok()
                 .map(|(_, parsed)| parsed.public_key().raw.to_vec())
         })
-        .ok_or_else(|| protocol("the node presented no usable certificate".to_owned()))?;
+        .ok_or_else(|| JoinError::NoNodeKey {
+            target: target.clone(),
+        })?;
 
     let (tx, rx) = mpsc::channel(2);
     let hello = MasterHello {
@@ -144,7 +208,9 @@ pub async fn join(
         proof: plan.token.proof(Side::Master, &session.channel_binding),
         expires_at_unix: plan.expires_at_unix,
     };
-    send(&tx, join_client_message::Step::Hello(hello), &protocol).await?;
+    send(&tx, join_client_message::Step::Hello(hello))
+        .await
+        .map_err(|()| out_of_turn("the exchange to stay open"))?;
     let refused = |status: tonic::Status| JoinError::Refused { status };
     let mut inbound = BootstrapClient::new(channel)
         .join(ReceiverStream::new(rx))
@@ -157,9 +223,8 @@ pub async fn join(
             step: Some(join_server_message::Step::Hello(hello)),
         }) => hello,
         other => {
-            return Err(protocol(format!(
-                "expected the node's hello, got {other:?}"
-            )));
+            tracing::debug!(?other, "unexpected answer to the master's hello");
+            return Err(out_of_turn("the node's hello"));
         }
     };
     if !plan
@@ -170,32 +235,41 @@ pub async fn join(
         return Err(JoinError::NodeNotAuthentic { target });
     }
 
-    let node = plan.request.node.clone().unwrap_or_default();
-    let certificate_pem = issuer
-        .issue_node_certificate(&node_spki, &node)
-        .map_err(JoinError::Issue)?;
-    let mut request = plan.request;
-    request.node_certificate_pem = certificate_pem.clone();
-    send(&tx, join_client_message::Step::Request(request), &protocol).await?;
+    let mut offer = plan.offer;
+    offer.node_certificate_pem = issuer.issue_node_certificate(&node_spki, &offer.node)?;
+    let certificate_sha256 = Pem::from_bytes(
+        "the issued node certificate",
+        offer.node_certificate_pem.clone(),
+    )
+    .leaf_sha256()
+    .map_err(|e| IssueError(Box::new(e)))?;
+    let mut request = JoinRequest::from(&offer);
+    if let Some(rewrite) = plan.rewrite {
+        rewrite(&mut request);
+    }
+    send(&tx, join_client_message::Step::Request(request))
+        .await
+        .map_err(|()| out_of_turn("the exchange to stay open"))?;
 
     let result = match inbound.message().await.map_err(refused)? {
         Some(JoinServerMessage {
             step: Some(join_server_message::Step::Result(result)),
         }) => result,
-        other => return Err(protocol(format!("expected the join result, got {other:?}"))),
+        other => {
+            tracing::debug!(?other, "unexpected answer to the join request");
+            return Err(out_of_turn("the join result"));
+        }
     };
-    let certificate_sha256 = {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        CertificateDer::from_pem_slice(certificate_pem.as_bytes())
-            .map(|der| sha256(der.as_ref()))
-            .map_err(|e| JoinError::Issue(format!("the issued certificate is not PEM: {e}")))?
-    };
-    tracing::info!(node = %node.name, listen = %result.listen_address, "node joined");
+    let accepted = JoinAccepted::try_from(&result).map_err(|source| JoinError::Answer {
+        target: target.clone(),
+        source,
+    })?;
+    tracing::info!(node = %offer.node.name, listen = %accepted.listen, "node joined");
     Ok(Joined {
-        listen_address: result.listen_address,
+        accepted,
         protocol_version: node_hello.protocol_version,
         software_version: node_hello.software_version,
-        certificate_pem,
+        certificate_pem: offer.node_certificate_pem,
         certificate_sha256,
     })
 }
@@ -203,9 +277,8 @@ pub async fn join(
 async fn send(
     tx: &mpsc::Sender<JoinClientMessage>,
     step: join_client_message::Step,
-    protocol: &impl Fn(String) -> JoinError,
-) -> Result<(), JoinError> {
+) -> Result<(), ()> {
     tx.send(JoinClientMessage { step: Some(step) })
         .await
-        .map_err(|e| protocol(format!("the exchange closed early: {}", Chain(&e))))
+        .map_err(drop)
 }

@@ -1,4 +1,4 @@
-//! The node's state directory, and the mode it puts the agent in.
+//! The node's state directory: what a Join writes, and whether the node is a member.
 //!
 //! ```text
 //! node.key        0600  the node's private key; generated here, never sent anywhere
@@ -11,7 +11,9 @@
 //!
 //! The agent is a member when ssconf names a cluster, and bootstrapping otherwise. A join
 //! writes the CA, the certificate and member.conf first (each atomically) and ssconf last,
-//! so a crash half-way leaves a bootstrapping node that can simply be joined again.
+//! so a crash half-way leaves a bootstrapping node that can simply be joined again. The
+//! node's answer to Join commits an accepted offer here, and so does `gnt cluster init`
+//! for the master's own node: one writer for both.
 
 use std::fs;
 use std::io;
@@ -19,13 +21,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use gnt_core::DEFAULT_NODE_PORT;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::fs_atomic::{self, FsError};
-use gnt_core::netutils::Hostname;
+use gnt_core::join::JoinOffer;
+use gnt_core::netutils::{HostPort, Hostname, format_host_port};
 use gnt_core::policy::IpPolicy;
 use gnt_core::ssconf::{SsconfError, SsconfSet, SsconfStore};
-use gnt_transports::{Identity, Pem, TlsConfigError};
 use rcgen::KeyPair;
+
+use crate::error::TlsConfigError;
+use crate::peer::PeerIdentity;
+use crate::tls::{Identity, Pem};
 
 const NODE_KEY: &str = "node.key";
 const BOOTSTRAP_CERT: &str = "bootstrap.pem";
@@ -77,17 +84,15 @@ pub struct MemberConf {
     pub listen: SocketAddr,
 }
 
-/// What a join writes.
-#[derive(Debug)]
-pub struct JoinCommit<'a> {
-    /// The cluster CA, PEM.
-    pub ca_pem: &'a str,
-    /// The node certificate, PEM.
-    pub node_cert_pem: &'a str,
-    /// member.conf.
-    pub member: MemberConf,
-    /// The initial ssconf set.
-    pub ssconf: &'a SsconfSet,
+impl Membership {
+    /// Where the member API listens: `--bind` and `--port` first, then what Join said,
+    /// then the policy's default.
+    pub fn listen_address(&self, bind: Option<IpAddr>, port: Option<u16>) -> SocketAddr {
+        let joined = self
+            .listen
+            .unwrap_or_else(|| self.policy.default_listen(DEFAULT_NODE_PORT));
+        SocketAddr::new(bind.unwrap_or(joined.ip()), port.unwrap_or(joined.port()))
+    }
 }
 
 /// A state directory that cannot be read or written.
@@ -174,7 +179,7 @@ impl NodeState {
             )));
         }
         let identity = Identity::from_files(&cert, &key)?;
-        let node_name = gnt_transports::PeerIdentity::from_certificate(identity.certificate())
+        let node_name = PeerIdentity::from_certificate(identity.certificate())
             .and_then(|id| id.common_name)
             .and_then(|cn| Hostname::parse(&cn).ok())
             .ok_or_else(|| inconsistent(format!("{NODE_CERT} names no node")))?;
@@ -260,7 +265,7 @@ impl NodeState {
         };
         let cluster_name = value("cluster").ok_or_else(inconsistent)?.to_owned();
         let listen = value("listen")
-            .and_then(|l| gnt_core::netutils::HostPort::parse(l).ok())
+            .and_then(|l| HostPort::parse(l).ok())
             .and_then(|hp| hp.socket_addr())
             .ok_or_else(inconsistent)?;
         Ok(Some(MemberConf {
@@ -269,24 +274,25 @@ impl NodeState {
         }))
     }
 
-    /// Writes what a successful join brings, ssconf last.
-    pub fn commit_join(&self, commit: &JoinCommit<'_>) -> Result<(), StateError> {
-        fs_atomic::write_atomic(&self.path(CA_CERT), commit.ca_pem.as_bytes(), 0o644)?;
+    /// Writes what an accepted offer brings, ssconf last.
+    pub fn commit_join(&self, offer: &JoinOffer) -> Result<(), StateError> {
+        fs_atomic::write_atomic(
+            &self.path(CA_CERT),
+            offer.ca_certificate_pem.as_bytes(),
+            0o644,
+        )?;
         fs_atomic::write_atomic(
             &self.path(NODE_CERT),
-            commit.node_cert_pem.as_bytes(),
+            offer.node_certificate_pem.as_bytes(),
             0o644,
         )?;
         let conf = format!(
-            "# written by gnt-noded when this node joined its cluster\ncluster={}\nlisten={}\n",
-            commit.member.cluster_name,
-            gnt_core::netutils::format_host_port(
-                commit.member.listen.ip(),
-                commit.member.listen.port()
-            ),
+            "# written when this node joined its cluster\ncluster={}\nlisten={}\n",
+            offer.cluster,
+            format_host_port(offer.listen.ip(), offer.listen.port()),
         );
         fs_atomic::write_atomic(&self.path(MEMBER_CONF), conf.as_bytes(), 0o644)?;
-        self.ssconf.replace(commit.ssconf)?;
+        self.ssconf.replace(&offer.ssconf)?;
         Ok(())
     }
 
@@ -309,22 +315,6 @@ impl NodeState {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-}
-
-/// The wildcard or explicit address a member listens on: `--bind` and `--port` first, then
-/// what Join said, then the policy's wildcard and port 1811.
-pub fn member_listen(
-    membership: &Membership,
-    bind: Option<IpAddr>,
-    port: Option<u16>,
-    default_port: u16,
-) -> SocketAddr {
-    let joined = membership.listen;
-    let ip = bind
-        .or(joined.map(|a| a.ip()))
-        .unwrap_or_else(|| membership.policy.bind_wildcard());
-    let port = port.or(joined.map(|a| a.port())).unwrap_or(default_port);
-    SocketAddr::new(ip, port)
 }
 
 #[cfg(test)]
@@ -351,6 +341,81 @@ mod tests {
         );
         let identity = state.bootstrap_identity(&key).unwrap();
         assert!(!identity.certificate().is_empty());
+    }
+
+    /// An offer for `node1.example.com` of an IPv4 cluster, certified for `state`'s key by a
+    /// self-signed certificate (the state does not check the chain; Join did).
+    fn committed_offer(state: &NodeState, listen: SocketAddr) -> JoinOffer {
+        use gnt_core::node::{Node, NodeAddrs};
+        use gnt_core::ssconf::{ClusterFacts, NodeFacts};
+        let key = state.node_key().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["node1.example.com".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "node1.example.com");
+        let cert = params.self_signed(&key).unwrap().pem();
+        let node = Node {
+            name: Hostname::parse("node1.example.com").unwrap(),
+            addrs: NodeAddrs {
+                primary: "192.0.2.1".parse().unwrap(),
+                secondary: "192.0.2.1".parse().unwrap(),
+            },
+        };
+        let cluster = Hostname::parse("cluster.example.com").unwrap();
+        let ssconf = SsconfSet::from_cluster(&ClusterFacts {
+            cluster_name: &cluster,
+            policy: IpPolicy::Ipv4,
+            master: &node.name,
+            master_ip: "192.0.2.100".parse().unwrap(),
+            master_netmask: 32,
+            nodes: &[NodeFacts {
+                name: node.name.clone(),
+                addresses: node.addrs,
+                offline: false,
+            }],
+            release_version: "0.1.0",
+            master_certificate_sha256: None,
+        })
+        .unwrap();
+        let offer = JoinOffer {
+            cluster,
+            policy: IpPolicy::Ipv4,
+            listen,
+            master: node.clone(),
+            node,
+            ca_certificate_pem: cert.clone(),
+            node_certificate_pem: cert,
+            ssconf,
+        };
+        state.commit_join(&offer).unwrap();
+        offer
+    }
+
+    #[test]
+    fn a_member_listens_where_join_said_unless_the_command_line_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = NodeState::open(dir.path()).unwrap();
+        let offer = committed_offer(&state, "192.0.2.1:7000".parse().unwrap());
+        let Mode::Member(membership) = state.mode().unwrap() else {
+            panic!("a committed offer makes a member");
+        };
+        assert_eq!(membership.node_name.as_str(), "node1.example.com");
+        assert_eq!(membership.listen_address(None, None), offer.listen);
+        assert_eq!(
+            membership.listen_address(Some("0.0.0.0".parse().unwrap()), Some(1811)),
+            "0.0.0.0:1811".parse::<SocketAddr>().unwrap()
+        );
+
+        // Without member.conf (a node that predates it), the policy decides.
+        fs::remove_file(state.path(MEMBER_CONF)).unwrap();
+        let Mode::Member(membership) = state.mode().unwrap() else {
+            panic!("still a member");
+        };
+        assert_eq!(
+            membership.listen_address(None, None),
+            "0.0.0.0:1811".parse::<SocketAddr>().unwrap()
+        );
     }
 
     #[test]

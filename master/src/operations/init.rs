@@ -20,18 +20,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gnt_core::clock::unix_now;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::fs_atomic::{self, FsError};
 use gnt_core::netutils::{
-    Hostname, PingOptions, Resolver, is_loopback, owns_address, parse_ip, tcp_ping,
+    Hostname, NameError, PingError, PingOptions, Resolver, is_loopback, owns_address, parse_name,
+    tcp_ping,
 };
-use gnt_core::netutils::{PingError, ResolveError};
-use gnt_core::policy::{IpFamily, IpPolicy};
-use gnt_node_agent::state::{JoinCommit, MemberConf, Mode, NodeState, StateError};
+use gnt_core::node::{Node, NodeAddrsError};
+use gnt_core::policy::IpPolicy;
+use gnt_transports::join::{CertificateIssuer, IssueError, Mode, NodeState, StateError};
 
-use crate::config::{ClusterConfig, ConfigError, ConfigStore, NodeConfig, unix_now};
+use crate::config::{ClusterConfig, ConfigError, ConfigStore, NodeConfig};
 use crate::paths::MasterPaths;
-use crate::pki::{ClusterCa, PkiError};
+use crate::pki::{ClusterCa, PkiError, fingerprint_of_pem};
 
 /// What `gnt cluster init` was asked for.
 #[derive(Debug, Clone)]
@@ -82,24 +84,9 @@ pub enum InitError {
         /// The master directory.
         dir: PathBuf,
     },
-    /// A name is invalid.
-    #[error("invalid {what} '{name}': {reason}")]
-    InvalidName {
-        /// Which name.
-        what: &'static str,
-        /// The name.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-    /// A name does not resolve in the family.
-    #[error("The given name ({name}) does not resolve: {source}")]
-    Resolve {
-        /// The name.
-        name: String,
-        /// What the resolver said.
-        source: ResolveError,
-    },
+    /// A name is invalid or does not resolve in the family.
+    #[error(transparent)]
+    Name(#[from] NameError),
     /// This host's name resolves to loopback.
     #[error("This host's IP ({0}) resolves to a loopback address. Please fix DNS or /etc/hosts.")]
     Loopback(IpAddr),
@@ -156,6 +143,9 @@ pub enum InitError {
     /// The node state could not be written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The master's own node certificate could not be issued.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
     /// A file operation failed.
     #[error(transparent)]
     Fs(#[from] FsError),
@@ -167,11 +157,10 @@ impl Classify for InitError {
             Self::AlreadyInitialised { .. }
             | Self::AlreadyMember(_)
             | Self::DirtyDirectory { .. } => ErrorKind::WrongState,
-            Self::InvalidName { .. }
-            | Self::SecondaryRequired
-            | Self::SecondaryNotIpv4(_)
-            | Self::Netmask { .. } => ErrorKind::WrongInput,
-            Self::Resolve { .. } => ErrorKind::Resolver,
+            Self::SecondaryRequired | Self::SecondaryNotIpv4(_) | Self::Netmask { .. } => {
+                ErrorKind::WrongInput
+            }
+            Self::Name(e) => e.kind(),
             Self::Loopback(_) | Self::NotOwned { .. } | Self::SecondaryNotOwned(_) => {
                 ErrorKind::Environment
             }
@@ -180,7 +169,20 @@ impl Classify for InitError {
             Self::Pki(e) => e.kind(),
             Self::Config(e) => e.kind(),
             Self::State(e) => e.kind(),
+            Self::Issue(_) => ErrorKind::Internal,
             Self::Fs(e) => e.kind(),
+        }
+    }
+}
+
+/// The policy's address rule, refused in Ganeti's init words.
+impl From<NodeAddrsError> for InitError {
+    fn from(error: NodeAddrsError) -> Self {
+        match error {
+            NodeAddrsError::SecondaryNotIpv4(text) => Self::SecondaryNotIpv4(text),
+            // The primary is resolved in the policy's family, so only a missing secondary
+            // remains.
+            _ => Self::SecondaryRequired,
         }
     }
 }
@@ -188,9 +190,7 @@ impl Classify for InitError {
 /// The checked facts init writes.
 struct Checked {
     cluster: Hostname,
-    node: Hostname,
-    primary: IpAddr,
-    secondary: IpAddr,
+    node: Node,
     master_ip: IpAddr,
     netmask: u8,
 }
@@ -216,7 +216,7 @@ pub async fn init(options: &InitOptions, resolver: &Resolver) -> Result<InitRepo
         });
     }
     let checked = check(options, resolver).await?;
-    tracing::info!(cluster = %checked.cluster, node = %checked.node, policy = %options.policy, "all checks passed; initialising");
+    tracing::info!(cluster = %checked.cluster, node = %checked.node.name, policy = %options.policy, "all checks passed; initialising");
     let result = write(options, &paths, &store, &node_state, &checked);
     if result.is_err() {
         // Leave nothing half-made behind: the checks above proved none of it existed.
@@ -227,43 +227,16 @@ pub async fn init(options: &InitOptions, resolver: &Resolver) -> Result<InitRepo
 }
 
 async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, InitError> {
-    let family = options.policy.primary_family();
-    let name = |what, text: &str| {
-        Hostname::parse(text).map_err(|e| InitError::InvalidName {
-            what,
-            name: text.to_owned(),
-            reason: e.reason.to_owned(),
-        })
-    };
-    let node = name("host name", &options.node_name)?;
-    let cluster = name("cluster name", &options.cluster_name)?;
-    let resolve = |hostname: &Hostname| {
-        let hostname = hostname.clone();
-        async move {
-            resolver
-                .resolve(hostname.as_str(), Some(family))
-                .await
-                .map(|r| r.first())
-                .map_err(|source| InitError::Resolve {
-                    name: hostname.to_string(),
-                    source,
-                })
-        }
-    };
+    let policy = options.policy;
+    let family = policy.primary_family();
+    let node = parse_name("host name", &options.node_name)?;
+    let cluster = parse_name("cluster name", &options.cluster_name)?;
 
     // The arguments alone first: a typo should not wait for the network.
-    let secondary = match (&options.secondary_ip, options.policy) {
-        (None, IpPolicy::HybridIpv6) => return Err(InitError::SecondaryRequired),
-        (None, IpPolicy::Ipv4) => None,
-        (Some(text), _) => match parse_ip(text) {
-            Ok(ip @ IpAddr::V4(_)) => Some(ip),
-            _ => return Err(InitError::SecondaryNotIpv4(text.clone())),
-        },
-    };
+    let secondary = policy.parse_secondary(options.secondary_ip.as_deref())?;
     let netmask = match options.master_netmask {
-        None => options.policy.default_master_netmask(),
-        Some(n) => options
-            .policy
+        None => policy.default_master_netmask(),
+        Some(n) => policy
             .validate_master_netmask(n)
             .map_err(|_| InitError::Netmask {
                 netmask: n,
@@ -272,7 +245,7 @@ async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, In
     };
 
     // This host: its name, its addresses.
-    let primary = resolve(&node).await?;
+    let primary = resolver.first_address(&node, family).await?;
     if is_loopback(primary) {
         return Err(InitError::Loopback(primary));
     }
@@ -282,13 +255,13 @@ async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, In
             ip: primary,
         });
     }
-    let secondary = secondary.unwrap_or(primary);
-    if !owns_address(secondary) {
-        return Err(InitError::SecondaryNotOwned(secondary));
+    let addrs = policy.node_addrs(primary, secondary)?;
+    if !owns_address(addrs.secondary) {
+        return Err(InitError::SecondaryNotOwned(addrs.secondary));
     }
 
     // The cluster IP, last: probing an unused address is the slowest check.
-    let master_ip = resolve(&cluster).await?;
+    let master_ip = resolver.first_address(&cluster, family).await?;
     let probe = PingOptions {
         timeout: options.ping_timeout,
         ..PingOptions::default()
@@ -303,12 +276,9 @@ async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, In
             port: options.node_port,
         });
     }
-    debug_assert_eq!(IpFamily::of(&primary), family);
     Ok(Checked {
         cluster,
-        node,
-        primary,
-        secondary,
+        node: Node { name: node, addrs },
         master_ip,
         netmask,
     })
@@ -324,66 +294,42 @@ fn write(
     fs_atomic::ensure_dir(&paths.master_dir, 0o700)?;
     let ca = ClusterCa::create(checked.cluster.as_str())?;
     ca.save(&paths.pki)?;
-    let node_name = checked.node.as_str();
-    let master = ca.issue_with_new_key(node_name, "master", &[node_name], &[])?;
+    let node = &checked.node;
+    let name = node.name.as_str();
+    let master = ca.issue_with_new_key(name, "master", &[name], &[])?;
     fs_atomic::write_atomic(&paths.pki.master_cert, master.cert_pem.as_bytes(), 0o644)?;
     fs_atomic::write_atomic(&paths.pki.master_key, master.key_pem.as_bytes(), 0o600)?;
 
-    // This host is a node too: its key is made here, on this host, like any node's.
-    let node_key = node_state.node_key()?;
-    let node_cert = ca.issue(
-        &node_key,
-        node_name,
-        "node",
-        &[node_name],
-        &[checked.primary, checked.secondary],
-    )?;
     let now = unix_now();
+    let mut record = NodeConfig::new(node.addrs);
+    record.added_at = now;
     let mut config = ClusterConfig {
         serial: 1,
-        cluster_name: checked.cluster.to_string(),
-        primary_ip_version: options.policy.version(),
-        master_node: node_name.to_owned(),
+        cluster_name: checked.cluster.clone(),
+        policy: options.policy,
+        master_node: node.name.clone(),
         master_ip: checked.master_ip,
         master_netmask: checked.netmask,
         node_port: options.node_port,
         master_certificate_sha256: fingerprint_of_pem(&master.cert_pem)?,
-        nodes: Default::default(),
+        nodes: [(node.name.clone(), record)].into(),
         join_tokens: Vec::new(),
         created_at: now,
         modified_at: now,
     };
-    config.nodes.insert(
-        node_name.to_owned(),
-        NodeConfig {
-            primary_ip: checked.primary,
-            secondary_ip: checked.secondary,
-            offline: false,
-            certificate_sha256: fingerprint_of_pem(&node_cert)?,
-            added_at: now,
-        },
-    );
-    let ssconf = config.ssconf().map_err(StateError::Ssconf)?;
-    node_state.commit_join(&JoinCommit {
-        ca_pem: ca.cert_pem(),
-        node_cert_pem: &node_cert,
-        member: MemberConf {
-            cluster_name: checked.cluster.to_string(),
-            listen: SocketAddr::new(options.policy.bind_wildcard(), options.node_port),
-        },
-        ssconf: &ssconf,
-    })?;
+
+    // This host is a node too, and joins its own cluster as any node does: its key is made
+    // here, on this host, and the offer is committed by the same writer as a Join's.
+    let node_key = node_state.node_key()?;
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&node_key);
+    let mut offer = config
+        .join_offer(node.clone(), ca.cert_pem())
+        .map_err(StateError::Ssconf)?;
+    offer.node_certificate_pem = ca.issue_node_certificate(&spki, node)?;
+    if let Some(record) = config.nodes.get_mut(&node.name) {
+        record.certificate_sha256 = fingerprint_of_pem(&offer.node_certificate_pem)?;
+    }
+    node_state.commit_join(&offer)?;
     store.save(&config)?;
     Ok(InitReport { config })
-}
-
-/// SHA-256 fingerprint (colon hex) of a PEM certificate.
-pub fn fingerprint_of_pem(pem: &str) -> Result<String, PkiError> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .map(|der| gnt_transports::fingerprint(&gnt_transports::sha256(der.as_ref())))
-        .map_err(|e| PkiError::Generate {
-            action: "read back an issued certificate",
-            reason: e.to_string(),
-        })
 }

@@ -1,0 +1,150 @@
+use super::*;
+
+fn name(text: &str) -> Hostname {
+    Hostname::parse(text).unwrap()
+}
+
+fn config() -> ClusterConfig {
+    let mut nodes = BTreeMap::new();
+    nodes.insert(
+        name("master.example.com"),
+        NodeConfig {
+            primary_ip: "2001:db8::10".parse().unwrap(),
+            secondary_ip: "192.0.2.10".parse().unwrap(),
+            offline: false,
+            certificate_sha256: "AB:CD".to_owned(),
+            added_at: 1,
+        },
+    );
+    ClusterConfig {
+        serial: 1,
+        cluster_name: name("cluster.example.com"),
+        policy: IpPolicy::HybridIpv6,
+        master_node: name("master.example.com"),
+        master_ip: "2001:db8::100".parse().unwrap(),
+        master_netmask: 128,
+        node_port: 1811,
+        master_certificate_sha256: "AA:BB".to_owned(),
+        nodes,
+        join_tokens: Vec::new(),
+        created_at: 1,
+        modified_at: 1,
+    }
+}
+
+#[tokio::test]
+async fn changes_bump_the_serial_and_a_failed_change_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    store.save(&config()).unwrap();
+    let handle = ConfigHandle::new(store.clone(), store.load().unwrap());
+    let ((), next) = handle
+        .update(|c| {
+            c.master_netmask = 64;
+            Ok::<_, ConfigError>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.serial, 2);
+    assert_eq!(store.load().unwrap(), next);
+    let failed: Result<((), ClusterConfig), ConfigError> = handle
+        .update(|c| {
+            c.master_netmask = 1;
+            Err(ConfigError::Locked {
+                dir: PathBuf::from("/x"),
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(handle.snapshot().await, next);
+    assert_eq!(store.load().unwrap(), next);
+}
+
+#[test]
+fn the_file_is_root_only_and_a_corrupt_one_is_named() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    assert!(matches!(
+        store.load(),
+        Err(ConfigError::NotInitialised { .. })
+    ));
+    store.save(&config()).unwrap();
+    assert_eq!(
+        std::fs::metadata(dir.path().join("config.json"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+    let err = store.load().unwrap_err();
+    assert!(
+        err.to_string().starts_with("the cluster configuration"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("config.json is corrupt"), "{err}");
+}
+
+#[test]
+fn one_daemon_per_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    let _held = store.lock().unwrap();
+    let err = store.lock().unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("another gnt-masterd is running"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_ssconf_of_a_config_lists_every_node_and_the_master_certificate() {
+    let set = config().ssconf().unwrap();
+    assert_eq!(set.ip_policy().unwrap(), IpPolicy::HybridIpv6);
+    assert_eq!(set.master_certificates().unwrap()[0].1, "AA:BB");
+    assert_eq!(set.node_list().unwrap().len(), 1);
+}
+
+/// The saved configuration with `edit` applied to its JSON, as a hand edit would.
+fn load_edited(edit: impl FnOnce(&mut serde_json::Value)) -> Result<ClusterConfig, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    store.save(&config()).unwrap();
+    let path = dir.path().join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    store.load()
+}
+
+#[test]
+fn the_file_keeps_its_format_and_a_value_it_cannot_hold_is_refused_at_load() {
+    let text = serde_json::to_value(config()).unwrap();
+    assert_eq!(
+        text["primary_ip_version"], 6,
+        "the policy is stored as 4 or 6"
+    );
+    assert_eq!(text["cluster_name"], "cluster.example.com");
+    assert_eq!(load_edited(|_| {}).unwrap(), config());
+
+    // Anything but 4 or 6 was once read as IPv4; now it is an error naming the file.
+    let err = load_edited(|j| j["primary_ip_version"] = 5.into()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("config.json is corrupt: invalid primary IP version '5'"),
+        "{err}"
+    );
+    let err = load_edited(|j| j["cluster_name"] = "bad name".into()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("config.json is corrupt: invalid host name 'bad name'"),
+        "{err}"
+    );
+    // A policy the nodes' addresses break is refused as well.
+    let err = load_edited(|j| j["primary_ip_version"] = 4.into()).unwrap_err();
+    assert!(matches!(err, ConfigError::Inconsistent { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Environment);
+}

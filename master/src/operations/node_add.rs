@@ -1,0 +1,266 @@
+//! `gnt node add`: every check of Ganeti's LUNodeAdd, in Ganeti's order and with Ganeti's
+//! messages, plus the join token (checked first: it costs nothing); then the Join, the
+//! version check over mutual TLS, the commit, and the new ssconf for every node.
+//!
+//! [`Master::add_node`] reads top to bottom as those steps; each is a function below it.
+//! The configuration is held from the first check to the commit, so two adds never both
+//! pass the uniqueness checks. A node that joined but then fails the version check is not
+//! added, and the message says how to reset it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gnt_core::join::JoinToken;
+use gnt_core::netutils::{PingOptions, parse_name, tcp_ping};
+use gnt_core::node::{Node, NodeAddrs};
+use gnt_proto::node::v1::VersionRequest;
+use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+use gnt_transports::join::{JoinPlan, Joined, join};
+use gnt_transports::{Connector, DialOptions, fingerprint};
+use tonic::transport::Channel;
+
+use super::Changed;
+use super::rpc_call::{failed, timed};
+use super::token::check_token;
+use crate::config::{ClusterConfig, ConfigGuard, NodeConfig};
+use crate::error::MasterError;
+use crate::master::{Master, NodeView};
+
+/// How long a node may take to answer over mutual TLS after its Join (Ganeti's
+/// `_WaitForNodeDaemon`: 10 s, polled every second).
+const VERSION_PATIENCE: Duration = Duration::from_secs(10);
+/// Timeout of each Version call while waiting.
+const VERSION_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Ganeti's TCP ping timeout for node add.
+const ADD_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `gnt node add` asks for.
+#[derive(Debug, Clone)]
+pub struct AddNode {
+    /// The node's name, as the operator typed it.
+    pub name: String,
+    /// `-s`: its secondary address, as typed.
+    pub secondary: Option<String>,
+    /// The token its gnt-noded was started with.
+    pub token: JoinToken,
+}
+
+/// A node that passed the checks, and the token that will let it in.
+#[derive(Debug)]
+struct Candidate {
+    node: Node,
+    token: JoinToken,
+    token_expires_at: i64,
+}
+
+impl Master {
+    /// Adds a node (see the module docs).
+    pub async fn add_node(&self, request: AddNode) -> Result<(NodeView, Changed), MasterError> {
+        let mut guard = self.config.lock().await;
+        let config = guard.config().clone();
+        let candidate = self.check(&config, request).await?;
+        check_reachable(&config, &candidate.node).await?;
+        let joined = self.join_node(&config, &candidate).await?;
+        self.check_version(&candidate.node).await?;
+        let committed = commit(&mut guard, &candidate, &joined)?;
+        drop(guard);
+        let node = candidate.node;
+        tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, serial = committed.serial, "node added");
+        let warnings = self.redistribute(&committed).await;
+        let view = NodeView {
+            node: committed.nodes[&node.name].clone(),
+            name: node.name,
+            master: false,
+        };
+        Ok((
+            view,
+            Changed {
+                serial: committed.serial,
+                warnings,
+            },
+        ))
+    }
+
+    /// The checks that need no more than the configuration and name resolution: the name,
+    /// the token, the addresses (resolved in the cluster family, the secondary given), their
+    /// uniqueness, and homing that matches the master's.
+    async fn check(
+        &self,
+        config: &ClusterConfig,
+        request: AddNode,
+    ) -> Result<Candidate, MasterError> {
+        let name = parse_name("node name", &request.name)?;
+        if config.nodes.contains_key(&name) {
+            return Err(MasterError::NodeExists(name));
+        }
+        let token_expires_at = check_token(config, &request.token)?.expires_at;
+        let policy = config.policy;
+        let primary = self
+            .resolver
+            .first_address(&name, policy.primary_family())
+            .await?;
+        let secondary = policy.parse_secondary(request.secondary.as_deref())?;
+        let addrs = policy.node_addrs(primary, secondary)?;
+        check_unique(config, &addrs)?;
+        check_homing(config, &addrs)?;
+        Ok(Candidate {
+            node: Node { name, addrs },
+            token: request.token,
+            token_expires_at,
+        })
+    }
+
+    /// The Join: everything the node needs, with the ssconf it will have once added.
+    async fn join_node(
+        &self,
+        config: &ClusterConfig,
+        candidate: &Candidate,
+    ) -> Result<Joined, MasterError> {
+        let node = &candidate.node;
+        let mut planned = config.clone();
+        planned
+            .nodes
+            .insert(node.name.clone(), NodeConfig::new(node.addrs));
+        let offer = planned.join_offer(node.clone(), self.ca.cert_pem())?;
+        let plan = JoinPlan::new(candidate.token.clone(), candidate.token_expires_at, offer);
+        let connector = Connector::tcp_addr(
+            SocketAddr::new(node.addrs.primary, config.node_port),
+            DialOptions::new(config.policy),
+        );
+        join(connector, plan, &self.ca)
+            .await
+            .map_err(|source| MasterError::Join {
+                node: node.name.clone(),
+                source,
+            })
+    }
+
+    /// The node must now answer the member API over mutual TLS, with our protocol.
+    async fn check_version(&self, node: &Node) -> Result<(), MasterError> {
+        self.channels.forget(node.name.as_str());
+        let channel = self.channels.get(node.name.as_str(), node.addrs.primary)?;
+        let version = wait_for_version(channel, node).await?;
+        if version != gnt_proto::NODE_PROTOCOL_VERSION {
+            return Err(MasterError::VersionMismatch {
+                node: node.name.clone(),
+                master: gnt_proto::NODE_PROTOCOL_VERSION,
+                node_version: version,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// No address of the new node may be an address of another node.
+fn check_unique(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
+    for (other, node) in &config.nodes {
+        for address in [addrs.primary, addrs.secondary] {
+            if address == node.primary_ip || address == node.secondary_ip {
+                return Err(MasterError::AddressConflict {
+                    node: other.clone(),
+                    address,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A node is single-homed exactly when the master is.
+fn check_homing(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
+    let master = config
+        .master()
+        .ok_or_else(|| MasterError::UnknownNode(config.master_node.to_string()))?;
+    match (master.addrs().single_homed(), addrs.single_homed()) {
+        (true, false) => Err(MasterError::MasterSingleHomed),
+        (false, true) => Err(MasterError::MasterDualHomed),
+        _ => Ok(()),
+    }
+}
+
+/// Reachability from this host, as Ganeti: the primary from any address, the secondary
+/// from the master's secondary.
+async fn check_reachable(config: &ClusterConfig, node: &Node) -> Result<(), MasterError> {
+    let port = config.node_port;
+    let ping = |target, source| async move {
+        let options = PingOptions {
+            timeout: ADD_PING_TIMEOUT,
+            source,
+            live_port_needed: false,
+        };
+        tcp_ping(SocketAddr::new(target, port), &options).await
+    };
+    let primary = node.addrs.primary;
+    if !ping(primary, None).await.is_ok_and(|o| o.is_alive(false)) {
+        return Err(MasterError::PrimaryUnreachable {
+            address: primary,
+            port,
+        });
+    }
+    if node.addrs.single_homed() {
+        return Ok(());
+    }
+    let source = config
+        .master()
+        .ok_or_else(|| MasterError::UnknownNode(config.master_node.to_string()))?
+        .secondary_ip;
+    let detail = match ping(node.addrs.secondary, Some(source)).await {
+        Ok(outcome) if outcome.is_alive(false) => return Ok(()),
+        Ok(outcome) => format!("{outcome:?}"),
+        Err(e) => e.to_string(),
+    };
+    Err(MasterError::SecondaryUnreachable {
+        address: node.addrs.secondary,
+        port,
+        source_addr: source,
+        detail,
+    })
+}
+
+/// Enters the joined node into the configuration and marks its token used.
+fn commit(
+    guard: &mut ConfigGuard<'_>,
+    candidate: &Candidate,
+    joined: &Joined,
+) -> Result<ClusterConfig, MasterError> {
+    let node = &candidate.node;
+    let mut record = NodeConfig::new(node.addrs);
+    record.certificate_sha256 = fingerprint(&joined.certificate_sha256);
+    let ((), committed) = guard.commit(|c| {
+        c.nodes.insert(node.name.clone(), record);
+        if let Some(used) = c
+            .join_tokens
+            .iter_mut()
+            .find(|t| t.id == candidate.token.id())
+        {
+            used.used_by = Some(node.name.clone());
+        }
+        Ok::<_, MasterError>(())
+    })?;
+    Ok(committed)
+}
+
+/// Calls Version on `channel` until `node` answers (its member listener may take a moment
+/// to open after Join), for at most 10 s; returns its protocol version.
+pub async fn wait_for_version(channel: Channel, node: &Node) -> Result<u32, MasterError> {
+    let deadline = tokio::time::Instant::now() + VERSION_PATIENCE;
+    // The node opens its member listener just after answering Join: usually within
+    // milliseconds, so poll fast at first and back off to Ganeti's once a second.
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let request = timed(VersionRequest {}, VERSION_CALL_TIMEOUT);
+        match NodeAgentClient::new(channel.clone()).version(request).await {
+            Ok(reply) => return Ok(reply.into_inner().protocol_version),
+            Err(status) if tokio::time::Instant::now() >= deadline => {
+                return Err(MasterError::NoVersion {
+                    node: node.name.clone(),
+                    failure: failed(VERSION_CALL_TIMEOUT)(status),
+                });
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

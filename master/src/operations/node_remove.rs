@@ -1,0 +1,73 @@
+//! `gnt node remove`: the node is told to leave (it wipes its state and waits for a new
+//! Join), then it leaves the configuration, then the other nodes get the new ssconf. A node
+//! that is offline or does not answer is removed all the same, with a warning saying how to
+//! reset it by hand.
+
+use std::time::Duration;
+
+use gnt_core::runner::CallFailure;
+use gnt_proto::node::v1::LeaveClusterRequest;
+use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+
+use super::Changed;
+use super::rpc_call::{failed, timed};
+use crate::error::MasterError;
+use crate::master::{Master, NodeView};
+
+/// How long a node may take to leave.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Master {
+    /// Removes node `name` (see the module docs).
+    pub async fn remove_node(&self, name: &str) -> Result<Changed, MasterError> {
+        let view = self.node(name).await?;
+        if view.master {
+            return Err(MasterError::RemoveMaster);
+        }
+        let mut guard = self.config.lock().await;
+        let mut warnings = Vec::new();
+        if let Err(why) = self.tell_to_leave(&view).await {
+            warnings.push(format!(
+                "{} {why}; on it, stop gnt-noded and empty its state directory",
+                view.name
+            ));
+        }
+        let ((), committed) = guard.commit(|c| {
+            c.nodes.remove(&view.name);
+            Ok::<_, MasterError>(())
+        })?;
+        drop(guard);
+        self.channels.forget(view.name.as_str());
+        tracing::info!(node = %view.name, serial = committed.serial, "node removed");
+        warnings.extend(self.redistribute(&committed).await);
+        Ok(Changed {
+            serial: committed.serial,
+            warnings,
+        })
+    }
+
+    /// Calls LeaveCluster on the node.
+    async fn tell_to_leave(&self, view: &NodeView) -> Result<(), NotLeft> {
+        if view.node.offline {
+            return Err(NotLeft::Offline);
+        }
+        let channel = self
+            .channels
+            .get(view.name.as_str(), view.node.primary_ip)
+            .map_err(|e| NotLeft::Failed(CallFailure::TlsRejected(e.to_string())))?;
+        NodeAgentClient::new(channel)
+            .leave_cluster(timed(LeaveClusterRequest {}, LEAVE_TIMEOUT))
+            .await
+            .map(drop)
+            .map_err(|status| NotLeft::Failed(failed(LEAVE_TIMEOUT)(status)))
+    }
+}
+
+/// Why a removed node was not wiped.
+#[derive(Debug, thiserror::Error)]
+enum NotLeft {
+    #[error("is offline and was not told to leave")]
+    Offline,
+    #[error("did not leave ({0})")]
+    Failed(CallFailure),
+}

@@ -1,0 +1,186 @@
+//! Join tokens: `gnt node token create`, and the check node add makes before it contacts a
+//! node. The configuration keeps a token's id, the SHA-256 of the whole token, its expiry
+//! and the node it added; never the secret.
+
+use std::time::Duration;
+
+use gnt_core::clock::unix_now;
+use gnt_core::error::{Classify, ErrorKind};
+use gnt_core::join::{JoinToken, JoinTokenError};
+
+use super::utc;
+use crate::config::{ClusterConfig, TokenRecord};
+use crate::error::MasterError;
+use crate::master::Master;
+
+/// Shortest and longest lifetime of a token.
+const LIFETIME: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(60)..=Duration::from_secs(30 * 86400);
+
+/// Why a join token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a token at all.
+    #[error(transparent)]
+    Malformed(#[from] JoinTokenError),
+    /// No token with that id.
+    #[error("unknown join token '{0}'; create one with `gnt node token create`")]
+    Unknown(String),
+    /// The id exists but the secret is wrong.
+    #[error("join token '{0}' does not match the stored one")]
+    Mismatch(String),
+    /// Expired.
+    #[error("join token '{id}' expired at {at}; create a new one with `gnt node token create`")]
+    Expired {
+        /// The id.
+        id: String,
+        /// When, as UTC text.
+        at: String,
+    },
+    /// Already used.
+    #[error("join token '{id}' was already used to add {node}; tokens are single-use")]
+    Used {
+        /// The id.
+        id: String,
+        /// The node it added.
+        node: String,
+    },
+}
+
+impl Classify for TokenError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Malformed(e) => e.kind(),
+            _ => ErrorKind::Unauthenticated,
+        }
+    }
+}
+
+impl Master {
+    /// Issues a single-use join token valid for `ttl`; returns it with its expiry.
+    pub async fn create_token(&self, ttl: Duration) -> Result<(JoinToken, i64), MasterError> {
+        if !LIFETIME.contains(&ttl) {
+            return Err(MasterError::TokenLifetime {
+                seconds: ttl.as_secs(),
+            });
+        }
+        let token = JoinToken::generate().map_err(TokenError::from)?;
+        let expires_at = unix_now() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let record = TokenRecord {
+            id: token.id().to_owned(),
+            sha256: token.hash_hex(),
+            expires_at,
+            used_by: None,
+        };
+        self.config
+            .update(|c| {
+                c.join_tokens.push(record);
+                Ok::<_, MasterError>(())
+            })
+            .await?;
+        tracing::info!(token = %token, expires = %utc(expires_at), "join token created");
+        Ok((token, expires_at))
+    }
+}
+
+/// The stored record of `token`, if the token may join a node now.
+pub(crate) fn check_token<'a>(
+    config: &'a ClusterConfig,
+    token: &JoinToken,
+) -> Result<&'a TokenRecord, TokenError> {
+    let record = config
+        .join_tokens
+        .iter()
+        .find(|t| t.id == token.id())
+        .ok_or_else(|| TokenError::Unknown(token.id().to_owned()))?;
+    // Digests, not secrets, are compared: timing could only tell how many leading digest
+    // bytes match, which brings no one closer to a token with that digest.
+    if token.hash_hex() != record.sha256 {
+        return Err(TokenError::Mismatch(token.id().to_owned()));
+    }
+    if let Some(node) = &record.used_by {
+        return Err(TokenError::Used {
+            id: record.id.clone(),
+            node: node.to_string(),
+        });
+    }
+    if record.expires_at <= unix_now() {
+        return Err(TokenError::Expired {
+            id: record.id.clone(),
+            at: utc(record.expires_at),
+        });
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use gnt_core::netutils::Hostname;
+    use gnt_core::policy::IpPolicy;
+
+    use super::*;
+
+    fn config_with(tokens: Vec<TokenRecord>) -> ClusterConfig {
+        ClusterConfig {
+            serial: 1,
+            cluster_name: Hostname::parse("c.example").unwrap(),
+            policy: IpPolicy::Ipv4,
+            master_node: Hostname::parse("m.example").unwrap(),
+            master_ip: "192.0.2.100".parse().unwrap(),
+            master_netmask: 32,
+            node_port: 1811,
+            master_certificate_sha256: String::new(),
+            nodes: BTreeMap::new(),
+            join_tokens: tokens,
+            created_at: 0,
+            modified_at: 0,
+        }
+    }
+
+    fn record(token: &JoinToken, expires_at: i64, used_by: Option<&str>) -> TokenRecord {
+        TokenRecord {
+            id: token.id().to_owned(),
+            sha256: token.hash_hex(),
+            expires_at,
+            used_by: used_by.map(|n| Hostname::parse(n).unwrap()),
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_for_id_secret_use_and_expiry() {
+        let token: JoinToken = "abcdef.0123456789abcdef".parse().unwrap();
+        let future = unix_now() + 3600;
+        let fresh = config_with(vec![record(&token, future, None)]);
+        assert_eq!(check_token(&fresh, &token).unwrap().expires_at, future);
+
+        let other: JoinToken = "zzzzzz.0123456789abcdef".parse().unwrap();
+        let unknown = check_token(&fresh, &other).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "unknown join token 'zzzzzz'; create one with `gnt node token create`"
+        );
+
+        let forged: JoinToken = "abcdef.ffffffffffffffff".parse().unwrap();
+        let mismatch = check_token(&fresh, &forged).unwrap_err();
+        assert_eq!(mismatch, TokenError::Mismatch("abcdef".to_owned()));
+
+        let used = check_token(
+            &config_with(vec![record(&token, future, Some("node1"))]),
+            &token,
+        )
+        .unwrap_err();
+        assert_eq!(
+            used.to_string(),
+            "join token 'abcdef' was already used to add node1; tokens are single-use"
+        );
+
+        let expired =
+            check_token(&config_with(vec![record(&token, 1000, None)]), &token).unwrap_err();
+        assert_eq!(
+            expired.to_string(),
+            "join token 'abcdef' expired at 1970-01-01T00:16:40Z; create a new one with `gnt node token create`"
+        );
+    }
+}

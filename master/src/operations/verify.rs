@@ -1,0 +1,125 @@
+//! `gnt cluster verify`'s network test: every online node pings every online node on both
+//! networks (Ganeti 3.x tests the secondary only when the primary fails, hiding a broken
+//! replication network), and every failed ping or silent node is a problem.
+
+use std::time::Duration;
+
+use gnt_core::netutils::Hostname;
+use gnt_core::node::{Network, Node};
+use gnt_core::runner::{CallFailure, TimeoutClass};
+use gnt_core::ssconf::nice_cmp;
+use gnt_proto::cluster::v1::NodeAddresses;
+use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
+
+use super::rpc_call::{failed, fan_out_on, timed};
+use crate::master::Master;
+
+/// Timeout of each ping of `cluster verify`.
+const VERIFY_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One failed check of `cluster verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The node that ran the test, or that did not answer.
+    pub node: Hostname,
+    /// The node it could not reach, if the problem is a ping.
+    pub target: Option<String>,
+    /// The network of that ping.
+    pub network: Option<Network>,
+    /// What failed.
+    pub message: String,
+}
+
+/// What `cluster verify` found.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// Nodes that ran the network test.
+    pub nodes_checked: usize,
+    /// Every failed check, by node.
+    pub problems: Vec<Problem>,
+}
+
+impl Master {
+    /// Runs the network test on every online node (see the module docs).
+    pub async fn verify(&self) -> Verification {
+        let config = self.config.snapshot().await;
+        let online: Vec<NodeAddresses> = config
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.offline)
+            .map(|(name, n)| {
+                NodeAddresses::from(&Node {
+                    name: name.clone(),
+                    addrs: n.addrs(),
+                })
+            })
+            .collect();
+        let port = u32::from(config.node_port);
+        let results = fan_out_on(
+            &self.channels,
+            &config,
+            None,
+            TimeoutClass::Fast,
+            |channel, timeout| {
+                let request = timed(
+                    NetworkTestRequest {
+                        nodes: online.clone(),
+                        port,
+                        timeout: prost_types::Duration::try_from(VERIFY_PING_TIMEOUT).ok(),
+                    },
+                    timeout,
+                );
+                async move {
+                    NodeAgentClient::new(channel)
+                        .network_test(request)
+                        .await
+                        .map(|r| r.into_inner().verdicts)
+                        .map_err(failed(timeout))
+                }
+            },
+            |_| {},
+        )
+        .await;
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        for result in results {
+            match result.outcome {
+                Err(CallFailure::Offline) => {}
+                Err(failure) => problems.push(Problem {
+                    node: result.key,
+                    target: None,
+                    network: None,
+                    message: format!("node hasn't returned node tcp connectivity data: {failure}"),
+                }),
+                Ok(verdicts) => {
+                    checked += 1;
+                    let failed = verdicts.into_iter().filter(|v| !v.reachable);
+                    problems.extend(failed.map(|verdict| unreachable(&result.key, verdict)));
+                }
+            }
+        }
+        problems.sort_by(|a, b| {
+            nice_cmp(a.node.as_str(), b.node.as_str()).then_with(|| a.message.cmp(&b.message))
+        });
+        Verification {
+            nodes_checked: checked,
+            problems,
+        }
+    }
+}
+
+/// The problem a failed ping of `node`'s network test is.
+fn unreachable(node: &Hostname, verdict: NetworkVerdict) -> Problem {
+    // Every verdict names its network; one that does not is counted as the primary's.
+    let network = Network::try_from(verdict.network()).unwrap_or(Network::Primary);
+    Problem {
+        node: node.clone(),
+        message: format!(
+            "tcp communication with node '{}' on the {network} network failed: {}",
+            verdict.node, verdict.failure
+        ),
+        target: Some(verdict.node),
+        network: Some(network),
+    }
+}

@@ -1,0 +1,82 @@
+//! What every gnt-rpc daemon and tool sets up in `main`, written once: logging, the async
+//! runtime, stop signals, and the exit that turns a failure into one line on standard error
+//! and the exit code of its kind.
+//!
+//! A daemon's `main` is then: parse the command line, [`init_logging`], and hand its body
+//! to [`run_daemon`], which stops it on the first SIGTERM or SIGINT.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use gnt_core::error::{Chain, Classify};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+/// Installs logging: `tracing` to standard error, level from `RUST_LOG` (default `info`),
+/// colours only when standard error is a terminal (never into journald). Call once, first.
+pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Like [`init_logging`], with `default` as the level when `RUST_LOG` is unset (tools whose
+/// output is their result, not a log, use `warn`).
+pub fn init_logging_at(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT. Spawn it on the daemon's runtime.
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop this process with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    shutdown.cancel();
+}
+
+/// Runs daemon `name`'s `body` on a multi-threaded runtime until it returns; `body` gets a
+/// token that the first SIGTERM or SIGINT cancels, and should then stop within its grace
+/// period. A failure is reported by [`exit_on`].
+pub fn run_daemon<F, Fut, E>(name: &str, body: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Classify,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{name}: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        body(shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => exit_on(name, &err),
+    }
+}
+
+/// Reports `err` as `<name>: <message and its causes>` on standard error and returns the
+/// exit code of its kind.
+pub fn exit_on<E: Classify>(name: &str, err: &E) -> ExitCode {
+    eprintln!("{name}: {}", Chain(err));
+    ExitCode::from(err.kind().exit_code())
+}

@@ -1,0 +1,24 @@
+//! Join, both halves side by side: how a node with no cluster state becomes a member.
+//!
+//! - [`caller`](join): the master's half (`gnt node add`): prove the token, check the
+//!   node's proof, certify the node's own key, send the offer;
+//! - the node's half ([`JoinService`]): check the master's proof, prove the token in turn,
+//!   check the offer and what only the host can tell, commit it;
+//! - [`NodeState`]: the node's state directory, which a committed offer fills (and which
+//!   `gnt cluster init` fills the same way for the master's own node).
+//!
+//! The token, its proofs and the offer are values in `gnt_core::join`; their wire forms are
+//! converted in `gnt_core::wire`. The exchange is specified in
+//! `proto/gnt/bootstrap/v1/bootstrap.proto`; what it defends against, in
+//! `docs/security.md`.
+
+mod answer;
+mod caller;
+mod refusal;
+mod state;
+mod verify;
+
+pub use answer::{AlreadyJoined, JoinService, MemberReady};
+pub use caller::{CertificateIssuer, IssueError, JoinError, JoinPlan, Joined, join};
+pub use refusal::{CertificateFault, ExchangeFault, JoinRefusal};
+pub use state::{MemberConf, Membership, Mode, NodeState, StateError};

@@ -1,0 +1,257 @@
+//! The node's half of Join: check the master's proof, prove the token in turn, then check
+//! the offer completely and commit it (the exchange is specified in
+//! `proto/gnt/bootstrap/v1/bootstrap.proto`).
+//!
+//! Every check happens before anything is written: the master's proof, the token's expiry,
+//! the offer's own consistency ([`JoinOffer`]'s wire conversion), then what only this host
+//! can tell: that it owns the addresses it is given, that its state is not another
+//! cluster's, and that the certificate is the CA's, for this node, and for this node's own
+//! key. A refusal answers with a status saying what is wrong and leaves the state directory
+//! as it was.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gnt_core::clock::unix_now;
+use gnt_core::error::to_status;
+use gnt_core::join::{JoinAccepted, JoinOffer, JoinToken, Side};
+use gnt_core::netutils::owns_address;
+use gnt_proto::bootstrap::v1::{
+    JoinClientMessage, JoinResult, JoinServerMessage, NodeHello, bootstrap_server,
+    join_client_message, join_server_message,
+};
+use tokio::sync::{Mutex, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::refusal::{ExchangeFault, JoinRefusal};
+use super::state::NodeState;
+use super::verify::verify_node_certificate;
+use crate::peer::{PeerInfo, TlsPeer};
+
+/// How long a whole Join exchange may take.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the daemon learns when an offer has been committed: the member API must start.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberReady {
+    /// Where the member API is to listen.
+    pub listen: SocketAddr,
+}
+
+/// The Join service of a bootstrapping node.
+#[derive(Clone)]
+pub struct JoinService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Arc<NodeState>,
+    token: Option<JoinToken>,
+    node_spki: Vec<u8>,
+    /// Held while a request is checked and committed: one join at a time, and none after
+    /// the first succeeded.
+    committed: Mutex<Option<String>>,
+    ready: mpsc::Sender<MemberReady>,
+}
+
+impl JoinService {
+    /// The service of a node whose state is `state`, started with `token` (none: every
+    /// Join is refused), whose bootstrap certificate is for the key `node_spki` (DER
+    /// SubjectPublicKeyInfo). A committed offer is announced on `ready`.
+    pub fn new(
+        state: Arc<NodeState>,
+        token: Option<JoinToken>,
+        node_spki: Vec<u8>,
+        ready: mpsc::Sender<MemberReady>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state,
+                token,
+                node_spki,
+                committed: Mutex::new(None),
+                ready,
+            }),
+        }
+    }
+}
+
+type JoinStream = ReceiverStream<Result<JoinServerMessage, Status>>;
+
+#[tonic::async_trait]
+impl bootstrap_server::Bootstrap for JoinService {
+    type JoinStream = JoinStream;
+
+    async fn join(
+        &self,
+        request: Request<Streaming<JoinClientMessage>>,
+    ) -> Result<Response<JoinStream>, Status> {
+        let peer = PeerInfo::of(&request);
+        let span = tracing::info_span!("join", peer = peer.map(tracing::field::display));
+        let session = peer
+            .and_then(PeerInfo::tls)
+            .cloned()
+            .ok_or_else(|| to_status(&JoinRefusal::NotTls))?;
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(2);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let _entered = span.enter();
+            let outcome =
+                tokio::time::timeout(JOIN_TIMEOUT, exchange(&inner, &session, inbound, &tx)).await;
+            let result = match outcome {
+                Ok(result) => result,
+                Err(_) => Err(JoinRefusal::Exchange(ExchangeFault::TooSlow)),
+            };
+            if let Err(refusal) = result {
+                tracing::warn!(error = %refusal, "join refused");
+                let _ = tx.send(Err(to_status(&refusal))).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+async fn exchange(
+    inner: &Inner,
+    session: &TlsPeer,
+    mut inbound: Streaming<JoinClientMessage>,
+    tx: &mpsc::Sender<Result<JoinServerMessage, Status>>,
+) -> Result<(), JoinRefusal> {
+    // Step 1: the master proves it holds the token.
+    let join_client_message::Step::Hello(hello) = next_step(&mut inbound).await? else {
+        return Err(JoinRefusal::Exchange(ExchangeFault::HelloFirst));
+    };
+    let token = inner.token.as_ref().ok_or(JoinRefusal::NoToken)?;
+    if hello.token_id != token.id() {
+        return Err(JoinRefusal::WrongTokenId {
+            given: hello.token_id,
+        });
+    }
+    if !token.verify(Side::Master, &session.channel_binding, &hello.proof) {
+        return Err(JoinRefusal::BadProof);
+    }
+    let now = unix_now();
+    if hello.expires_at_unix <= now {
+        return Err(JoinRefusal::Expired {
+            ago: now.saturating_sub(hello.expires_at_unix).unsigned_abs(),
+        });
+    }
+
+    // Step 2: the node proves it holds the token.
+    let reply = NodeHello {
+        proof: token.proof(Side::Node, &session.channel_binding),
+        protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
+        software_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    send(tx, join_server_message::Step::Hello(reply)).await?;
+
+    // Step 3: the offer, checked completely, then committed.
+    let join_client_message::Step::Request(request) = next_step(&mut inbound).await? else {
+        return Err(JoinRefusal::Exchange(ExchangeFault::RequestAfterHello));
+    };
+    let mut committed = inner.committed.lock().await;
+    if let Some(cluster) = committed.as_ref() {
+        return Err(JoinRefusal::AlreadyJoined(cluster.clone()));
+    }
+    let offer = JoinOffer::try_from(&request)?;
+    check_host(&offer, &inner.state)?;
+    verify_node_certificate(&offer, &inner.node_spki)?;
+    inner
+        .state
+        .commit_join(&offer)
+        .map_err(JoinRefusal::Storage)?;
+    *committed = Some(offer.cluster.to_string());
+    tracing::info!(cluster = %offer.cluster, node = %offer.node.name, listen = %offer.listen, "joined the cluster");
+
+    // Step 4.
+    let accepted = JoinAccepted {
+        listen: offer.listen,
+    };
+    send(
+        tx,
+        join_server_message::Step::Result(JoinResult::from(&accepted)),
+    )
+    .await?;
+    let _ = inner
+        .ready
+        .send(MemberReady {
+            listen: offer.listen,
+        })
+        .await;
+    Ok(())
+}
+
+/// What only this host can tell about an offer: that it has the addresses it is given,
+/// and that its state directory holds no other cluster's state.
+fn check_host(offer: &JoinOffer, state: &NodeState) -> Result<(), JoinRefusal> {
+    let addresses: [(&'static str, IpAddr); 3] = [
+        ("primary", offer.node.addrs.primary),
+        ("secondary", offer.node.addrs.secondary),
+        ("bind", offer.listen.ip()),
+    ];
+    for (role, addr) in addresses {
+        if !addr.is_unspecified() && !owns_address(addr) {
+            return Err(JoinRefusal::NotOwned { role, addr });
+        }
+    }
+    if let Some(existing) = state.member_conf().map_err(JoinRefusal::Storage)?
+        && existing.cluster_name != offer.cluster.as_str()
+    {
+        return Err(JoinRefusal::ClusterConflict {
+            existing: existing.cluster_name,
+            offered: offer.cluster.to_string(),
+        });
+    }
+    Ok(())
+}
+
+async fn next_step(
+    inbound: &mut Streaming<JoinClientMessage>,
+) -> Result<join_client_message::Step, JoinRefusal> {
+    match inbound.message().await {
+        Ok(Some(JoinClientMessage { step: Some(step) })) => Ok(step),
+        Ok(Some(JoinClientMessage { step: None })) => {
+            Err(JoinRefusal::Exchange(ExchangeFault::EmptyMessage))
+        }
+        Ok(None) | Err(_) => Err(JoinRefusal::Exchange(ExchangeFault::MasterClosed)),
+    }
+}
+
+async fn send(
+    tx: &mpsc::Sender<Result<JoinServerMessage, Status>>,
+    step: join_server_message::Step,
+) -> Result<(), JoinRefusal> {
+    tx.send(Ok(JoinServerMessage { step: Some(step) }))
+        .await
+        .map_err(|_| JoinRefusal::Exchange(ExchangeFault::MasterGone))
+}
+
+/// The Join service of a node that is already a member: every Join is refused.
+#[derive(Debug, Clone)]
+pub struct AlreadyJoined {
+    cluster: String,
+}
+
+impl AlreadyJoined {
+    /// The service of a member of `cluster`.
+    pub fn new(cluster: impl Into<String>) -> Self {
+        Self {
+            cluster: cluster.into(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl bootstrap_server::Bootstrap for AlreadyJoined {
+    type JoinStream = JoinStream;
+
+    async fn join(
+        &self,
+        _request: Request<Streaming<JoinClientMessage>>,
+    ) -> Result<Response<JoinStream>, Status> {
+        Err(to_status(&JoinRefusal::AlreadyJoined(self.cluster.clone())))
+    }
+}
