@@ -61,7 +61,7 @@ pub fn locate(name: &str) -> Result<PathBuf, MissingBinary> {
         missing("build them first with `cargo build --workspace --bins`".to_owned())
     })?;
     eprintln!("building the gnt-rpc binaries ({name} is missing)...");
-    build(&cargo, &dir).map_err(missing)?;
+    build(&cargo, &dir).map_err(|e| missing(e.to_string()))?;
     if path.exists() {
         Ok(path)
     } else {
@@ -79,15 +79,24 @@ pub fn build_if_under_cargo() -> Result<(), MissingBinary> {
         return Ok(());
     };
     let dir = directory();
-    build(&cargo, &dir).map_err(|reason| MissingBinary {
+    build(&cargo, &dir).map_err(|e| MissingBinary {
         name: "gnt-rpc binaries".to_owned(),
         dir,
-        reason,
+        reason: e.to_string(),
     })
 }
 
+/// Why `cargo build --bins` did not build the binaries.
+#[derive(Debug, thiserror::Error)]
+enum BuildFailure {
+    #[error("cannot run cargo: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("`cargo build --bins` failed ({0})")]
+    Failed(std::process::ExitStatus),
+}
+
 /// `cargo build --bins` of every binary's package, in the profile of `dir`.
-fn build(cargo: &std::ffi::OsStr, dir: &Path) -> Result<(), String> {
+fn build(cargo: &std::ffi::OsStr, dir: &Path) -> Result<(), BuildFailure> {
     let mut command = Command::new(cargo);
     command.args(["build", "--quiet", "--bins"]);
     if dir.file_name().is_some_and(|n| n == "release") {
@@ -96,12 +105,10 @@ fn build(cargo: &std::ffi::OsStr, dir: &Path) -> Result<(), String> {
     for (_, package) in BINARIES {
         command.args(["-p", package]);
     }
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let status = command.status().map_err(BuildFailure::Spawn)?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`cargo build --bins` failed ({status})"))
+        Err(BuildFailure::Failed(status))
     }
 }

@@ -5,19 +5,18 @@
 //! else asks `gnt-masterd` over its Unix socket. Every failure is one line on standard error,
 //! and the exit code says what kind of failure it was (see `gnt_core::ErrorKind`).
 
+mod args;
 mod output;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use gnt_core::DEFAULT_NODE_PORT;
 use gnt_core::error::{Chain, Classify, ErrorKind, kind_of_status};
 use gnt_core::join::JoinToken;
 use gnt_core::netutils::Resolver;
-use gnt_core::policy::IpPolicy;
 use gnt_core::runner::TimeoutClass;
-use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
 use gnt_proto::master::v1::master_client::MasterClient;
 use gnt_proto::master::v1::{
     AddNodeRequest, CallNodesRequest, CallStatus, ClusterInfoRequest, CreateJoinTokenRequest,
@@ -29,177 +28,8 @@ use tonic::transport::Channel;
 use crate::operations::init::{InitOptions, init};
 use crate::paths::MasterPaths;
 
+pub use args::{Cli, ClusterCommand, Command, InitArgs, NodeCommand, RpcCommand, TokenCommand};
 pub use output::Output;
-
-/// Operate a gnt-rpc cluster.
-#[derive(Debug, clap::Parser)]
-#[command(name = "gnt", version)]
-pub struct Cli {
-    /// The state directory of this host's gnt-rpc daemons.
-    #[arg(
-        long,
-        global = true,
-        env = "GNT_STATE_DIR",
-        default_value = DEFAULT_STATE_DIR,
-        value_name = "DIR"
-    )]
-    pub state_dir: PathBuf,
-
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// `gnt` commands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// The cluster as a whole.
-    #[command(subcommand)]
-    Cluster(ClusterCommand),
-    /// Nodes.
-    #[command(subcommand)]
-    Node(NodeCommand),
-    /// Calling node procedures directly, for debugging.
-    #[command(subcommand)]
-    Rpc(RpcCommand),
-}
-
-/// `gnt cluster ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum ClusterCommand {
-    /// Create a cluster with this host as its master.
-    Init(InitArgs),
-    /// Show the cluster's configuration.
-    Info {
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
-    /// Test the network from every online node to every online node, on both networks.
-    Verify,
-}
-
-/// `gnt cluster init` arguments.
-#[derive(Debug, clap::Args)]
-pub struct InitArgs {
-    /// 4 for a pure IPv4 cluster, 6 for hybrid IPv6/IPv4 (IPv6 primaries, IPv4 secondaries).
-    #[arg(long, default_value = "4", value_name = "4|6")]
-    pub primary_ip_version: IpPolicy,
-    /// This host's IPv4 secondary address (required with --primary-ip-version 6).
-    #[arg(short = 's', long, value_name = "IPV4")]
-    pub secondary_ip: Option<String>,
-    /// Netmask length of the cluster IP. Default: 32 (IPv4) or 128 (IPv6).
-    #[arg(long, value_name = "N")]
-    pub master_netmask: Option<u32>,
-    /// This host's name. Default: $GNT_HOSTNAME, else the system host name.
-    #[arg(long, value_name = "NAME")]
-    pub node_name: Option<String>,
-    /// The cluster's name; it must resolve, in the chosen family, to an unused address.
-    pub cluster_name: String,
-}
-
-/// `gnt node ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum NodeCommand {
-    /// Join tokens for new nodes.
-    #[command(subcommand)]
-    Token(TokenCommand),
-    /// Add a node whose gnt-noded waits with a join token.
-    Add {
-        /// The node's IPv4 secondary address (required in a hybrid cluster).
-        #[arg(short = 's', long, value_name = "IPV4")]
-        secondary_ip: Option<String>,
-        /// The token the node's gnt-noded was started with (or set GNT_JOIN_TOKEN, which,
-        /// unlike an argument, other users of this host cannot read in the process list).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "GNT_JOIN_TOKEN",
-            hide_env_values = true
-        )]
-        join_token: String,
-        /// The node's name; it must resolve in the cluster's primary IP version.
-        name: String,
-    },
-    /// List the nodes.
-    List {
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
-    /// Show one node.
-    Info {
-        /// The node.
-        name: String,
-    },
-    /// Remove a node: it leaves the cluster, the others get the new ssconf.
-    Remove {
-        /// The node.
-        name: String,
-    },
-    /// Change a node's flags.
-    Modify {
-        /// Mark the node offline (no traffic at all) or back online.
-        #[arg(long, value_name = "yes|no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
-        offline: bool,
-        /// The node.
-        name: String,
-    },
-}
-
-/// `gnt node token ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum TokenCommand {
-    /// Create a single-use join token and print how to use it.
-    Create {
-        /// How long it stays valid: 30m, 24h, 7d, or seconds.
-        #[arg(long, default_value = "24h", value_parser = output::parse_duration)]
-        ttl: Duration,
-    },
-}
-
-/// `gnt rpc ...`.
-#[derive(Debug, clap::Subcommand)]
-pub enum RpcCommand {
-    /// Call a node procedure (gnt.node.v1.NodeAgent) on several nodes at once.
-    Call {
-        /// The procedure, e.g. Version, NodeInfo, TcpPing.
-        procedure: String,
-        /// Nodes to call, comma-separated. Default: all.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            conflicts_with = "all",
-            value_name = "N1,N2"
-        )]
-        nodes: Vec<String>,
-        /// Call every node (the default).
-        #[arg(long)]
-        all: bool,
-        /// The request as JSON (proto3 JSON mapping). Default: empty.
-        #[arg(short = 'd', long = "data", value_name = "JSON", default_value = "")]
-        data: String,
-        /// Timeout class: urgent (60 s), fast (5 min), normal (15 min), slow (1 h), 4hrs, 1day.
-        #[arg(long, default_value = "urgent")]
-        timeout_class: TimeoutClass,
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
-}
-
-fn parse_yes_no(text: &str) -> Result<bool, NotYesOrNo> {
-    match text {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        other => Err(NotYesOrNo(other.to_owned())),
-    }
-}
-
-/// A flag value other than `yes` or `no`.
-#[derive(Debug, thiserror::Error)]
-#[error("'{0}': use yes or no")]
-struct NotYesOrNo(String);
 
 /// A failed command: the message for standard error and the kind for the exit code.
 #[derive(Debug, thiserror::Error)]

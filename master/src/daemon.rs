@@ -10,7 +10,8 @@ use gnt_proto::master::v1::master_server::MasterServer;
 use gnt_transports::{GrpcServer, ListenError, Listener, ServeError, ServerSettings};
 use tokio_util::sync::CancellationToken;
 
-use crate::master::{LoadError, Master};
+use crate::error::MasterError;
+use crate::master::Master;
 use crate::paths::MasterPaths;
 use crate::service::MasterService;
 
@@ -20,7 +21,7 @@ use crate::service::MasterService;
 pub enum DaemonError {
     /// The master could not be loaded.
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(#[from] MasterError),
     /// The socket cannot be opened.
     #[error(transparent)]
     Listen(#[from] ListenError),

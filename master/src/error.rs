@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use gnt_core::error::{Classify, ErrorKind};
-use gnt_core::netutils::{Hostname, NameError};
+use gnt_core::netutils::{Hostname, NameError, ResolveError};
 use gnt_core::node::NodeAddrsError;
 use gnt_core::runner::CallFailure;
 use gnt_core::ssconf::SsconfError;
@@ -24,10 +24,10 @@ pub enum MasterError {
     /// A name is invalid or does not resolve in the cluster family.
     #[error(transparent)]
     Name(#[from] NameError),
-    /// The node exists already.
+    /// The node exists already (Ganeti's words).
     #[error("Node {0} is already in the configuration")]
     NodeExists(Hostname),
-    /// No such node.
+    /// No such node (Ganeti's words, and where to look).
     #[error("Node {0} is not in the configuration; `gnt node list` shows the nodes")]
     UnknownNode(String),
     /// A hybrid cluster needs `-s` (Ganeti's words).
@@ -41,7 +41,7 @@ pub enum MasterError {
     /// Node addresses that break the policy's rule otherwise.
     #[error(transparent)]
     Addresses(NodeAddrsError),
-    /// An address is already used by another node.
+    /// An address is already used by another node (Ganeti's words).
     #[error(
         "New node ip address(es) conflict with existing node {node} ({address} is already its address)"
     )]
@@ -57,7 +57,7 @@ pub enum MasterError {
     /// The master is dual-homed and the new node is not (Ganeti's words).
     #[error("The master has a secondary ip but the new node doesn't have one (give it with -s)")]
     MasterDualHomed,
-    /// The primary does not answer.
+    /// The primary does not answer (Ganeti's words, and what to check).
     #[error(
         "Node not reachable by ping: nothing answered at {address} port {port}; is gnt-noded running there, and does the name resolve to the right address?"
     )]
@@ -67,7 +67,7 @@ pub enum MasterError {
         /// The port.
         port: u16,
     },
-    /// The secondary does not answer from the master's secondary.
+    /// The secondary does not answer from the master's secondary (Ganeti's words).
     #[error(
         "Node secondary ip not reachable by TCP based ping to node daemon port: {address} port {port} from {source_addr}: {detail}"
     )]
@@ -93,7 +93,8 @@ pub enum MasterError {
         #[source]
         source: JoinError,
     },
-    /// The node joined but does not answer over mutual TLS.
+    /// The node joined but does not answer over mutual TLS (Ganeti's words, and how to
+    /// reset the node).
     #[error(
         "Can't get version information from node {node}: {failure}; it joined but was not added: on {node}, stop gnt-noded and empty its state directory, then retry"
     )]
@@ -103,7 +104,7 @@ pub enum MasterError {
         /// The last attempt's failure.
         failure: CallFailure,
     },
-    /// The node speaks another protocol.
+    /// The node speaks another protocol (Ganeti's words).
     #[error("Version mismatch master version {master}, node version {node_version} on {node}")]
     VersionMismatch {
         /// The node.
@@ -114,10 +115,10 @@ pub enum MasterError {
         node_version: u32,
     },
     /// The master node cannot be removed.
-    #[error("Cannot remove the master node")]
+    #[error("cannot remove the master node")]
     RemoveMaster,
     /// The master node cannot be marked offline.
-    #[error("Cannot mark the master node offline")]
+    #[error("cannot mark the master node offline")]
     OfflineMaster,
     /// A token lifetime out of bounds.
     #[error("invalid token lifetime {seconds}s: use 1 minute to 30 days")]
@@ -134,6 +135,9 @@ pub enum MasterError {
     /// TLS could not be configured.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    /// The resolver configuration cannot be read.
+    #[error(transparent)]
+    Resolver(#[from] ResolveError),
     /// ssconf could not be built.
     #[error(transparent)]
     Ssconf(#[from] SsconfError),
@@ -166,6 +170,7 @@ impl Classify for MasterError {
             Self::Config(e) => e.kind(),
             Self::Pki(e) => e.kind(),
             Self::Tls(e) => e.kind(),
+            Self::Resolver(e) => e.kind(),
             Self::Ssconf(e) => e.kind(),
             Self::Procedure(e) => e.kind(),
         }

@@ -4,16 +4,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use gnt_core::error::{Classify, ErrorKind};
-use gnt_core::netutils::{Hostname, ResolveError, Resolver};
+use gnt_core::netutils::{Hostname, Resolver};
 use gnt_core::node::Node;
 use gnt_transports::{ClientTls, Identity, Pem, TlsConfigError};
 
 use crate::channels::NodeChannels;
-use crate::config::{ConfigError, ConfigHandle, ConfigStore, NodeConfig};
+use crate::config::{ConfigHandle, ConfigStore, NodeConfig};
 use crate::error::MasterError;
 use crate::paths::MasterPaths;
-use crate::pki::{ClusterCa, PkiError};
+use crate::pki::ClusterCa;
 
 /// The master: configuration, CA, channels, resolver.
 #[derive(Debug)]
@@ -49,38 +48,9 @@ impl NodeView {
     }
 }
 
-/// Why the master could not be loaded.
-#[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The configuration is missing, corrupt or locked.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The CA cannot be loaded.
-    #[error(transparent)]
-    Pki(#[from] PkiError),
-    /// The master's TLS identity cannot be loaded.
-    #[error(transparent)]
-    Tls(#[from] TlsConfigError),
-    /// The resolver configuration cannot be read.
-    #[error(transparent)]
-    Resolve(#[from] ResolveError),
-}
-
-impl Classify for LoadError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            Self::Config(e) => e.kind(),
-            Self::Pki(e) => e.kind(),
-            Self::Tls(e) => e.kind(),
-            Self::Resolve(e) => e.kind(),
-        }
-    }
-}
-
 impl Master {
     /// The master of `state_dir`, with the lock that keeps other daemons out.
-    pub fn load(state_dir: &Path) -> Result<(Self, std::fs::File), LoadError> {
+    pub fn load(state_dir: &Path) -> Result<(Self, std::fs::File), MasterError> {
         let master = Self::load_unlocked(state_dir)?;
         let lock = ConfigStore::new(&MasterPaths::new(state_dir).master_dir).lock()?;
         Ok((master, lock))
@@ -88,7 +58,7 @@ impl Master {
 
     /// The master of `state_dir` without the daemon lock: for tools that only read the
     /// configuration and call nodes (the benchmarks).
-    pub fn load_unlocked(state_dir: &Path) -> Result<Self, LoadError> {
+    pub fn load_unlocked(state_dir: &Path) -> Result<Self, MasterError> {
         let paths = MasterPaths::new(state_dir);
         let store = ConfigStore::new(&paths.master_dir);
         let config = store.load()?;

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use clap::Parser;
 use gnt_core::policy::IpPolicy;
 use gnt_integration::cluster_lab::{CLUSTER_NAME, ClusterLab, CommandOutput};
@@ -39,8 +40,8 @@ fn main() -> ExitCode {
     }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("gnt-demo: {message}");
+        Err(error) => {
+            eprintln!("gnt-demo: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -55,24 +56,29 @@ fn say(text: &str) {
     println!("\n== {text}");
 }
 
-fn show(output: Result<CommandOutput, impl std::fmt::Display>) -> Result<CommandOutput, String> {
-    let output = output.map_err(|e| e.to_string())?;
+fn show<E>(output: Result<CommandOutput, E>) -> anyhow::Result<CommandOutput>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let output = output?;
     print!("{output}");
     Ok(output)
 }
 
-fn expect(output: Result<CommandOutput, impl std::fmt::Display>) -> Result<CommandOutput, String> {
+fn expect<E>(output: Result<CommandOutput, E>) -> anyhow::Result<CommandOutput>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     let output = show(output)?;
-    if output.success() {
-        Ok(output)
-    } else {
-        Err(format!("`{}` failed", output.command))
+    if !output.success() {
+        bail!("`{}` failed", output.command);
     }
+    Ok(output)
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
+fn run(cli: &Cli) -> anyhow::Result<()> {
     // Under `cargo demo`, the daemons are rebuilt if the sources changed: never a stale demo.
-    gnt_integration::binaries::build_if_under_cargo().map_err(|e| e.to_string())?;
+    gnt_integration::binaries::build_if_under_cargo()?;
     let policy = if cli.ipv4 {
         IpPolicy::Ipv4
     } else {
@@ -81,7 +87,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let dir = tempfile::Builder::new()
         .prefix("gnt-demo-")
         .tempdir()
-        .map_err(|e| format!("cannot create a working directory: {e}"))?;
+        .context("cannot create a working directory")?;
     let root: PathBuf = dir.path().to_owned();
     let nodes: Vec<String> = (1..=cli.nodes).map(|k| format!("node{k}")).collect();
 
@@ -89,7 +95,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         "Building a lab: master and {} in network namespaces, a primary network (fd00:77::/64 and 10.77.0.0/24) and a secondary one (10.78.0.0/24); {CLUSTER_NAME} resolves to an unused address",
         nodes.join(", ")
     ));
-    let cluster = ClusterLab::new(&root, policy, cli.nodes).map_err(|e| e.to_string())?;
+    let cluster = ClusterLab::new(&root, policy, cli.nodes)?;
     for host in cluster.lab().hosts() {
         let addresses: Vec<String> = host.addresses().iter().map(ToString::to_string).collect();
         println!(
@@ -104,10 +110,8 @@ fn run(cli: &Cli) -> Result<(), String> {
     say(&format!("Initialising a {policy} cluster on master"));
     expect(cluster.init())?;
     say("Starting gnt-noded (member mode, from its new ssconf) and gnt-masterd on master");
-    cluster
-        .start_noded("master", None)
-        .map_err(|e| e.to_string())?;
-    cluster.start_masterd().map_err(|e| e.to_string())?;
+    cluster.start_noded("master", None)?;
+    cluster.start_masterd()?;
     expect(cluster.gnt(&["cluster", "info"]))?;
 
     for node in &nodes {
@@ -122,9 +126,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             .map(str::trim)
             .unwrap_or_default()
             .to_owned();
-        cluster
-            .start_noded(node, Some(&token))
-            .map_err(|e| e.to_string())?;
+        cluster.start_noded(node, Some(&token))?;
         println!("   (gnt-noded is waiting for its Join on {node}, [::]:1811)");
         let name = ClusterLab::fqdn(node);
         let secondary = cluster.default_secondary(node);
@@ -149,23 +151,17 @@ fn run(cli: &Cli) -> Result<(), String> {
     say(&format!(
         "Cutting {last}'s secondary link: verify must name it"
     ));
-    cluster
-        .lab()
-        .cut_link(&last, Network::Secondary)
-        .map_err(|e| e.to_string())?;
+    cluster.lab().cut_link(&last, Network::Secondary)?;
     let verdict = show(cluster.gnt(&["cluster", "verify"]))?;
     if verdict.success() {
-        return Err("cluster verify did not notice the cut link".to_owned());
+        bail!("cluster verify did not notice the cut link");
     }
-    cluster
-        .lab()
-        .restore_link(&last, Network::Secondary)
-        .map_err(|e| e.to_string())?;
+    cluster.lab().restore_link(&last, Network::Secondary)?;
     say(&format!("{last}'s link restored"));
     expect(cluster.gnt(&["cluster", "verify"]))?;
 
     if cli.keep {
-        let master = cluster.host("master").map_err(|e| e.to_string())?;
+        let master = cluster.host("master")?;
         let state = cluster.state_dir("master");
         let grpcurl = gnt_integration::grpcurl::grpcurl()
             .map(|p| p.display().to_string())

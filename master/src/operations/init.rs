@@ -67,7 +67,7 @@ pub struct InitReport {
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
-    /// A cluster configuration exists.
+    /// A cluster configuration exists (Ganeti's words).
     #[error("Cluster is already initialised (configuration in {}); `gnt cluster info` shows it", dir.display())]
     AlreadyInitialised {
         /// The master directory.
@@ -87,10 +87,10 @@ pub enum InitError {
     /// A name is invalid or does not resolve in the family.
     #[error(transparent)]
     Name(#[from] NameError),
-    /// This host's name resolves to loopback.
+    /// This host's name resolves to loopback (Ganeti's words).
     #[error("This host's IP ({0}) resolves to a loopback address. Please fix DNS or /etc/hosts.")]
     Loopback(IpAddr),
-    /// This host does not own the address its name resolves to.
+    /// This host does not own the address its name resolves to (Ganeti's words).
     #[error(
         "Inconsistency: this host's name ({name}) resolves to {ip}, but this IP address does not belong to this host; fix DNS or /etc/hosts, or configure the address"
     )]
@@ -100,7 +100,7 @@ pub enum InitError {
         /// The address.
         ip: IpAddr,
     },
-    /// Something answers on the cluster IP.
+    /// Something answers on the cluster IP (Ganeti's words).
     #[error(
         "Cluster IP already active: {ip} ({name}) answers on port {port}; the cluster name must resolve to an address nothing uses"
     )]
@@ -112,18 +112,18 @@ pub enum InitError {
         /// The port probed.
         port: u16,
     },
-    /// A hybrid cluster needs `-s`.
+    /// A hybrid cluster needs `-s` (Ganeti's words).
     #[error(
         "When using a IPv6 primary address, a valid IPv4 address must be given as secondary (-s/--secondary-ip)"
     )]
     SecondaryRequired,
-    /// The secondary is not IPv4.
+    /// The secondary is not IPv4 (Ganeti's words).
     #[error("Secondary IP address ({0}) has to be a valid IPv4 address.")]
     SecondaryNotIpv4(String),
-    /// This host does not own the secondary.
+    /// This host does not own the secondary (Ganeti's words).
     #[error("You gave {0} as secondary IP, but it does not belong to this host.")]
     SecondaryNotOwned(IpAddr),
-    /// The netmask does not fit the family.
+    /// The netmask does not fit the family (Ganeti's words).
     #[error("CIDR netmask ({netmask}) not valid for IPv{version}: use 1 to {}", if *version == 4 { 32 } else { 128 })]
     Netmask {
         /// The netmask.

@@ -23,7 +23,7 @@ pub enum NameError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// No address in the family (Ganeti's wording).
+    /// No address in the family (Ganeti's words).
     #[error("The given name ({name}) does not resolve: {source}")]
     Unresolved {
         /// The name.

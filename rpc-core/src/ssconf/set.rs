@@ -7,10 +7,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::{Location, MAX_VALUE_BYTES, SsconfError, SsconfKey};
-use crate::netutils::address::parse_ip;
+use crate::netutils::address::{AddressError, parse_ip};
 use crate::netutils::hostname::Hostname;
 use crate::node::NodeAddrs;
-use crate::policy::{IpFamily, IpPolicy};
+use crate::policy::{IpFamily, IpPolicy, PolicyError};
 
 /// A set of ssconf values. Values are kept as Ganeti's reader returns them: trailing
 /// newlines removed. Equality compares values only, not where they were read from.
@@ -165,7 +165,7 @@ impl SsconfSet {
     /// The cluster's name (`cluster_name`); required.
     pub fn cluster_name(&self) -> Result<Hostname, SsconfError> {
         self.single_line(SsconfKey::ClusterName, |text| {
-            Hostname::parse(text).map_err(|e| e.reason.to_owned())
+            Hostname::parse(text).map_err(|e| BadValue::Name(e.reason))
         })
     }
 
@@ -176,16 +176,14 @@ impl SsconfSet {
             return Ok(IpPolicy::Ipv4);
         }
         self.single_line(SsconfKey::PrimaryIpFamily, |text| {
-            text.parse::<u32>()
-                .map_err(|_| format!("'{text}' is not a number"))
-                .and_then(|n| IpPolicy::from_af_number(n).map_err(|e| e.to_string()))
+            Ok(IpPolicy::from_af_number(number(text)?)?)
         })
     }
 
     /// The master node's name (`master_node`); required.
     pub fn master_node(&self) -> Result<Hostname, SsconfError> {
         self.single_line(SsconfKey::MasterNode, |text| {
-            Hostname::parse(text).map_err(|e| e.reason.to_owned())
+            Hostname::parse(text).map_err(|e| BadValue::Name(e.reason))
         })
     }
 
@@ -202,9 +200,7 @@ impl SsconfSet {
             return Ok(policy.default_master_netmask());
         }
         self.single_line(SsconfKey::MasterNetmask, |text| {
-            text.parse::<u32>()
-                .map_err(|_| format!("'{text}' is not a number"))
-                .and_then(|n| policy.validate_master_netmask(n).map_err(|e| e.to_string()))
+            Ok(policy.validate_master_netmask(number(text)?)?)
         })
     }
 
@@ -302,7 +298,7 @@ impl SsconfSet {
     fn single_line<T>(
         &self,
         key: SsconfKey,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, BadValue>,
     ) -> Result<T, SsconfError> {
         let text = self.required(key)?;
         let malformed = |line, reason| SsconfError::Malformed {
@@ -318,7 +314,7 @@ impl SsconfSet {
         if first.is_empty() {
             return Err(malformed(1, "the value is empty".to_owned()));
         }
-        parse(first).map_err(|reason| malformed(1, reason))
+        parse(first).map_err(|bad| malformed(1, bad.to_string()))
     }
 
     fn names(&self, key: SsconfKey) -> Result<Vec<Hostname>, SsconfError> {
@@ -355,7 +351,8 @@ impl SsconfSet {
                     )));
                 };
                 let name = Hostname::parse(name).map_err(|e| malformed(e.to_string()))?;
-                let address = address_of(address, family).map_err(malformed)?;
+                let address =
+                    address_of(address, family).map_err(|bad| malformed(bad.to_string()))?;
                 if !seen.insert(name.clone()) {
                     return Err(malformed(format!("node '{name}' is listed twice")));
                 }
@@ -375,12 +372,32 @@ impl SsconfSet {
     }
 }
 
-fn address_of(text: &str, family: IpFamily) -> Result<IpAddr, String> {
-    let addr = parse_ip(text).map_err(|e| e.to_string())?;
+/// What is wrong with one value (the reason of [`SsconfError::Malformed`]).
+#[derive(Debug, thiserror::Error)]
+enum BadValue {
+    #[error("{0}")]
+    Name(&'static str),
+    #[error("'{0}' is not a number")]
+    NotANumber(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error("{addr} is not an {family} address")]
+    Family { addr: IpAddr, family: IpFamily },
+}
+
+fn number(text: &str) -> Result<u32, BadValue> {
+    text.parse()
+        .map_err(|_| BadValue::NotANumber(text.to_owned()))
+}
+
+fn address_of(text: &str, family: IpFamily) -> Result<IpAddr, BadValue> {
+    let addr = parse_ip(text)?;
     if IpFamily::of(&addr) == family {
         Ok(addr)
     } else {
-        Err(format!("{addr} is not an {family} address"))
+        Err(BadValue::Family { addr, family })
     }
 }
 

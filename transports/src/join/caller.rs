@@ -16,6 +16,7 @@ use gnt_proto::bootstrap::v1::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
 
 use crate::connect::Connector;
 use crate::error::TlsConfigError;
@@ -127,12 +128,14 @@ pub enum JoinError {
         status: tonic::Status,
     },
     /// The node answered out of turn, or the exchange ended early.
-    #[error("join protocol error with {target}: expected {expected}")]
+    #[error("join protocol error with {target}: expected {expected}, got {got}")]
     Protocol {
         /// The address.
         target: String,
         /// What the exchange expected at that point.
         expected: &'static str,
+        /// What came instead.
+        got: &'static str,
     },
     /// The node's answer does not parse.
     #[error("the node at {target} answered with an unusable result")]
@@ -173,10 +176,6 @@ pub async fn join(
     issuer: &dyn CertificateIssuer,
 ) -> Result<Joined, JoinError> {
     let target = bootstrap.target();
-    let out_of_turn = |expected| JoinError::Protocol {
-        target: target.clone(),
-        expected,
-    };
     let tls = ClientTls::danger_unverified_server(None)?;
     let channel = bootstrap
         .with_tls(tls.clone())
@@ -188,7 +187,7 @@ pub async fn join(
         })?;
     let session = tls
         .last_session()
-        .ok_or_else(|| out_of_turn("a TLS session"))?;
+        .ok_or_else(|| out_of_turn(&target, "a TLS session", "none"))?;
     let node_spki = session
         .certificates
         .first()
@@ -202,39 +201,30 @@ pub async fn join(
             target: target.clone(),
         })?;
 
-    let (tx, rx) = mpsc::channel(2);
+    // Step 1: our proof; step 2: the node's.
     let hello = MasterHello {
         token_id: plan.token.id().to_owned(),
         proof: plan.token.proof(Side::Master, &session.channel_binding),
         expires_at_unix: plan.expires_at_unix,
     };
-    send(&tx, join_client_message::Step::Hello(hello))
-        .await
-        .map_err(|()| out_of_turn("the exchange to stay open"))?;
-    let refused = |status: tonic::Status| JoinError::Refused { status };
-    let mut inbound = BootstrapClient::new(channel)
-        .join(ReceiverStream::new(rx))
-        .await
-        .map_err(refused)?
-        .into_inner();
-
-    let node_hello = match inbound.message().await.map_err(refused)? {
-        Some(JoinServerMessage {
-            step: Some(join_server_message::Step::Hello(hello)),
-        }) => hello,
-        other => {
-            tracing::debug!(?other, "unexpected answer to the master's hello");
-            return Err(out_of_turn("the node's hello"));
-        }
-    };
+    let mut exchange = Exchange::open(channel, target, hello).await?;
+    let node_hello = exchange
+        .receive("the node's hello", |step| match step {
+            join_server_message::Step::Hello(hello) => Ok(hello),
+            join_server_message::Step::Result(_) => Err("a join result"),
+        })
+        .await?;
     if !plan
         .token
         .verify(Side::Node, &session.channel_binding, &node_hello.proof)
     {
         // Stop here: nothing about the cluster goes to a party without the token.
-        return Err(JoinError::NodeNotAuthentic { target });
+        return Err(JoinError::NodeNotAuthentic {
+            target: exchange.target,
+        });
     }
 
+    // Step 3: the offer, with a certificate for the key the node presented.
     let mut offer = plan.offer;
     offer.node_certificate_pem = issuer.issue_node_certificate(&node_spki, &offer.node)?;
     let certificate_sha256 = Pem::from_bytes(
@@ -247,21 +237,19 @@ pub async fn join(
     if let Some(rewrite) = plan.rewrite {
         rewrite(&mut request);
     }
-    send(&tx, join_client_message::Step::Request(request))
-        .await
-        .map_err(|()| out_of_turn("the exchange to stay open"))?;
+    exchange
+        .send(join_client_message::Step::Request(request))
+        .await?;
 
-    let result = match inbound.message().await.map_err(refused)? {
-        Some(JoinServerMessage {
-            step: Some(join_server_message::Step::Result(result)),
-        }) => result,
-        other => {
-            tracing::debug!(?other, "unexpected answer to the join request");
-            return Err(out_of_turn("the join result"));
-        }
-    };
+    // Step 4: the node's answer.
+    let result = exchange
+        .receive("the join result", |step| match step {
+            join_server_message::Step::Result(result) => Ok(result),
+            join_server_message::Step::Hello(_) => Err("a second hello"),
+        })
+        .await?;
     let accepted = JoinAccepted::try_from(&result).map_err(|source| JoinError::Answer {
-        target: target.clone(),
+        target: exchange.target.clone(),
         source,
     })?;
     tracing::info!(node = %offer.node.name, listen = %accepted.listen, "node joined");
@@ -274,11 +262,74 @@ pub async fn join(
     })
 }
 
-async fn send(
-    tx: &mpsc::Sender<JoinClientMessage>,
-    step: join_client_message::Step,
-) -> Result<(), ()> {
-    tx.send(JoinClientMessage { step: Some(step) })
-        .await
-        .map_err(drop)
+/// The master's end of one Join stream.
+struct Exchange {
+    target: String,
+    outbound: mpsc::Sender<JoinClientMessage>,
+    inbound: Streaming<JoinServerMessage>,
+}
+
+impl Exchange {
+    /// Opens the stream on `channel` with `hello` as its first message.
+    async fn open(
+        channel: tonic::transport::Channel,
+        target: String,
+        hello: MasterHello,
+    ) -> Result<Self, JoinError> {
+        let (outbound, rx) = mpsc::channel(2);
+        // The channel has room: the hello waits in it until the call starts.
+        let hello = JoinClientMessage {
+            step: Some(join_client_message::Step::Hello(hello)),
+        };
+        if outbound.try_send(hello).is_err() {
+            return Err(out_of_turn(&target, "the exchange to stay open", "its end"));
+        }
+        let inbound = BootstrapClient::new(channel)
+            .join(ReceiverStream::new(rx))
+            .await
+            .map_err(|status| JoinError::Refused { status })?
+            .into_inner();
+        Ok(Self {
+            target,
+            outbound,
+            inbound,
+        })
+    }
+
+    async fn send(&self, step: join_client_message::Step) -> Result<(), JoinError> {
+        self.outbound
+            .send(JoinClientMessage { step: Some(step) })
+            .await
+            .map_err(|_| out_of_turn(&self.target, "the exchange to stay open", "its end"))
+    }
+
+    /// The node's next message, which `wanted` must accept; `expected` names it.
+    async fn receive<T>(
+        &mut self,
+        expected: &'static str,
+        wanted: impl FnOnce(join_server_message::Step) -> Result<T, &'static str>,
+    ) -> Result<T, JoinError> {
+        let message = self
+            .inbound
+            .message()
+            .await
+            .map_err(|status| JoinError::Refused { status })?;
+        let got = match message {
+            None => "the end of the exchange",
+            Some(JoinServerMessage { step: None }) => "an empty message",
+            Some(JoinServerMessage { step: Some(step) }) => match wanted(step) {
+                Ok(value) => return Ok(value),
+                Err(got) => got,
+            },
+        };
+        Err(out_of_turn(&self.target, expected, got))
+    }
+}
+
+fn out_of_turn(target: &str, expected: &'static str, got: &'static str) -> JoinError {
+    JoinError::Protocol {
+        target: target.to_owned(),
+        expected,
+        got,
+    }
 }
