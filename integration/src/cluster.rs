@@ -4,12 +4,14 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use gnt_core::DEFAULT_NODE_PORT;
 use gnt_core::clock::unix_now;
-use gnt_core::join::{JoinOffer, JoinToken};
+use gnt_core::join::JoinToken;
 use gnt_core::netutils::Hostname;
 use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
-use gnt_core::ssconf::{ClusterFacts, NodeFacts, SsconfSet};
+use gnt_core::ssconf::SsconfSet;
+use gnt_master::config::{ClusterConfig, NodeConfig};
 use gnt_transports::join::JoinPlan;
 use gnt_transports::{ClientTls, Connector, DialOptions, Identity, Pem, fingerprint};
 
@@ -56,33 +58,46 @@ impl TestMaster {
         })
     }
 
+    /// The configuration of a cluster of `nodes` (the master first), its node agents on
+    /// `port`, as the real master would hold it.
+    pub fn config(
+        &self,
+        cluster: &str,
+        policy: IpPolicy,
+        nodes: &[Node],
+        port: u16,
+    ) -> ClusterConfig {
+        let master = &nodes[0];
+        ClusterConfig {
+            serial: 1,
+            cluster_name: Hostname::parse(cluster)
+                .unwrap_or_else(|e| panic!("test cluster name: {e}")),
+            policy,
+            master_node: master.name.clone(),
+            master_ip: master.addrs.primary,
+            master_netmask: policy.default_master_netmask(),
+            node_port: port,
+            master_certificate_sha256: self.fingerprint.clone(),
+            nodes: nodes
+                .iter()
+                .map(|node| (node.name.clone(), NodeConfig::new(node.addrs)))
+                .collect(),
+            join_tokens: Vec::new(),
+            created_at: 0,
+            modified_at: 0,
+        }
+    }
+
     /// The ssconf a cluster of `nodes` (the master first) would have.
     pub fn ssconf(&self, cluster: &str, policy: IpPolicy, nodes: &[Node]) -> SsconfSet {
-        let facts: Vec<NodeFacts> = nodes
-            .iter()
-            .map(|node| NodeFacts {
-                name: node.name.clone(),
-                addresses: node.addrs,
-                offline: false,
-            })
-            .collect();
-        let cluster_name =
-            Hostname::parse(cluster).unwrap_or_else(|e| panic!("test cluster name: {e}"));
-        SsconfSet::from_cluster(&ClusterFacts {
-            cluster_name: &cluster_name,
-            policy,
-            master: &facts[0].name,
-            master_ip: nodes[0].addrs.primary,
-            master_netmask: policy.default_master_netmask(),
-            nodes: &facts,
-            release_version: env!("CARGO_PKG_VERSION"),
-            master_certificate_sha256: Some(&self.fingerprint),
-        })
-        .unwrap_or_else(|e| panic!("test ssconf: {e}"))
+        self.config(cluster, policy, nodes, DEFAULT_NODE_PORT)
+            .ssconf()
+            .unwrap_or_else(|e| panic!("test ssconf: {e}"))
     }
 
     /// The Join plan for `node` into a cluster of `master` and `node`, listening on `listen`,
-    /// with a token that expires in an hour.
+    /// with a token that expires in an hour: the real master's offer
+    /// ([`ClusterConfig::join_offer`]), with the listen address the test chose.
     pub fn join_plan(
         &self,
         token: &JoinToken,
@@ -92,16 +107,16 @@ impl TestMaster {
         node: &Node,
         listen: SocketAddr,
     ) -> JoinPlan {
-        let offer = JoinOffer {
-            cluster: Hostname::parse(cluster).unwrap_or_else(|e| panic!("test cluster name: {e}")),
+        let config = self.config(
+            cluster,
             policy,
-            listen,
-            node: node.clone(),
-            master: master.clone(),
-            ca_certificate_pem: self.ca.ca_pem().to_owned(),
-            node_certificate_pem: String::new(),
-            ssconf: self.ssconf(cluster, policy, &[master.clone(), node.clone()]),
-        };
+            &[master.clone(), node.clone()],
+            listen.port(),
+        );
+        let mut offer = config
+            .join_offer(node.clone(), self.ca.ca_pem())
+            .unwrap_or_else(|e| panic!("test offer: {e}"));
+        offer.listen = listen;
         JoinPlan::new(token.clone(), unix_now() + 3600, offer)
     }
 

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use gnt_core::DEFAULT_NODE_PORT;
 use gnt_core::error::{Chain, Classify, ErrorKind, kind_of_status};
 use gnt_core::join::JoinToken;
 use gnt_core::netutils::Resolver;
@@ -25,7 +24,7 @@ use gnt_proto::master::v1::{
 use gnt_transports::Connector;
 use tonic::transport::Channel;
 
-use crate::operations::init::{InitOptions, init};
+use crate::operations::init::init;
 use crate::paths::MasterPaths;
 
 pub use args::{Cli, ClusterCommand, Command, InitArgs, NodeCommand, RpcCommand, TokenCommand};
@@ -111,28 +110,7 @@ async fn connect(paths: &MasterPaths) -> Result<MasterClient<Channel>, Failure> 
 }
 
 async fn cluster_init(state_dir: &std::path::Path, args: InitArgs) -> Result<ExitCode, Failure> {
-    let node_name = match args
-        .node_name
-        .or_else(|| std::env::var("GNT_HOSTNAME").ok())
-    {
-        Some(name) => name,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .map_err(|e| Failure {
-                kind: ErrorKind::Environment,
-                message: format!("cannot read this host's name: {e}; give it with --node-name"),
-            })?,
-    };
-    let options = InitOptions {
-        state_dir: state_dir.to_owned(),
-        cluster_name: args.cluster_name,
-        policy: args.primary_ip_version,
-        secondary_ip: args.secondary_ip,
-        master_netmask: args.master_netmask,
-        node_name,
-        node_port: DEFAULT_NODE_PORT,
-        ping_timeout: Duration::from_secs(5),
-    };
+    let options = args.options(state_dir)?;
     let resolver = Resolver::system().map_err(|e| Failure::of(&e))?;
     let report = init(&options, &resolver)
         .await
@@ -161,24 +139,14 @@ async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
 }
 
 async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Failure> {
-    // A token the master would refuse is refused here, before the master is contacted, with
-    // the same one-line message (and without echoing it, as clap would).
-    let token = match &command {
-        NodeCommand::Add { join_token, .. } => Some(
-            join_token
-                .parse::<JoinToken>()
-                .map_err(|e| Failure::of(&e))?,
-        ),
-        _ => None,
-    };
-    let mut client = connect(paths).await?;
     let status = |s: tonic::Status| Failure::status(&s);
     match command {
         NodeCommand::Token(TokenCommand::Create { ttl }) => {
             let request = CreateJoinTokenRequest {
                 ttl: prost_types::Duration::try_from(ttl).ok(),
             };
-            let token = client
+            let token = connect(paths)
+                .await?
                 .create_join_token(request)
                 .await
                 .map_err(status)?
@@ -186,18 +154,30 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             output::token(&token);
         }
         NodeCommand::Add {
-            secondary_ip, name, ..
+            secondary_ip,
+            join_token,
+            name,
         } => {
+            // A token the master would refuse is refused here, before the master is
+            // contacted, with the same one-line message (and without echoing it, as clap
+            // would if it parsed the argument).
+            let token: JoinToken = join_token.parse().map_err(|e| Failure::of(&e))?;
             let request = AddNodeRequest {
                 name,
                 secondary_ip: secondary_ip.unwrap_or_default(),
-                join_token: token.map(|t| t.expose()).unwrap_or_default(),
+                join_token: token.expose(),
             };
-            let added = client.add_node(request).await.map_err(status)?.into_inner();
+            let added = connect(paths)
+                .await?
+                .add_node(request)
+                .await
+                .map_err(status)?
+                .into_inner();
             output::added(&added);
         }
         NodeCommand::List { output } => {
-            let nodes = client
+            let nodes = connect(paths)
+                .await?
                 .list_nodes(ListNodesRequest {})
                 .await
                 .map_err(status)?
@@ -205,7 +185,8 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             output::node_list(&nodes.nodes, output);
         }
         NodeCommand::Info { name } => {
-            let node = client
+            let node = connect(paths)
+                .await?
                 .get_node(GetNodeRequest { name })
                 .await
                 .map_err(status)?
@@ -213,7 +194,8 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             output::node_info(&node);
         }
         NodeCommand::Remove { name } => {
-            let removed = client
+            let removed = connect(paths)
+                .await?
                 .remove_node(RemoveNodeRequest { name: name.clone() })
                 .await
                 .map_err(status)?
@@ -225,7 +207,8 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             output::warnings(&removed.warnings);
         }
         NodeCommand::Modify { offline, name } => {
-            let node = client
+            let node = connect(paths)
+                .await?
                 .modify_node(ModifyNodeRequest { name, offline })
                 .await
                 .map_err(status)?

@@ -48,6 +48,7 @@ pub struct ClusterConfig {
     /// SHA-256 fingerprint of the master's client certificate, as ssconf lists it.
     pub master_certificate_sha256: String,
     /// The nodes, by name.
+    #[serde(deserialize_with = "unique_nodes")]
     pub nodes: BTreeMap<Hostname, NodeConfig>,
     /// Join tokens: issued, used or expired (expired ones are pruned on the next change).
     pub join_tokens: Vec<TokenRecord>,
@@ -91,6 +92,41 @@ impl NodeConfig {
             secondary: self.secondary_ip,
         }
     }
+}
+
+/// The `nodes` map of the file: every name valid, and no name twice, however it is
+/// written (`Node1` and `node1.` are the same node): refused, never merged.
+fn unique_nodes<'de, D>(deserializer: D) -> Result<BTreeMap<Hostname, NodeConfig>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Nodes;
+
+    impl<'de> serde::de::Visitor<'de> for Nodes {
+        type Value = BTreeMap<Hostname, NodeConfig>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of node names to nodes")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut nodes = BTreeMap::new();
+            while let Some((name, node)) = map.next_entry::<Hostname, NodeConfig>()? {
+                if nodes.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "node '{name}' is listed twice"
+                    )));
+                }
+                nodes.insert(name, node);
+            }
+            Ok(nodes)
+        }
+    }
+
+    deserializer.deserialize_map(Nodes)
 }
 
 /// A join token, as stored: never the secret.
@@ -178,13 +214,13 @@ pub enum ConfigError {
     /// The file cannot be read or written.
     #[error(transparent)]
     Fs(#[from] FsError),
-    /// The file does not parse.
-    #[error("the cluster configuration {} is corrupt: {reason}", path.display())]
+    /// The file does not parse (or, a defect, the configuration does not serialise).
+    #[error("the cluster configuration {} is corrupt", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// What the parser said.
-        reason: String,
+        source: serde_json::Error,
     },
     /// The file parses but describes no valid cluster.
     #[error("the cluster configuration {} is inconsistent", path.display())]
@@ -244,9 +280,9 @@ impl ConfigStore {
             Err(e) => return Err(FsError::new("read", &self.path, e).into()),
         };
         let config: ClusterConfig =
-            serde_json::from_slice(&text).map_err(|e| ConfigError::Corrupt {
+            serde_json::from_slice(&text).map_err(|source| ConfigError::Corrupt {
                 path: self.path.clone(),
-                reason: e.to_string(),
+                source,
             })?;
         // What no node could be given is as unusable as what does not parse.
         config
@@ -261,10 +297,11 @@ impl ConfigStore {
     /// Writes it as it is (serial included), atomically, readable by root only (it holds
     /// token hashes and the cluster's layout).
     pub fn save(&self, config: &ClusterConfig) -> Result<(), ConfigError> {
-        let mut text = serde_json::to_vec_pretty(config).map_err(|e| ConfigError::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut text =
+            serde_json::to_vec_pretty(config).map_err(|source| ConfigError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?;
         text.push(b'\n');
         fs_atomic::write_atomic(&self.path, &text, 0o600)?;
         Ok(())

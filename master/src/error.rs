@@ -89,9 +89,9 @@ pub enum MasterError {
     Join {
         /// The node.
         node: Hostname,
-        /// Why.
+        /// Why (boxed: a refusal carries the node's whole status).
         #[source]
-        source: JoinError,
+        source: Box<JoinError>,
     },
     /// The node joined but does not answer over mutual TLS (Ganeti's words, and how to
     /// reset the node).
@@ -121,11 +121,14 @@ pub enum MasterError {
     #[error("cannot mark the master node offline")]
     OfflineMaster,
     /// A token lifetime out of bounds.
-    #[error("invalid token lifetime {seconds}s: use 1 minute to 30 days")]
+    #[error("invalid token lifetime: {seconds}s: use 1 minute to 30 days")]
     TokenLifetime {
-        /// The lifetime asked for, in seconds (0 for a negative one).
+        /// The lifetime asked for, in seconds.
         seconds: u64,
     },
+    /// A negative token lifetime.
+    #[error("invalid token lifetime: must be positive")]
+    NegativeTokenLifetime,
     /// The configuration failed.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -153,7 +156,8 @@ impl Classify for MasterError {
             | Self::SecondaryNotIpv4(_)
             | Self::MasterSingleHomed
             | Self::MasterDualHomed
-            | Self::TokenLifetime { .. } => ErrorKind::WrongInput,
+            | Self::TokenLifetime { .. }
+            | Self::NegativeTokenLifetime => ErrorKind::WrongInput,
             Self::Addresses(e) => e.kind(),
             Self::NodeExists(_) => ErrorKind::AlreadyExists,
             Self::UnknownNode(_) => ErrorKind::UnknownEntity,

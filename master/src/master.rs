@@ -72,12 +72,15 @@ impl Master {
         })
     }
 
-    /// Node `name` (as an operator typed it), or `UnknownNode`.
+    /// Node `name` (as an operator typed it), or `UnknownNode` naming it normalised.
     pub async fn node(&self, name: &str) -> Result<NodeView, MasterError> {
-        let unknown = || MasterError::UnknownNode(name.to_owned());
-        let name = Hostname::parse(name).map_err(|_| unknown())?;
+        let name = Hostname::parse(name).map_err(|_| MasterError::UnknownNode(name.to_owned()))?;
         let config = self.config.snapshot().await;
-        let node = config.nodes.get(&name).cloned().ok_or_else(unknown)?;
+        let node = config
+            .nodes
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| MasterError::UnknownNode(name.to_string()))?;
         Ok(NodeView {
             master: name == config.master_node,
             name,

@@ -233,13 +233,8 @@ impl CertificateIssuer for ClusterCa {
             .map_err(generate("read the node's public key"))
             .map_err(|e| IssueError(Box::new(e)))?;
         let name = node.name.as_str();
-        let addresses = [node.addrs.primary, node.addrs.secondary];
-        let ips = if node.addrs.single_homed() {
-            &addresses[..1]
-        } else {
-            &addresses[..]
-        };
-        self.issue(&public_key, name, "node", &[name], ips)
+        let ips = [node.addrs.primary, node.addrs.secondary];
+        self.issue(&public_key, name, "node", &[name], &ips)
             .map_err(|e| IssueError(Box::new(e)))
     }
 }

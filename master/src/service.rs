@@ -120,8 +120,9 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
         let ttl = match request.into_inner().ttl {
             None => DEFAULT_TOKEN_TTL,
-            Some(ttl) => Duration::try_from(ttl)
-                .map_err(|_| status(MasterError::TokenLifetime { seconds: 0 }))?,
+            Some(ttl) => {
+                Duration::try_from(ttl).map_err(|_| status(MasterError::NegativeTokenLifetime))?
+            }
         };
         let (token, expires_at) = self.master.create_token(ttl).await.map_err(status)?;
         Ok(Response::new(CreateJoinTokenResponse {

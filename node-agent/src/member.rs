@@ -13,12 +13,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use gnt_core::error::{Classify, ErrorKind, to_status};
-use gnt_core::netutils::{
-    Hostname, PingOptions, all_interface_addresses, owns_address, parse_ip, tcp_ping,
-};
+use gnt_core::netutils::{Hostname, all_interface_addresses, owns_address, tcp_ping};
 use gnt_core::node::Node;
 use gnt_core::ssconf::{SsconfError, SsconfKey, SsconfSet};
-use gnt_core::wire::ping_response;
+use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
     HasIpAddressRequest, HasIpAddressResponse, InterfaceAddresses, LeaveClusterRequest,
@@ -34,7 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::config::UploadPolicy;
 
 /// Longest timeout a caller may ask a ping to wait.
-const MAX_PING_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const MAX_PING_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the member procedures work with.
 pub(crate) struct MemberContext {
@@ -129,41 +127,14 @@ impl Classify for CallRefused {
     }
 }
 
-/// A request field that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {field}: {reason}")]
-pub(crate) struct BadRequest {
-    pub(crate) field: &'static str,
-    pub(crate) reason: String,
-}
-
-impl Classify for BadRequest {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::WrongInput
-    }
-}
-
+/// Refuses request field `field` for `reason`.
 pub(crate) fn bad(field: &'static str, reason: impl ToString) -> Status {
-    to_status(&BadRequest {
-        field,
-        reason: reason.to_string(),
-    })
+    to_status(&wire::refused(field, reason))
 }
 
-/// A protobuf duration as a standard one, bounded; `None` when unset.
-pub(crate) fn duration(
-    value: Option<prost_types::Duration>,
-    field: &'static str,
-) -> Result<Option<Duration>, Status> {
-    let Some(value) = value else { return Ok(None) };
-    let duration = Duration::try_from(value).map_err(|_| bad(field, "must be positive"))?;
-    if duration > MAX_PING_TIMEOUT {
-        return Err(bad(
-            field,
-            format!("at most {}s", MAX_PING_TIMEOUT.as_secs()),
-        ));
-    }
-    Ok(Some(duration))
+/// The status of a request that does not convert.
+pub(crate) fn invalid(error: WireError) -> Status {
+    to_status(&error)
 }
 
 /// The procedures.
@@ -259,8 +230,7 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         request: Request<HasIpAddressRequest>,
     ) -> Result<Response<HasIpAddressResponse>, Status> {
-        let text = request.into_inner().address;
-        let addr = parse_ip(&text).map_err(|e| bad("address", e))?;
+        let addr = wire::address("address", &request.into_inner().address).map_err(invalid)?;
         Ok(Response::new(HasIpAddressResponse {
             owned: owns_address(addr),
         }))
@@ -271,29 +241,13 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         request: Request<TcpPingRequest>,
     ) -> Result<Response<TcpPingResponse>, Status> {
         let request = request.into_inner();
-        let target = parse_ip(&request.target).map_err(|e| bad("target", e))?;
-        let port = u16::try_from(request.port)
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| bad("port", "use 1 to 65535"))?;
-        let source = match request.source.as_str() {
-            "" => None,
-            text => Some(parse_ip(text).map_err(|e| bad("source", e))?),
-        };
-        let mut options = PingOptions {
-            source,
-            live_port_needed: request.live_port_needed,
-            ..PingOptions::default()
-        };
-        if let Some(timeout) = duration(request.timeout, "timeout")? {
-            options.timeout = timeout;
-        }
-        let outcome = tcp_ping((target, port).into(), &options)
+        let (target, options) = wire::ping_request(&request, MAX_PING_TIMEOUT).map_err(invalid)?;
+        let outcome = tcp_ping(target, &options)
             .await
             .map_err(|e| to_status(&e))?;
-        Ok(Response::new(ping_response(
+        Ok(Response::new(wire::ping_response(
             &outcome,
-            request.live_port_needed,
+            options.live_port_needed,
         )))
     }
 

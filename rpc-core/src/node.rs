@@ -42,6 +42,17 @@ pub struct Node {
     pub addrs: NodeAddrs,
 }
 
+/// A node as another node's network test is told of it: a name to report it by, and its
+/// addresses as given. No rule is applied: a test reports what it finds, even for a node
+/// the master describes wrongly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The name the master gave, echoed in the verdicts.
+    pub name: String,
+    /// Its addresses (the secondary is the primary when none was given).
+    pub addrs: NodeAddrs,
+}
+
 /// One of the two networks of a cluster: the primary (cluster RPC) and the secondary
 /// (replication; the same network on single-homed nodes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,18 +107,14 @@ impl IpPolicy {
     /// Checks a secondary address as an operator or a peer gives it (`None`: not given): it
     /// must be an IPv4 address, and given when the policy requires one. For checking an
     /// argument before any name is resolved; [`node_addrs`](Self::node_addrs) applies the
-    /// whole rule once the primary is known.
+    /// whole rule once the primary is known. A refusal quotes the text as given.
     pub fn parse_secondary(self, text: Option<&str>) -> Result<Option<IpAddr>, NodeAddrsError> {
-        match text {
-            None if self.requires_secondary() => {
-                Err(NodeAddrsError::SecondaryRequired { policy: self })
-            }
-            None => Ok(None),
-            Some(text) => match parse_ip(text) {
-                Ok(ip @ IpAddr::V4(_)) => Ok(Some(ip)),
-                _ => Err(NodeAddrsError::SecondaryNotIpv4(text.to_owned())),
-            },
-        }
+        let Some(text) = text else {
+            return self.secondary(None);
+        };
+        let not_ipv4 = || NodeAddrsError::SecondaryNotIpv4(text.to_owned());
+        let ip = parse_ip(text).map_err(|_| not_ipv4())?;
+        self.secondary(Some(ip)).map_err(|_| not_ipv4())
     }
 
     /// A node's addresses under this policy: `primary` of the primary family, `secondary`
@@ -123,15 +130,20 @@ impl IpPolicy {
                 policy: self,
             });
         }
-        let secondary = match secondary {
-            Some(ip @ IpAddr::V4(_)) => ip,
-            Some(other) => return Err(NodeAddrsError::SecondaryNotIpv4(other.to_string())),
-            None if self.requires_secondary() => {
-                return Err(NodeAddrsError::SecondaryRequired { policy: self });
-            }
-            None => primary,
-        };
+        let secondary = self.secondary(secondary)?.unwrap_or(primary);
         Ok(NodeAddrs { primary, secondary })
+    }
+
+    /// The rule for the secondary alone.
+    fn secondary(self, secondary: Option<IpAddr>) -> Result<Option<IpAddr>, NodeAddrsError> {
+        match secondary {
+            Some(ip @ IpAddr::V4(_)) => Ok(Some(ip)),
+            Some(other) => Err(NodeAddrsError::SecondaryNotIpv4(other.to_string())),
+            None if self.requires_secondary() => {
+                Err(NodeAddrsError::SecondaryRequired { policy: self })
+            }
+            None => Ok(None),
+        }
     }
 }
 

@@ -10,10 +10,10 @@
 //! | domain | wire | here |
 //! |---|---|---|
 //! | [`IpPolicy`] | `gnt.cluster.v1.PrimaryIpVersion` | both ways |
-//! | [`Node`] | `gnt.cluster.v1.NodeAddresses` | both ways (in: with the policy's rule) |
+//! | [`Node`], [`Peer`] | `gnt.cluster.v1.NodeAddresses` | both ways (a node: with the policy's rule; a peer to test: as given) |
 //! | [`SsconfSet`] | `gnt.cluster.v1.SsconfSet` | both ways |
 //! | [`Network`] | `gnt.node.v1.Network`, `gnt.master.v1.NetworkKind` | both ways, out |
-//! | [`PingOutcome`] | `gnt.node.v1.TcpPingResponse` | out |
+//! | [`PingOptions`] and a target, [`PingOutcome`] | `gnt.node.v1.TcpPingRequest`, `TcpPingResponse` | in, out |
 //! | [`TimeoutClass`], [`CallFailure`] | `gnt.master.v1.TimeoutClass`, `CallStatus` | both ways, out |
 //! | [`JoinOffer`](crate::join::JoinOffer), [`JoinAccepted`](crate::join::JoinAccepted) | `gnt.bootstrap.v1.JoinRequest`, `JoinResult` | both ways |
 //!
@@ -23,17 +23,18 @@
 
 mod join;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion, SsconfSet as WireSsconfSet};
 use gnt_proto::master::v1::{CallStatus, NetworkKind, TimeoutClass as WireTimeoutClass};
 use gnt_proto::node::v1::{
-    Network as WireNetwork, PingOutcome as WirePingOutcome, TcpPingResponse,
+    Network as WireNetwork, PingOutcome as WirePingOutcome, TcpPingRequest, TcpPingResponse,
 };
 
 use crate::error::{Classify, ErrorKind};
-use crate::netutils::{Hostname, PingOutcome, parse_ip};
-use crate::node::{Network, Node, NodeAddrsError};
+use crate::netutils::{Hostname, NameError, PingOptions, PingOutcome, parse_ip, parse_name};
+use crate::node::{Network, Node, NodeAddrs, NodeAddrsError, Peer};
 use crate::policy::IpPolicy;
 use crate::runner::{CallFailure, TimeoutClass};
 use crate::ssconf::{SsconfError, SsconfSet};
@@ -52,6 +53,17 @@ pub enum WireError {
         /// What is wrong.
         reason: String,
     },
+    /// A field parses but is refused (out of bounds, not allowed here).
+    #[error("invalid {field}: {reason}")]
+    Refused {
+        /// The field, as an operator would name it.
+        field: &'static str,
+        /// Why, with the value.
+        reason: String,
+    },
+    /// A host name that is not valid.
+    #[error(transparent)]
+    Name(#[from] NameError),
     /// A required field is absent.
     #[error("the {0} is missing")]
     Missing(&'static str),
@@ -88,14 +100,44 @@ fn invalid(field: &'static str, value: &str, reason: impl ToString) -> WireError
     }
 }
 
+/// Refuses message field `field` for `reason`.
+pub fn refused(field: &'static str, reason: impl ToString) -> WireError {
+    WireError::Refused {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
 /// `value` of message field `field` as a host name.
 pub fn hostname(field: &'static str, value: &str) -> Result<Hostname, WireError> {
-    Hostname::parse(value).map_err(|e| invalid(field, value, e.reason))
+    Ok(parse_name(field, value)?)
 }
 
 /// `value` of message field `field` as an address literal.
 pub fn address(field: &'static str, value: &str) -> Result<IpAddr, WireError> {
     parse_ip(value).map_err(|e| invalid(field, value, e))
+}
+
+/// `value` of message field `field` (a `uint32` on the wire) as a TCP port, 1 to 65535.
+pub fn port(field: &'static str, value: u32) -> Result<u16, WireError> {
+    u16::try_from(value)
+        .ok()
+        .filter(|port| *port != 0)
+        .ok_or_else(|| invalid(field, &value.to_string(), "use 1 to 65535"))
+}
+
+/// Message field `field` as a positive duration of at most `max`; `None` when unset.
+pub fn duration(
+    field: &'static str,
+    value: Option<prost_types::Duration>,
+    max: Duration,
+) -> Result<Option<Duration>, WireError> {
+    let Some(value) = value else { return Ok(None) };
+    let duration = Duration::try_from(value).map_err(|_| refused(field, "must be positive"))?;
+    if duration > max {
+        return Err(refused(field, format!("at most {}s", max.as_secs())));
+    }
+    Ok(Some(duration))
 }
 
 // === policy ===
@@ -150,6 +192,23 @@ impl TryFrom<(&NodeAddresses, IpPolicy)> for Node {
     }
 }
 
+/// A peer to test: the addresses must parse; the name is taken as given.
+impl TryFrom<&NodeAddresses> for Peer {
+    type Error = WireError;
+
+    fn try_from(wire: &NodeAddresses) -> Result<Self, WireError> {
+        let primary = address("primary address", &wire.primary_ip)?;
+        let secondary = match wire.secondary_ip.as_str() {
+            "" => primary,
+            text => address("secondary address", text)?,
+        };
+        Ok(Self {
+            name: wire.name.clone(),
+            addrs: NodeAddrs { primary, secondary },
+        })
+    }
+}
+
 // === ssconf ===
 
 impl From<&SsconfSet> for WireSsconfSet {
@@ -198,6 +257,29 @@ impl From<Network> for NetworkKind {
             Network::Secondary => Self::Secondary,
         }
     }
+}
+
+/// What a `TcpPing` request asks: the target and how to ping it, a timeout of at most
+/// `max_timeout`.
+pub fn ping_request(
+    request: &TcpPingRequest,
+    max_timeout: Duration,
+) -> Result<(SocketAddr, PingOptions), WireError> {
+    let target = address("target", &request.target)?;
+    let port = port("port", request.port)?;
+    let source = match request.source.as_str() {
+        "" => None,
+        text => Some(address("source", text)?),
+    };
+    let mut options = PingOptions {
+        source,
+        live_port_needed: request.live_port_needed,
+        ..PingOptions::default()
+    };
+    if let Some(timeout) = duration("timeout", request.timeout, max_timeout)? {
+        options.timeout = timeout;
+    }
+    Ok((SocketAddr::new(target, port), options))
 }
 
 /// The answer to `TcpPing` for `outcome` (alive as the caller asked: refused counts

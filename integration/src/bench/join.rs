@@ -12,7 +12,6 @@
 //! the master and itself: the full node list of a 10,000-node cluster does not fit in an
 //! ssconf file (128 KiB, as Ganeti), which `docs/benchmarks.md` discusses.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +22,8 @@ use gnt_core::node::Node;
 use gnt_master::config::{ClusterConfig, ConfigStore, NodeConfig};
 use gnt_master::error::MasterError;
 use gnt_master::master::Master;
-use gnt_master::operations::node_add::wait_for_version;
 use gnt_master::paths::MasterPaths;
-use gnt_transports::join::{JoinPlan, join};
-use gnt_transports::{Connector, DialOptions, fingerprint};
+use gnt_transports::fingerprint;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -181,28 +178,15 @@ async fn join_one(
             .node_addrs(node.primary, Some(node.secondary))
             .map_err(|e| failed(&e))?,
     };
-    let mut view = base.clone();
-    view.nodes
-        .insert(member.name.clone(), NodeConfig::new(member.addrs));
-    let offer = view
-        .join_offer(member.clone(), master.ca.cert_pem())
-        .map_err(|e| failed(&e))?;
-    let plan = JoinPlan::new(candidate.token, unix_now() + 3600, offer);
-    let connector = Connector::tcp_addr(
-        SocketAddr::new(node.primary, base.node_port),
-        DialOptions::new(base.policy),
-    );
     let started = Instant::now();
-    let joined = join(connector, plan, &master.ca)
+    let joined = master
+        .join_node(base, &member, candidate.token, unix_now() + 3600)
         .await
         .map_err(|e| failed(&e))?;
-    let channel = master
-        .channels
-        .get(&node.name, node.primary)
-        .map_err(|e| failed(&e))?;
-    wait_for_version(channel, &member)
+    master
+        .check_version(&member)
         .await
-        .map_err(|e: MasterError| failed(&e))?;
+        .map_err(|e| failed(&e))?;
     let elapsed = started.elapsed();
     // Only the first call needed this connection; the fan-out measures its own.
     master.channels.forget(&node.name);

@@ -2,14 +2,17 @@
 //! (`gnt cluster init|info|verify`, `gnt node token create|add|list|info|remove|modify`,
 //! `gnt rpc call`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gnt_core::DEFAULT_STATE_DIR;
+use gnt_core::error::ErrorKind;
 use gnt_core::policy::IpPolicy;
 use gnt_core::runner::TimeoutClass;
+use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
 
-use super::output::{self, Output};
+use super::Failure;
+use super::output::Output;
+use crate::operations::init::InitOptions;
 
 /// Operate a gnt-rpc cluster.
 #[derive(Debug, clap::Parser)]
@@ -78,6 +81,35 @@ pub struct InitArgs {
     pub cluster_name: String,
 }
 
+impl InitArgs {
+    /// What init is asked for in state directory `state_dir`: this host's name defaults to
+    /// `$GNT_HOSTNAME`, else the system's.
+    pub(super) fn options(self, state_dir: &Path) -> Result<InitOptions, Failure> {
+        let node_name = match self
+            .node_name
+            .or_else(|| std::env::var("GNT_HOSTNAME").ok())
+        {
+            Some(name) => name,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .map_err(|e| Failure {
+                    kind: ErrorKind::Environment,
+                    message: format!("cannot read this host's name: {e}; give it with --node-name"),
+                })?,
+        };
+        Ok(InitOptions {
+            state_dir: state_dir.to_owned(),
+            cluster_name: self.cluster_name,
+            policy: self.primary_ip_version,
+            secondary_ip: self.secondary_ip,
+            master_netmask: self.master_netmask,
+            node_name,
+            node_port: DEFAULT_NODE_PORT,
+            ping_timeout: Duration::from_secs(5),
+        })
+    }
+}
+
 /// `gnt node ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum NodeCommand {
@@ -133,7 +165,7 @@ pub enum TokenCommand {
     /// Create a single-use join token and print how to use it.
     Create {
         /// How long it stays valid: 30m, 24h, 7d, or seconds.
-        #[arg(long, default_value = "24h", value_parser = output::parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
     },
 }
@@ -180,3 +212,55 @@ fn parse_yes_no(text: &str) -> Result<bool, NotYesOrNo> {
 #[derive(Debug, thiserror::Error)]
 #[error("'{0}': use yes or no")]
 struct NotYesOrNo(String);
+
+/// A `--ttl` value that is not a duration.
+#[derive(Debug, thiserror::Error)]
+enum DurationArgError {
+    #[error("'{0}': expected a number and s, m, h or d")]
+    NotANumber(String),
+    #[error("'{0}': the unit must be s, m, h or d")]
+    Unit(String),
+}
+
+/// Parses `30m`, `24h`, `7d`, `90s` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, DurationArgError> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| DurationArgError::NotANumber(text.to_owned()))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(DurationArgError::Unit(text.to_owned())),
+    };
+    Ok(Duration::from_secs(value.saturating_mul(scale)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert!(
+            parse_duration("1w")
+                .unwrap_err()
+                .to_string()
+                .contains("the unit must be")
+        );
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

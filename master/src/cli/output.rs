@@ -25,34 +25,6 @@ pub enum Output {
     Json,
 }
 
-/// A `--ttl` value that is not a duration.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum DurationArgError {
-    #[error("'{0}': expected a number and s, m, h or d")]
-    NotANumber(String),
-    #[error("'{0}': the unit must be s, m, h or d")]
-    Unit(String),
-}
-
-/// Parses `30m`, `24h`, `7d`, `90s` or plain seconds.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, DurationArgError> {
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: u64 = number
-        .parse()
-        .map_err(|_| DurationArgError::NotANumber(text.to_owned()))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(DurationArgError::Unit(text.to_owned())),
-    };
-    Ok(Duration::from_secs(value.saturating_mul(scale)))
-}
-
 /// The policy a cluster-info answer names, for people.
 fn policy_name(version: i32) -> String {
     gnt_proto::cluster::v1::PrimaryIpVersion::try_from(version)
@@ -364,29 +336,5 @@ impl Progress {
         if self.shown && self.terminal {
             eprintln!();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
-        assert_eq!(
-            parse_duration("7d").unwrap(),
-            Duration::from_secs(7 * 86400)
-        );
-        assert!(
-            parse_duration("1w")
-                .unwrap_err()
-                .to_string()
-                .contains("the unit must be")
-        );
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("").is_err());
     }
 }

@@ -131,16 +131,26 @@ fn the_file_keeps_its_format_and_a_value_it_cannot_hold_is_refused_at_load() {
     assert_eq!(load_edited(|_| {}).unwrap(), config());
 
     // Anything but 4 or 6 was once read as IPv4; now it is an error naming the file.
-    let err = load_edited(|j| j["primary_ip_version"] = 5.into()).unwrap_err();
+    let refusal = |edit: fn(&mut serde_json::Value)| {
+        gnt_core::error::Chain(&load_edited(edit).unwrap_err()).to_string()
+    };
+    let err = refusal(|j| j["primary_ip_version"] = 5.into());
     assert!(
-        err.to_string()
-            .contains("config.json is corrupt: invalid primary IP version '5'"),
+        err.contains("config.json is corrupt: invalid primary IP version '5'"),
         "{err}"
     );
-    let err = load_edited(|j| j["cluster_name"] = "bad name".into()).unwrap_err();
+    let err = refusal(|j| j["cluster_name"] = "bad name".into());
     assert!(
-        err.to_string()
-            .contains("config.json is corrupt: invalid host name 'bad name'"),
+        err.contains("config.json is corrupt: invalid host name 'bad name'"),
+        "{err}"
+    );
+    // Two spellings of one node are one node listed twice, not a merge.
+    let err = refusal(|j| {
+        let node = j["nodes"]["master.example.com"].clone();
+        j["nodes"]["MASTER.example.com."] = node;
+    });
+    assert!(
+        err.contains("node 'master.example.com' is listed twice"),
         "{err}"
     );
     // A policy the nodes' addresses break is refused as well.

@@ -21,19 +21,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gnt_core::clock::unix_now;
-use gnt_core::error::{Classify, ErrorKind};
-use gnt_core::fs_atomic::{self, FsError};
+use gnt_core::fs_atomic;
 use gnt_core::netutils::{
-    Hostname, NameError, PingError, PingOptions, Resolver, is_loopback, owns_address, parse_name,
-    tcp_ping,
+    Hostname, PingOptions, Resolver, is_loopback, owns_address, parse_name, tcp_ping,
 };
-use gnt_core::node::{Node, NodeAddrsError};
+use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
-use gnt_transports::join::{CertificateIssuer, IssueError, Mode, NodeState, StateError};
+use gnt_transports::join::{CertificateIssuer, Mode, NodeState, StateError};
 
-use crate::config::{ClusterConfig, ConfigError, ConfigStore, NodeConfig};
+use crate::config::{ClusterConfig, ConfigStore, NodeConfig};
 use crate::paths::MasterPaths;
-use crate::pki::{ClusterCa, PkiError, fingerprint_of_pem};
+use crate::pki::{ClusterCa, fingerprint_of_pem};
+
+mod error;
+
+pub use error::InitError;
 
 /// What `gnt cluster init` was asked for.
 #[derive(Debug, Clone)]
@@ -61,130 +63,6 @@ pub struct InitOptions {
 pub struct InitReport {
     /// The configuration written.
     pub config: ClusterConfig,
-}
-
-/// Why init refused or failed. Each message says what to fix.
-#[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    /// A cluster configuration exists (Ganeti's words).
-    #[error("Cluster is already initialised (configuration in {}); `gnt cluster info` shows it", dir.display())]
-    AlreadyInitialised {
-        /// The master directory.
-        dir: PathBuf,
-    },
-    /// The local node agent is already a member.
-    #[error(
-        "this host's node agent already belongs to cluster '{0}'; remove it from that cluster first"
-    )]
-    AlreadyMember(String),
-    /// The master directory holds leftovers.
-    #[error("{} is not empty; remove its contents (left by an earlier cluster) and retry", dir.display())]
-    DirtyDirectory {
-        /// The master directory.
-        dir: PathBuf,
-    },
-    /// A name is invalid or does not resolve in the family.
-    #[error(transparent)]
-    Name(#[from] NameError),
-    /// This host's name resolves to loopback (Ganeti's words).
-    #[error("This host's IP ({0}) resolves to a loopback address. Please fix DNS or /etc/hosts.")]
-    Loopback(IpAddr),
-    /// This host does not own the address its name resolves to (Ganeti's words).
-    #[error(
-        "Inconsistency: this host's name ({name}) resolves to {ip}, but this IP address does not belong to this host; fix DNS or /etc/hosts, or configure the address"
-    )]
-    NotOwned {
-        /// The name.
-        name: String,
-        /// The address.
-        ip: IpAddr,
-    },
-    /// Something answers on the cluster IP (Ganeti's words).
-    #[error(
-        "Cluster IP already active: {ip} ({name}) answers on port {port}; the cluster name must resolve to an address nothing uses"
-    )]
-    ClusterIpActive {
-        /// The cluster name.
-        name: String,
-        /// Its address.
-        ip: IpAddr,
-        /// The port probed.
-        port: u16,
-    },
-    /// A hybrid cluster needs `-s` (Ganeti's words).
-    #[error(
-        "When using a IPv6 primary address, a valid IPv4 address must be given as secondary (-s/--secondary-ip)"
-    )]
-    SecondaryRequired,
-    /// The secondary is not IPv4 (Ganeti's words).
-    #[error("Secondary IP address ({0}) has to be a valid IPv4 address.")]
-    SecondaryNotIpv4(String),
-    /// This host does not own the secondary (Ganeti's words).
-    #[error("You gave {0} as secondary IP, but it does not belong to this host.")]
-    SecondaryNotOwned(IpAddr),
-    /// The netmask does not fit the family (Ganeti's words).
-    #[error("CIDR netmask ({netmask}) not valid for IPv{version}: use 1 to {}", if *version == 4 { 32 } else { 128 })]
-    Netmask {
-        /// The netmask.
-        netmask: u32,
-        /// The IP version.
-        version: u8,
-    },
-    /// The cluster IP probe could not run.
-    #[error("cannot probe the cluster IP")]
-    Ping(#[source] PingError),
-    /// The PKI could not be created.
-    #[error(transparent)]
-    Pki(#[from] PkiError),
-    /// The configuration could not be written.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The node state could not be written.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The master's own node certificate could not be issued.
-    #[error(transparent)]
-    Issue(#[from] IssueError),
-    /// A file operation failed.
-    #[error(transparent)]
-    Fs(#[from] FsError),
-}
-
-impl Classify for InitError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            Self::AlreadyInitialised { .. }
-            | Self::AlreadyMember(_)
-            | Self::DirtyDirectory { .. } => ErrorKind::WrongState,
-            Self::SecondaryRequired | Self::SecondaryNotIpv4(_) | Self::Netmask { .. } => {
-                ErrorKind::WrongInput
-            }
-            Self::Name(e) => e.kind(),
-            Self::Loopback(_) | Self::NotOwned { .. } | Self::SecondaryNotOwned(_) => {
-                ErrorKind::Environment
-            }
-            Self::ClusterIpActive { .. } => ErrorKind::NotUnique,
-            Self::Ping(e) => e.kind(),
-            Self::Pki(e) => e.kind(),
-            Self::Config(e) => e.kind(),
-            Self::State(e) => e.kind(),
-            Self::Issue(_) => ErrorKind::Internal,
-            Self::Fs(e) => e.kind(),
-        }
-    }
-}
-
-/// The policy's address rule, refused in Ganeti's init words.
-impl From<NodeAddrsError> for InitError {
-    fn from(error: NodeAddrsError) -> Self {
-        match error {
-            NodeAddrsError::SecondaryNotIpv4(text) => Self::SecondaryNotIpv4(text),
-            // The primary is resolved in the policy's family, so only a missing secondary
-            // remains.
-            _ => Self::SecondaryRequired,
-        }
-    }
 }
 
 /// The checked facts init writes.

@@ -60,15 +60,22 @@ impl Master {
         let config = guard.config().clone();
         let candidate = self.check(&config, request).await?;
         check_reachable(&config, &candidate.node).await?;
-        let joined = self.join_node(&config, &candidate).await?;
+        let joined = self
+            .join_node(
+                &config,
+                &candidate.node,
+                candidate.token.clone(),
+                candidate.token_expires_at,
+            )
+            .await?;
         self.check_version(&candidate.node).await?;
-        let committed = commit(&mut guard, &candidate, &joined)?;
+        let (record, committed) = commit(&mut guard, &candidate, &joined)?;
         drop(guard);
         let node = candidate.node;
-        tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, serial = committed.serial, "node added");
+        tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, version = %joined.software_version, serial = committed.serial, "node added");
         let warnings = self.redistribute(&committed).await;
         let view = NodeView {
-            node: committed.nodes[&node.name].clone(),
+            node: record,
             name: node.name,
             master: false,
         };
@@ -110,19 +117,21 @@ impl Master {
         })
     }
 
-    /// The Join: everything the node needs, with the ssconf it will have once added.
-    async fn join_node(
+    /// The Join of `node` into `config`: everything the node needs, with the ssconf it will
+    /// have once added, proven with `token` (which expires at `token_expires_at`).
+    pub async fn join_node(
         &self,
         config: &ClusterConfig,
-        candidate: &Candidate,
+        node: &Node,
+        token: JoinToken,
+        token_expires_at: i64,
     ) -> Result<Joined, MasterError> {
-        let node = &candidate.node;
         let mut planned = config.clone();
         planned
             .nodes
             .insert(node.name.clone(), NodeConfig::new(node.addrs));
         let offer = planned.join_offer(node.clone(), self.ca.cert_pem())?;
-        let plan = JoinPlan::new(candidate.token.clone(), candidate.token_expires_at, offer);
+        let plan = JoinPlan::new(token, token_expires_at, offer);
         let connector = Connector::tcp_addr(
             SocketAddr::new(node.addrs.primary, config.node_port),
             DialOptions::new(config.policy),
@@ -131,12 +140,12 @@ impl Master {
             .await
             .map_err(|source| MasterError::Join {
                 node: node.name.clone(),
-                source,
+                source: Box::new(source),
             })
     }
 
     /// The node must now answer the member API over mutual TLS, with our protocol.
-    async fn check_version(&self, node: &Node) -> Result<(), MasterError> {
+    pub async fn check_version(&self, node: &Node) -> Result<(), MasterError> {
         self.channels.forget(node.name.as_str());
         let channel = self.channels.get(node.name.as_str(), node.addrs.primary)?;
         let version = wait_for_version(channel, node).await?;
@@ -166,12 +175,19 @@ fn check_unique(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterE
     Ok(())
 }
 
+/// The master's record (a configuration without one is refused when loaded).
+fn master_of(config: &ClusterConfig) -> Result<&NodeConfig, MasterError> {
+    config
+        .master()
+        .ok_or_else(|| MasterError::UnknownNode(config.master_node.to_string()))
+}
+
 /// A node is single-homed exactly when the master is.
 fn check_homing(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
-    let master = config
-        .master()
-        .ok_or_else(|| MasterError::UnknownNode(config.master_node.to_string()))?;
-    match (master.addrs().single_homed(), addrs.single_homed()) {
+    match (
+        master_of(config)?.addrs().single_homed(),
+        addrs.single_homed(),
+    ) {
         (true, false) => Err(MasterError::MasterSingleHomed),
         (false, true) => Err(MasterError::MasterDualHomed),
         _ => Ok(()),
@@ -200,13 +216,10 @@ async fn check_reachable(config: &ClusterConfig, node: &Node) -> Result<(), Mast
     if node.addrs.single_homed() {
         return Ok(());
     }
-    let source = config
-        .master()
-        .ok_or_else(|| MasterError::UnknownNode(config.master_node.to_string()))?
-        .secondary_ip;
+    let source = master_of(config)?.secondary_ip;
     let detail = match ping(node.addrs.secondary, Some(source)).await {
         Ok(outcome) if outcome.is_alive(false) => return Ok(()),
-        Ok(outcome) => format!("{outcome:?}"),
+        Ok(outcome) => outcome.to_string(),
         Err(e) => e.to_string(),
     };
     Err(MasterError::SecondaryUnreachable {
@@ -217,17 +230,18 @@ async fn check_reachable(config: &ClusterConfig, node: &Node) -> Result<(), Mast
     })
 }
 
-/// Enters the joined node into the configuration and marks its token used.
+/// Enters the joined node into the configuration and marks its token used; returns the
+/// node's record and the new configuration.
 fn commit(
     guard: &mut ConfigGuard<'_>,
     candidate: &Candidate,
     joined: &Joined,
-) -> Result<ClusterConfig, MasterError> {
+) -> Result<(NodeConfig, ClusterConfig), MasterError> {
     let node = &candidate.node;
     let mut record = NodeConfig::new(node.addrs);
     record.certificate_sha256 = fingerprint(&joined.certificate_sha256);
     let ((), committed) = guard.commit(|c| {
-        c.nodes.insert(node.name.clone(), record);
+        c.nodes.insert(node.name.clone(), record.clone());
         if let Some(used) = c
             .join_tokens
             .iter_mut()
@@ -237,12 +251,12 @@ fn commit(
         }
         Ok::<_, MasterError>(())
     })?;
-    Ok(committed)
+    Ok((record, committed))
 }
 
 /// Calls Version on `channel` until `node` answers (its member listener may take a moment
 /// to open after Join), for at most 10 s; returns its protocol version.
-pub async fn wait_for_version(channel: Channel, node: &Node) -> Result<u32, MasterError> {
+async fn wait_for_version(channel: Channel, node: &Node) -> Result<u32, MasterError> {
     let deadline = tokio::time::Instant::now() + VERSION_PATIENCE;
     // The node opens its member listener just after answering Join: usually within
     // milliseconds, so poll fast at first and back off to Ganeti's once a second.

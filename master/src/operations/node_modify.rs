@@ -16,18 +16,20 @@ impl Master {
         if view.master && offline {
             return Err(MasterError::OfflineMaster);
         }
-        let ((), committed) = self
+        let (node, committed) = self
             .config
             .update(|c| {
-                if let Some(node) = c.nodes.get_mut(&view.name) {
-                    node.offline = offline;
-                }
-                Ok::<_, MasterError>(())
+                // Looked up again under the lock: it may have been removed meanwhile.
+                let node = c
+                    .nodes
+                    .get_mut(&view.name)
+                    .ok_or_else(|| MasterError::UnknownNode(view.name.to_string()))?;
+                node.offline = offline;
+                Ok::<_, MasterError>(node.clone())
             })
             .await?;
         tracing::info!(node = %view.name, offline, serial = committed.serial, "node modified");
         let warnings = self.redistribute(&committed).await;
-        let node = committed.nodes[&view.name].clone();
         Ok((
             NodeView { node, ..view },
             Changed {

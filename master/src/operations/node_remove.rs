@@ -26,7 +26,7 @@ impl Master {
         }
         let mut guard = self.config.lock().await;
         let mut warnings = Vec::new();
-        if let Err(why) = self.tell_to_leave(&view).await {
+        if let Err(why) = self.tell_to_leave(&view).await? {
             warnings.push(format!(
                 "{} {why}; on it, stop gnt-noded and empty its state directory",
                 view.name
@@ -46,20 +46,20 @@ impl Master {
         })
     }
 
-    /// Calls LeaveCluster on the node.
-    async fn tell_to_leave(&self, view: &NodeView) -> Result<(), NotLeft> {
+    /// Calls LeaveCluster on the node: `Ok(Err(_))` says why it did not leave, which does
+    /// not stop the removal; `Err` is a master that cannot call nodes at all, which does.
+    async fn tell_to_leave(&self, view: &NodeView) -> Result<Result<(), NotLeft>, MasterError> {
         if view.node.offline {
-            return Err(NotLeft::Offline);
+            return Ok(Err(NotLeft::Offline));
         }
         let channel = self
             .channels
-            .get(view.name.as_str(), view.node.primary_ip)
-            .map_err(|e| NotLeft::Failed(CallFailure::TlsRejected(e.to_string())))?;
-        NodeAgentClient::new(channel)
+            .get(view.name.as_str(), view.node.primary_ip)?;
+        Ok(NodeAgentClient::new(channel)
             .leave_cluster(timed(LeaveClusterRequest {}, LEAVE_TIMEOUT))
             .await
             .map(drop)
-            .map_err(|status| NotLeft::Failed(failed(LEAVE_TIMEOUT)(status)))
+            .map_err(|status| NotLeft::Failed(failed(LEAVE_TIMEOUT)(status))))
     }
 }
 

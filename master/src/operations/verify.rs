@@ -111,15 +111,18 @@ impl Master {
 
 /// The problem a failed ping of `node`'s network test is.
 fn unreachable(node: &Hostname, verdict: NetworkVerdict) -> Problem {
-    // Every verdict names its network; one that does not is counted as the primary's.
-    let network = Network::try_from(verdict.network()).unwrap_or(Network::Primary);
+    // Every verdict names its network; one that does not is reported as the primary's,
+    // without a network of its own.
+    let network = Network::try_from(verdict.network()).ok();
     Problem {
         node: node.clone(),
         message: format!(
-            "tcp communication with node '{}' on the {network} network failed: {}",
-            verdict.node, verdict.failure
+            "tcp communication with node '{}' on the {} network failed: {}",
+            verdict.node,
+            network.unwrap_or(Network::Primary),
+            verdict.failure
         ),
         target: Some(verdict.node),
-        network: Some(network),
+        network,
     }
 }

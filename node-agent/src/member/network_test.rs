@@ -13,12 +13,13 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use gnt_core::error::to_status;
 use gnt_core::netutils::{PingOptions, PingOutcome, tcp_ping};
-use gnt_core::node::{Network, Node};
+use gnt_core::node::{Network, Peer};
 use gnt_core::policy::IpFamily;
+use gnt_core::wire;
 use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
 use tonic::Status;
 
-use super::{MemberContext, bad, duration};
+use super::{MAX_PING_TIMEOUT, MemberContext, bad, invalid};
 
 /// Ganeti's TCP ping timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +29,6 @@ pub(super) async fn run(
     request: NetworkTestRequest,
 ) -> Result<Vec<NetworkVerdict>, Status> {
     let ssconf = ctx.state.ssconf().read().map_err(|e| to_status(&e))?;
-    let policy = ssconf.ip_policy().map_err(|e| to_status(&e))?;
     let own = ssconf
         .node_addresses(&ctx.node_name)
         .map_err(|e| to_status(&e))?
@@ -43,16 +43,18 @@ pub(super) async fn run(
         })?;
     let port = match request.port {
         0 => ctx.port,
-        p => u16::try_from(p).map_err(|_| bad("port", "use 1 to 65535"))?,
+        p => wire::port("port", p).map_err(invalid)?,
     };
-    let timeout = duration(request.timeout, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = wire::duration("timeout", request.timeout, MAX_PING_TIMEOUT)
+        .map_err(invalid)?
+        .unwrap_or(DEFAULT_TIMEOUT);
 
     let nodes = request
         .nodes
         .iter()
-        .map(|wire| Node::try_from((wire, policy)))
+        .map(Peer::try_from)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| to_status(&e))?;
+        .map_err(invalid)?;
     let mut pings = Vec::new();
     for node in &nodes {
         let name = node.name.as_str();
@@ -116,7 +118,7 @@ async fn ping(
         Ok(PingOutcome::Unreachable(detail)) => {
             verdict(false, format!("{target} port {port}: {detail}"))
         }
-        Ok(other) => verdict(false, format!("{target} port {port}: {other:?}")),
+        Ok(other) => verdict(false, format!("{target} port {port}: {other}")),
         Err(error) => verdict(false, error.to_string()),
     }
 }

@@ -193,18 +193,16 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
     );
 
     // WriteSsconf: the same cluster is accepted, another is refused.
-    let mut values = topology
-        .master
-        .ssconf(
-            CLUSTER,
-            IpPolicy::HybridIpv6,
-            &[
-                topology.spec("master", IpPolicy::HybridIpv6),
-                topology.spec("node1", IpPolicy::HybridIpv6),
-                topology.spec("node2", IpPolicy::HybridIpv6),
-            ],
-        )
-        .to_wire::<std::collections::HashMap<String, String>>();
+    let set = topology.master.ssconf(
+        CLUSTER,
+        IpPolicy::HybridIpv6,
+        &[
+            topology.spec("master", IpPolicy::HybridIpv6),
+            topology.spec("node1", IpPolicy::HybridIpv6),
+            topology.spec("node2", IpPolicy::HybridIpv6),
+        ],
+    );
+    let mut values = WireSsconf::from(&set).values;
     let write = |values: std::collections::HashMap<String, String>| {
         call(&topology, master.clone(), |ch| async move {
             NodeAgentClient::new(ch)

@@ -58,6 +58,17 @@ pub enum PingOutcome {
     Unreachable(String),
 }
 
+impl std::fmt::Display for PingOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connected => f.write_str("connected"),
+            Self::Refused => f.write_str("connection refused"),
+            Self::TimedOut => f.write_str("no answer in time"),
+            Self::Unreachable(detail) => write!(f, "unreachable: {detail}"),
+        }
+    }
+}
+
 impl PingOutcome {
     /// Whether the target counts as alive: connected, or refused unless `live_port_needed`.
     pub fn is_alive(&self, live_port_needed: bool) -> bool {

@@ -125,8 +125,9 @@ impl SsconfSet {
         })
     }
 
-    /// A set from wire entries (key name, value); unknown keys are refused.
-    pub fn from_wire<I, K, V>(entries: I) -> Result<Self, SsconfError>
+    /// A set from wire entries (key name, value); unknown keys are refused. Messages go
+    /// through [`wire`](crate::wire), which calls this.
+    pub(crate) fn from_wire<I, K, V>(entries: I) -> Result<Self, SsconfError>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
@@ -139,8 +140,8 @@ impl SsconfSet {
         Ok(set)
     }
 
-    /// The set as wire entries (key name, value).
-    pub fn to_wire<C: FromIterator<(String, String)>>(&self) -> C {
+    /// The set as wire entries (key name, value), for [`wire`](crate::wire).
+    pub(crate) fn to_wire<C: FromIterator<(String, String)>>(&self) -> C {
         self.iter()
             .map(|(key, value)| (key.as_str().to_owned(), value.to_owned()))
             .collect()

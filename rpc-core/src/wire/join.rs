@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use gnt_proto::bootstrap::v1::{JoinRequest, JoinResult};
 use gnt_proto::cluster::v1::SsconfSet as WireSsconfSet;
 
-use super::{WireError, address, hostname, invalid};
+use super::{WireError, address, hostname, invalid, port};
 use crate::join::{JoinAccepted, JoinOffer};
 use crate::netutils::{HostPort, format_host_port};
 use crate::node::Node;
@@ -47,10 +47,7 @@ impl TryFrom<&JoinRequest> for JoinOffer {
         if !policy.allows_bind_address(bind) {
             return Err(WireError::BindFamily { addr: bind, policy });
         }
-        let port = u16::try_from(request.port)
-            .ok()
-            .filter(|port| *port != 0)
-            .ok_or_else(|| invalid("port", &request.port.to_string(), "use 1 to 65535"))?;
+        let port = port("port", request.port)?;
         let master = request
             .master
             .as_ref()

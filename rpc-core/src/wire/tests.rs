@@ -104,6 +104,7 @@ fn an_offer_that_contradicts_itself_is_refused_naming_the_contradiction() {
     );
     assert_eq!(refusal(|r| r.port = 0), "invalid port '0': use 1 to 65535");
     assert_eq!(refusal(|r| r.node = None), "the node is missing");
+    assert_eq!(refusal(|r| r.master = None), "the master is missing");
     assert_eq!(
         refusal(|r| r.cluster_name = "other.example.com".to_owned()),
         "the ssconf set is unacceptable: its cluster name contradicts the request"

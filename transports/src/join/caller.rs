@@ -6,10 +6,11 @@
 //! value, and the node's certificate is issued only after the node's proof has verified, for
 //! exactly the key the node presented in the handshake.
 
+use std::net::SocketAddr;
+
 use gnt_core::error::{Classify, ErrorKind, kind_of_status};
 use gnt_core::join::{JoinAccepted, JoinOffer, JoinToken, Side};
 use gnt_core::node::Node;
-use gnt_core::wire::WireError;
 use gnt_proto::bootstrap::v1::{
     JoinClientMessage, JoinRequest, JoinServerMessage, MasterHello,
     bootstrap_client::BootstrapClient, join_client_message, join_server_message,
@@ -35,6 +36,7 @@ pub trait CertificateIssuer: Send + Sync {
 pub struct IssueError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// A rewrite of the request as it goes on the wire, after the certificate is issued.
+#[cfg(feature = "testing")]
 type RequestRewrite = Box<dyn FnOnce(&mut JoinRequest) + Send>;
 
 /// What to send.
@@ -45,6 +47,7 @@ pub struct JoinPlan {
     pub expires_at_unix: i64,
     /// The offer; its node certificate is filled in here.
     pub offer: JoinOffer,
+    #[cfg(feature = "testing")]
     rewrite: Option<RequestRewrite>,
 }
 
@@ -65,12 +68,14 @@ impl JoinPlan {
             token,
             expires_at_unix,
             offer,
+            #[cfg(feature = "testing")]
             rewrite: None,
         }
     }
 
     /// Sends the request as `rewrite` leaves it instead of the offer's faithful form: for
-    /// tests that play a master sending what no real master sends.
+    /// tests that play a master sending what no real master sends (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn danger_rewrite_request(
         &mut self,
         rewrite: impl FnOnce(&mut JoinRequest) + Send + 'static,
@@ -82,15 +87,15 @@ impl JoinPlan {
 /// A node that joined, as the master learns it.
 #[derive(Debug, Clone)]
 pub struct Joined {
-    /// Where the node's member API listens now.
-    pub accepted: JoinAccepted,
+    /// Where the node's member API listens now, as it answered; `None` when the answer did
+    /// not parse (logged: the node has joined all the same, and the master reaches it at its
+    /// primary address).
+    pub listen: Option<SocketAddr>,
     /// The node's protocol version.
     pub protocol_version: u32,
     /// The node's software version.
     pub software_version: String,
-    /// The certificate issued to the node, PEM.
-    pub certificate_pem: String,
-    /// SHA-256 of that certificate (DER).
+    /// SHA-256 of the certificate issued to the node (DER).
     pub certificate_sha256: [u8; 32],
 }
 
@@ -137,18 +142,12 @@ pub enum JoinError {
         /// What came instead.
         got: &'static str,
     },
-    /// The node's answer does not parse.
-    #[error("the node at {target} answered with an unusable result")]
-    Answer {
-        /// The address.
-        target: String,
-        /// What is wrong with it.
-        #[source]
-        source: WireError,
-    },
     /// The certificate could not be issued.
     #[error(transparent)]
     Issue(#[from] IssueError),
+    /// The certificate the CA issued cannot be read back (a defect of the issuer).
+    #[error("the node certificate just issued cannot be read back")]
+    IssuedUnreadable(#[source] TlsConfigError),
     /// The client TLS configuration could not be built.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
@@ -162,8 +161,8 @@ impl Classify for JoinError {
             Self::Refused { status } => kind_of_status(status),
             Self::NoNodeKey { .. }
             | Self::Protocol { .. }
-            | Self::Answer { .. }
             | Self::Issue(_)
+            | Self::IssuedUnreadable(_)
             | Self::Tls(_) => ErrorKind::Internal,
         }
     }
@@ -232,8 +231,10 @@ pub async fn join(
         offer.node_certificate_pem.clone(),
     )
     .leaf_sha256()
-    .map_err(|e| IssueError(Box::new(e)))?;
+    .map_err(JoinError::IssuedUnreadable)?;
+    #[cfg_attr(not(feature = "testing"), allow(unused_mut))]
     let mut request = JoinRequest::from(&offer);
+    #[cfg(feature = "testing")]
     if let Some(rewrite) = plan.rewrite {
         rewrite(&mut request);
     }
@@ -248,16 +249,18 @@ pub async fn join(
             join_server_message::Step::Hello(_) => Err("a second hello"),
         })
         .await?;
-    let accepted = JoinAccepted::try_from(&result).map_err(|source| JoinError::Answer {
-        target: exchange.target.clone(),
-        source,
-    })?;
-    tracing::info!(node = %offer.node.name, listen = %accepted.listen, "node joined");
+    let listen = match JoinAccepted::try_from(&result) {
+        Ok(accepted) => Some(accepted.listen),
+        Err(error) => {
+            tracing::warn!(node = %offer.node.name, %error, "the node joined but named no usable listen address");
+            None
+        }
+    };
+    tracing::info!(node = %offer.node.name, listen = ?listen, "node joined");
     Ok(Joined {
-        accepted,
+        listen,
         protocol_version: node_hello.protocol_version,
         software_version: node_hello.software_version,
-        certificate_pem: offer.node_certificate_pem,
         certificate_sha256,
     })
 }

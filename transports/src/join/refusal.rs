@@ -143,8 +143,8 @@ pub enum CertificateFault {
         source: rustls::Error,
     },
     /// It verifies but does not parse as X.509 (a defect of the issuer).
-    #[error("it does not parse as an X.509 certificate")]
-    Unparsable,
+    #[error("it does not parse")]
+    Unparsable(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
     /// It is not for the key this node holds.
     #[error("it is for another key than this node's")]
     OtherKey,

@@ -287,7 +287,7 @@ impl NodeState {
             0o644,
         )?;
         let conf = format!(
-            "# written when this node joined its cluster\ncluster={}\nlisten={}\n",
+            "# written by gnt-noded when this node joined its cluster\ncluster={}\nlisten={}\n",
             offer.cluster,
             format_host_port(offer.listen.ip(), offer.listen.port()),
         );

@@ -46,7 +46,7 @@ pub(super) fn verify_node_certificate(
         })?;
     use x509_parser::prelude::FromDer;
     let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(leaf.as_ref())
-        .map_err(|_| CertificateFault::Unparsable)?;
+        .map_err(CertificateFault::Unparsable)?;
     if parsed.public_key().raw != node_spki {
         return Err(CertificateFault::OtherKey);
     }
