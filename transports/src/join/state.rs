@@ -109,12 +109,12 @@ pub enum StateError {
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
     /// The node key cannot be generated or parsed.
-    #[error("the node key {} is unusable: {reason}", path.display())]
+    #[error("the node key {} is unusable", path.display())]
     Key {
         /// The key file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// What rcgen said.
+        source: rcgen::Error,
     },
     /// The files contradict each other.
     #[error("the state in {} is inconsistent: {reason}; remove the directory's contents to start over as a new node", dir.display())]
@@ -206,14 +206,14 @@ impl NodeState {
     /// The node's key, generated (and stored, 0600) on first use.
     pub fn node_key(&self) -> Result<KeyPair, StateError> {
         let path = self.path(NODE_KEY);
-        let bad = |reason: String| StateError::Key {
+        let bad = |source| StateError::Key {
             path: path.clone(),
-            reason,
+            source,
         };
         match fs::read_to_string(&path) {
-            Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| bad(e.to_string())),
+            Ok(pem) => KeyPair::from_pem(&pem).map_err(bad),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let key = KeyPair::generate().map_err(|e| bad(e.to_string()))?;
+                let key = KeyPair::generate().map_err(bad)?;
                 fs_atomic::write_atomic(&path, key.serialize_pem().as_bytes(), 0o600)?;
                 tracing::info!(path = %path.display(), "generated the node key");
                 Ok(key)
@@ -225,16 +225,15 @@ impl NodeState {
     /// The certificate presented while bootstrapping: self-signed for the node key, so the
     /// master learns the key it will certify. Rewritten at every bootstrap start.
     pub fn bootstrap_identity(&self, key: &KeyPair) -> Result<Identity, StateError> {
-        let bad = |reason: String| StateError::Key {
+        let bad = |source| StateError::Key {
             path: self.path(NODE_KEY),
-            reason,
+            source,
         };
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| bad(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(bad)?;
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "gnt-noded bootstrap");
-        let cert = params.self_signed(key).map_err(|e| bad(e.to_string()))?;
+        let cert = params.self_signed(key).map_err(bad)?;
         let path = self.path(BOOTSTRAP_CERT);
         fs_atomic::write_atomic(&path, cert.pem().as_bytes(), 0o644)?;
         Ok(Identity::from_pem(
