@@ -53,8 +53,13 @@ pub(crate) struct MemberContext {
 /// The certificates ssconf allows to call procedures, as digests: parsed once here, so a
 /// call compares 32 bytes instead of formatting a fingerprint.
 pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<[u8; 32]>, SsconfError> {
-    ssconf
-        .master_certificates()?
+    let certificates = ssconf.master_certificates()?;
+    if certificates.is_empty() {
+        return Err(SsconfError::Missing {
+            location: ssconf.location(SsconfKey::MasterCandidatesCerts),
+        });
+    }
+    certificates
         .into_iter()
         .enumerate()
         .map(|(i, (name, fingerprint))| {
@@ -91,19 +96,22 @@ pub(crate) fn authorize(
     masters: &RwLock<Vec<[u8; 32]>>,
     peer: Option<&PeerInfo>,
 ) -> Result<(), Status> {
-    let refusal = |refused: CallRefused| {
-        tracing::warn!(peer = %shown(peer), reason = %refused, "procedure call refused");
-        Err(to_status(&refused))
-    };
-    let Some(identity) = peer.and_then(PeerInfo::identity) else {
-        return refusal(CallRefused::NoCertificate);
-    };
-    if identity.role.as_deref() != Some("master") {
-        return refusal(CallRefused::NotMaster(identity.clone()));
-    }
     let allowed = masters.read().unwrap_or_else(|p| p.into_inner());
-    if !allowed.is_empty() && !allowed.contains(&identity.sha256) {
-        return refusal(CallRefused::UnknownMaster(identity.clone()));
+    check_caller(&allowed, peer.and_then(PeerInfo::identity)).map_err(|refused| {
+        tracing::warn!(peer = %shown(peer), reason = %refused, "procedure call refused");
+        to_status(&refused)
+    })
+}
+
+/// Whether `identity` is one of the `allowed` master certificates. An empty list allows no
+/// one: it never means "any master".
+fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result<(), CallRefused> {
+    let identity = identity.ok_or(CallRefused::NoCertificate)?;
+    if identity.role.as_deref() != Some("master") {
+        return Err(CallRefused::NotMaster(identity.clone()));
+    }
+    if !allowed.contains(&identity.sha256) {
+        return Err(CallRefused::UnknownMaster(identity.clone()));
     }
     Ok(())
 }
@@ -200,12 +208,9 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         let peer = caller(&request);
         let wire = request.into_inner().ssconf.unwrap_or_default();
         let set = SsconfSet::try_from(wire).map_err(|e| to_status(&e))?;
-        if set.get(SsconfKey::ClusterName).is_none() {
-            return Err(bad(
-                "ssconf",
-                "the set names no cluster (cluster_name is missing)",
-            ));
-        }
+        // A partial set would leave this node running on defaults (no allowed master, the
+        // IPv4 policy): refused whole, before anything is written.
+        set.check_member().map_err(|e| to_status(&e))?;
         let offered = set.cluster_name().map_err(|e| to_status(&e))?;
         if offered != self.ctx.cluster {
             return Err(to_status(&SsconfError::ClusterMismatch {
@@ -281,5 +286,47 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         Ok(Response::new(LeaveClusterResponse {
             bootstrap_address: self.ctx.bootstrap_address.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master_certificate(sha256: [u8; 32]) -> PeerIdentity {
+        PeerIdentity {
+            common_name: Some("master.example.com".to_owned()),
+            role: Some("master".to_owned()),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            sha256,
+        }
+    }
+
+    #[test]
+    fn only_a_listed_master_certificate_may_call_and_an_empty_list_lets_no_one_in() {
+        let master = master_certificate([1; 32]);
+        assert!(check_caller(&[[1; 32]], Some(&master)).is_ok());
+        assert!(matches!(
+            check_caller(&[[2; 32]], Some(&master)),
+            Err(CallRefused::UnknownMaster(_))
+        ));
+        // Once read as "no restriction": any master-role certificate of the CA got in.
+        assert!(matches!(
+            check_caller(&[], Some(&master)),
+            Err(CallRefused::UnknownMaster(_))
+        ));
+        let node = PeerIdentity {
+            role: Some("node".to_owned()),
+            ..master_certificate([1; 32])
+        };
+        assert!(matches!(
+            check_caller(&[[1; 32]], Some(&node)),
+            Err(CallRefused::NotMaster(_))
+        ));
+        assert!(matches!(
+            check_caller(&[[1; 32]], None),
+            Err(CallRefused::NoCertificate)
+        ));
     }
 }

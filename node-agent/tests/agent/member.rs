@@ -1,6 +1,7 @@
 //! Member mode: who may call, what each procedure does, the network test against a cut
 //! secondary link, and leaving the cluster.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use gnt_core::policy::IpPolicy;
@@ -17,7 +18,7 @@ use gnt_proto::node::v1::{
 use gnt_transports::Connector;
 use tonic::transport::Channel;
 
-use crate::support::{Agent, CLUSTER, Topology};
+use crate::support::{Agent, CLUSTER, Topology, snapshot};
 
 const NODE1: &str = "[fd00:77::11]:1811";
 
@@ -233,6 +234,86 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
         std::fs::read_to_string(topology.state_dir("node1").join("ssconf_cluster_name")).unwrap(),
         format!("{CLUSTER}\n")
     );
+}
+
+#[test]
+fn a_partial_or_malformed_ssconf_set_is_refused_whole_and_the_master_keeps_its_place() {
+    let (topology, _agent) = member_topology();
+    let set = topology.master.ssconf(
+        CLUSTER,
+        IpPolicy::HybridIpv6,
+        &[
+            topology.spec("master", IpPolicy::HybridIpv6),
+            topology.spec("node1", IpPolicy::HybridIpv6),
+        ],
+    );
+    let full = WireSsconf::from(&set).values;
+    let state = topology.state_dir("node1");
+    let before = snapshot(&state);
+    let without = |key: &str| {
+        let mut values = full.clone();
+        values.remove(key);
+        values
+    };
+    let with = |key: &str, value: &str| {
+        let mut values = full.clone();
+        values.insert(key.to_owned(), value.to_owned());
+        values
+    };
+    let only_the_name: HashMap<String, String> =
+        [("cluster_name".to_owned(), CLUSTER.to_owned())].into();
+    let attacks = [
+        ("only the cluster name", only_the_name, "is missing"),
+        (
+            "no master certificate",
+            without("master_candidates_certs"),
+            "is missing",
+        ),
+        (
+            "an empty master certificate list",
+            with("master_candidates_certs", ""),
+            "is missing",
+        ),
+        (
+            "no primary IP family",
+            without("primary_ip_family"),
+            "is missing",
+        ),
+        ("no master", without("master_node"), "is missing"),
+        ("no node list", without("node_list"), "is missing"),
+        (
+            "a NUL byte",
+            with("node_list", "master.lab.test\nnode1.lab.test\0"),
+            "NUL byte",
+        ),
+        (
+            "a second line in a single-line key",
+            with("primary_ip_family", "10\n2"),
+            "expected a single line",
+        ),
+    ];
+    for (what, values, expected) in attacks {
+        let err = call(&topology, as_master(&topology), |ch| async move {
+            NodeAgentClient::new(ch)
+                .write_ssconf(WriteSsconfRequest {
+                    ssconf: Some(WireSsconf { values }),
+                })
+                .await
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{what}: {err:?}");
+        assert!(
+            err.message().contains(expected),
+            "{what}: {}",
+            err.message()
+        );
+        assert_eq!(snapshot(&state), before, "{what}: the state changed");
+    }
+    // The allow-list is untouched: the master still gets through.
+    let version = call(&topology, as_master(&topology), |ch| async move {
+        NodeAgentClient::new(ch).version(VersionRequest {}).await
+    });
+    assert_eq!(version.unwrap().into_inner().protocol_version, 1);
 }
 
 fn upload(

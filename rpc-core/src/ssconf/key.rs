@@ -69,6 +69,26 @@ ssconf_keys! {
 }
 
 impl SsconfKey {
+    /// Whether the key holds one line (a name, an address, a number, a path); the others
+    /// hold one item per line.
+    pub const fn is_single_line(self) -> bool {
+        matches!(
+            self,
+            Self::ClusterName
+                | Self::EnabledUserShutdown
+                | Self::FileStorageDir
+                | Self::GlusterStorageDir
+                | Self::MaintainNodeHealth
+                | Self::MasterIp
+                | Self::MasterNetdev
+                | Self::MasterNetmask
+                | Self::MasterNode
+                | Self::PrimaryIpFamily
+                | Self::ReleaseVersion
+                | Self::SharedFileStorageDir
+        )
+    }
+
     /// The file name of the key: `ssconf_<key>`.
     pub fn file_name(self) -> String {
         format!("{FILE_PREFIX}{}", self.as_str())

@@ -36,10 +36,26 @@ impl SsconfSet {
     }
 
     /// Sets `key` to `value` (trailing newlines are not part of a value). Refuses a value
-    /// whose file would exceed [`MAX_VALUE_BYTES`].
+    /// whose file would exceed [`MAX_VALUE_BYTES`], a NUL byte anywhere (no reader of a
+    /// text file expects one), and a second line in a key that holds one.
     pub fn insert(&mut self, key: SsconfKey, value: impl Into<String>) -> Result<(), SsconfError> {
         let mut value: String = value.into();
         value.truncate(value.trim_end_matches('\n').len());
+        let malformed = |line: usize, reason: &str| SsconfError::Malformed {
+            location: Location::Key(key),
+            line,
+            reason: reason.to_owned(),
+        };
+        if let Some((i, _)) = value
+            .split('\n')
+            .enumerate()
+            .find(|(_, l)| l.contains('\0'))
+        {
+            return Err(malformed(i + 1, "the value contains a NUL byte"));
+        }
+        if key.is_single_line() && value.contains('\n') {
+            return Err(malformed(2, "expected a single line"));
+        }
         let size = encoded_len(&value);
         if size > MAX_VALUE_BYTES {
             return Err(SsconfError::TooLarge {
@@ -267,6 +283,33 @@ impl SsconfSet {
     /// The software release that wrote the set (`release_version`).
     pub fn release_version(&self) -> Option<&str> {
         self.get(SsconfKey::ReleaseVersion)
+    }
+
+    /// Checks that the set holds what a member node needs to run, so that a node never runs
+    /// on a partial set (it would fall back to defaults: IPv4 without `primary_ip_family`,
+    /// no allowed master without `master_candidates_certs`): the cluster name, the master
+    /// (one of the listed nodes), the node list, the primary IP family, and at least one
+    /// master certificate.
+    pub fn check_member(&self) -> Result<(), SsconfError> {
+        let cluster = self.cluster_name()?;
+        self.required(SsconfKey::PrimaryIpFamily)?;
+        self.ip_policy()?;
+        let master = self.master_node()?;
+        self.required(SsconfKey::NodeList)?;
+        if !self.node_list()?.contains(&master) {
+            return Err(SsconfError::Malformed {
+                location: self.location(SsconfKey::MasterNode),
+                line: 1,
+                reason: format!("master '{master}' of cluster '{cluster}' is not in node_list"),
+            });
+        }
+        self.required(SsconfKey::MasterCandidatesCerts)?;
+        if self.master_certificates()?.is_empty() {
+            return Err(SsconfError::Missing {
+                location: self.location(SsconfKey::MasterCandidatesCerts),
+            });
+        }
+        Ok(())
     }
 
     /// Checks that the set names cluster `expected` (Ganeti's `VerifyClusterName`); a set

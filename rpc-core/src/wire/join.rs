@@ -54,6 +54,7 @@ impl TryFrom<&JoinRequest> for JoinOffer {
             .ok_or(WireError::Missing("master"))
             .and_then(|master| Node::try_from((master, policy)))?;
         let ssconf = SsconfSet::try_from(request.ssconf.clone().unwrap_or_default())
+            .and_then(|set| set.check_member().map(|()| set))
             .map_err(WireError::Ssconf)?;
         let agrees = |what, result: Result<bool, SsconfError>| match result {
             Ok(true) => Ok(()),

@@ -40,7 +40,7 @@ fn offer() -> JoinOffer {
         master_netmask: 128,
         nodes: &facts,
         release_version: "0.1.0",
-        master_certificate_sha256: None,
+        master_certificate_sha256: Some("AB:CD"),
     })
     .unwrap();
     JoinOffer {
@@ -105,6 +105,17 @@ fn an_offer_that_contradicts_itself_is_refused_naming_the_contradiction() {
     assert_eq!(refusal(|r| r.port = 0), "invalid port '0': use 1 to 65535");
     assert_eq!(refusal(|r| r.node = None), "the node is missing");
     assert_eq!(refusal(|r| r.master = None), "the master is missing");
+    // An ssconf set a member could not run on (here: no master certificate to trust).
+    assert!(
+        refusal(|r| {
+            r.ssconf
+                .as_mut()
+                .unwrap()
+                .values
+                .remove("master_candidates_certs");
+        })
+        .starts_with("the ssconf set is unacceptable"),
+    );
     assert_eq!(
         refusal(|r| r.cluster_name = "other.example.com".to_owned()),
         "the ssconf set is unacceptable: its cluster name contradicts the request"

@@ -171,13 +171,15 @@ impl NodeState {
             reason,
         };
         let cluster_name = ssconf.cluster_name()?;
-        let policy = ssconf.ip_policy()?;
         let (cert, key) = (self.path(NODE_CERT), self.path(NODE_KEY));
         if !cert.exists() || !key.exists() || !self.path(CA_CERT).exists() {
             return Err(inconsistent(format!(
                 "ssconf names cluster '{cluster_name}' but {NODE_CERT}, {NODE_KEY} or {CA_CERT} is missing"
             )));
         }
+        // Never run on a partial set: its gaps would read as defaults (IPv4, any master).
+        ssconf.check_member()?;
+        let policy = ssconf.ip_policy()?;
         let identity = Identity::from_files(&cert, &key)?;
         let node_name = PeerIdentity::from_certificate(identity.certificate())
             .and_then(|id| id.common_name)
@@ -374,7 +376,7 @@ mod tests {
                 offline: false,
             }],
             release_version: "0.1.0",
-            master_certificate_sha256: None,
+            master_certificate_sha256: Some("AB:CD"),
         })
         .unwrap();
         let offer = JoinOffer {
@@ -415,6 +417,25 @@ mod tests {
             membership.listen_address(None, None),
             "0.0.0.0:1811".parse::<SocketAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_member_never_runs_on_a_partial_ssconf_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = NodeState::open(dir.path()).unwrap();
+        let offer = committed_offer(&state, "192.0.2.1:7000".parse().unwrap());
+        // What a WriteSsconf of old accepted: the cluster's name and nothing else. Read as a
+        // whole, it would have made a hybrid node IPv4 and let any master in.
+        let mut partial = SsconfSet::new();
+        partial
+            .insert(
+                gnt_core::ssconf::SsconfKey::ClusterName,
+                offer.cluster.as_str(),
+            )
+            .unwrap();
+        state.ssconf().replace(&partial).unwrap();
+        let err = state.mode().unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
     }
 
     #[test]

@@ -121,8 +121,9 @@ fn a_missing_family_means_ipv4_and_only_2_or_10_are_accepted() {
         set.insert(SsconfKey::PrimaryIpFamily, text).unwrap();
         assert_eq!(set.ip_policy().unwrap(), policy, "{text:?}");
     }
+    // As read from a file (a set built in memory refuses a second line at once).
     for bad in ["7", "4", "6", "", "ten", "2\n10"] {
-        set.insert(SsconfKey::PrimaryIpFamily, bad).unwrap();
+        set.insert_read(SsconfKey::PrimaryIpFamily, bad.to_owned());
         let err = set.ip_policy().unwrap_err();
         assert!(
             matches!(err, SsconfError::Malformed { .. }),
@@ -357,4 +358,77 @@ proptest! {
         let _ = set.node_secondary_ips();
         let _ = set.node_list();
     }
+}
+
+#[test]
+fn a_member_set_must_hold_every_key_a_node_runs_on() {
+    let full = hybrid_set();
+    full.check_member().unwrap();
+    for key in [
+        SsconfKey::ClusterName,
+        SsconfKey::PrimaryIpFamily,
+        SsconfKey::MasterNode,
+        SsconfKey::NodeList,
+        SsconfKey::MasterCandidatesCerts,
+    ] {
+        let mut partial = full.clone();
+        partial.remove(key);
+        let err = partial.check_member().unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("'{key}'")),
+            "{key}: {err}"
+        );
+    }
+    // The attack: a set naming the cluster and nothing else.
+    let mut only_name = SsconfSet::new();
+    only_name
+        .insert(SsconfKey::ClusterName, "cluster.example.com")
+        .unwrap();
+    assert!(only_name.check_member().is_err());
+    // An empty certificate list is no list: it never means "any master".
+    let mut no_certs = full.clone();
+    no_certs
+        .insert(SsconfKey::MasterCandidatesCerts, "")
+        .unwrap();
+    assert!(no_certs.check_member().is_err());
+    // A master that is not a node.
+    let mut stray = full;
+    stray
+        .insert(SsconfKey::MasterNode, "elsewhere.example.com")
+        .unwrap();
+    let err = stray.check_member().unwrap_err();
+    assert!(err.to_string().contains("is not in node_list"), "{err}");
+}
+
+#[test]
+fn nul_bytes_and_extra_lines_in_single_line_keys_are_refused() {
+    let mut set = SsconfSet::new();
+    let err = set
+        .insert(SsconfKey::ClusterName, "cluster\0.example.com")
+        .unwrap_err();
+    assert!(err.to_string().contains("NUL byte"), "{err}");
+    let err = set
+        .insert(
+            SsconfKey::NodeList,
+            "node1.example.com\nnode\02.example.com",
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("line 2: the value contains a NUL byte"),
+        "{err}"
+    );
+    let err = set
+        .insert(
+            SsconfKey::MasterNode,
+            "master.example.com\nother.example.com",
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("expected a single line"), "{err}");
+    // A trailing newline is not a second line; several lines are fine where items are listed.
+    set.insert(SsconfKey::MasterNode, "master.example.com\n")
+        .unwrap();
+    set.insert(SsconfKey::NodeList, "node1.example.com\nnode2.example.com")
+        .unwrap();
+    assert_eq!(set.len(), 2);
 }
