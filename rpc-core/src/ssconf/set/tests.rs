@@ -410,7 +410,7 @@ fn nul_bytes_and_extra_lines_in_single_line_keys_are_refused() {
     let err = set
         .insert(
             SsconfKey::NodeList,
-            "node1.example.com\nnode\02.example.com",
+            "node1.example.com\nnode\u{0}2.example.com",
         )
         .unwrap_err();
     assert!(
