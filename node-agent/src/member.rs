@@ -108,10 +108,10 @@ pub(crate) fn authorize(
 fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result<(), CallRefused> {
     let identity = identity.ok_or(CallRefused::NoCertificate)?;
     if identity.role.as_deref() != Some("master") {
-        return Err(CallRefused::NotMaster(identity.clone()));
+        return Err(CallRefused::NotMaster(Box::new(identity.clone())));
     }
     if !allowed.contains(&identity.sha256) {
-        return Err(CallRefused::UnknownMaster(identity.clone()));
+        return Err(CallRefused::UnknownMaster(Box::new(identity.clone())));
     }
     Ok(())
 }
@@ -122,11 +122,11 @@ enum CallRefused {
     #[error("node procedures need the master's client certificate")]
     NoCertificate,
     #[error("certificate '{0}' may not call node procedures; only the master may")]
-    NotMaster(PeerIdentity),
+    NotMaster(Box<PeerIdentity>),
     #[error(
         "certificate '{0}' is not the master certificate this node knows (ssconf master_candidates_certs)"
     )]
-    UnknownMaster(PeerIdentity),
+    UnknownMaster(Box<PeerIdentity>),
 }
 
 impl Classify for CallRefused {
