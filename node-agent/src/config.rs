@@ -1,16 +1,14 @@
-//! The agent's configuration: the command line of `gnt-noded`, and where the join token
-//! comes from (a file or the environment, never the command line, where `ps` would show it).
+//! The agent's configuration: the command line of `gnt-noded`, and which source the join
+//! token comes from (a file or the environment, never the command line, where `ps` would
+//! show it; reading it is `gnt_transports::join::TokenSource`'s job).
 
-use std::fs;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gnt_core::error::{Classify, ErrorKind};
-use gnt_core::join::{JoinToken, JoinTokenError};
 use gnt_core::netutils::{AddressError, Host, HostPort, parse_ip};
 use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
+use gnt_transports::join::{TokenSource, TokenSourceError};
 
 /// The environment variable that may hold the join token.
 pub const TOKEN_ENV: &str = "GNT_JOIN_TOKEN";
@@ -82,76 +80,6 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ListenArgError> {
     }
 }
 
-/// Where the join token comes from.
-#[derive(Debug, Clone)]
-pub enum TokenSource {
-    /// No token: Join is refused until the agent is restarted with one.
-    None,
-    /// A file, read whenever bootstrap mode starts.
-    File(PathBuf),
-    /// A token given directly (from the environment).
-    Value(JoinToken),
-}
-
-/// A configuration that cannot be used.
-#[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
-pub enum AgentConfigError {
-    /// The token file cannot be read.
-    #[error("cannot read the join token file {}", path.display())]
-    TokenFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The token is malformed.
-    #[error("the join token from {origin} is invalid")]
-    Token {
-        /// Where it came from.
-        origin: String,
-        /// What is wrong.
-        #[source]
-        source: JoinTokenError,
-    },
-}
-
-impl Classify for AgentConfigError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            Self::TokenFile { .. } => ErrorKind::Environment,
-            Self::Token { .. } => ErrorKind::WrongInput,
-        }
-    }
-}
-
-impl TokenSource {
-    /// The token, read now.
-    pub fn load(&self) -> Result<Option<JoinToken>, AgentConfigError> {
-        match self {
-            Self::None => Ok(None),
-            Self::Value(token) => Ok(Some(token.clone())),
-            Self::File(path) => {
-                let text =
-                    fs::read_to_string(path).map_err(|source| AgentConfigError::TokenFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                if fs::metadata(path).is_ok_and(|m| m.mode() & 0o077 != 0) {
-                    tracing::warn!(path = %path.display(), "the join token file is readable by other users; chmod 600 it");
-                }
-                text.parse()
-                    .map(Some)
-                    .map_err(|source| AgentConfigError::Token {
-                        origin: path.display().to_string(),
-                        source,
-                    })
-            }
-        }
-    }
-}
-
 /// What files UploadFile may write, and how large.
 #[derive(Debug, Clone)]
 pub struct UploadPolicy {
@@ -198,11 +126,11 @@ impl AgentConfig {
     }
 
     /// From the command line and the token environment variable's value (the file wins).
-    pub fn from_cli(cli: Cli, token_env: Option<String>) -> Result<Self, AgentConfigError> {
+    pub fn from_cli(cli: Cli, token_env: Option<String>) -> Result<Self, TokenSourceError> {
         let join_token = match (cli.join_token_file, token_env) {
             (Some(path), _) => TokenSource::File(path),
             (None, Some(text)) => {
-                TokenSource::Value(text.parse().map_err(|source| AgentConfigError::Token {
+                TokenSource::Value(text.parse().map_err(|source| TokenSourceError::Malformed {
                     origin: TOKEN_ENV.to_owned(),
                     source,
                 })?)
@@ -226,6 +154,8 @@ impl AgentConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use clap::Parser;
 
     use super::*;

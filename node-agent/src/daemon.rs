@@ -10,10 +10,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use gnt_core::DEFAULT_NODE_PORT;
+use gnt_core::clock::unix_now;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_proto::bootstrap::v1::bootstrap_server::BootstrapServer;
 use gnt_proto::node::v1::node_agent_server::NodeAgentServer;
-use gnt_transports::join::{AlreadyJoined, JoinService, Membership, Mode, NodeState, StateError};
+use gnt_transports::join::{
+    AlreadyJoined, JoinService, Membership, Mode, NodeState, StateError, TokenSource,
+    TokenSourceError,
+};
 use gnt_transports::{
     ClientAuth, Gated, GrpcServer, ListenAddr, ListenError, Listener, RunningServer, ServeError,
     ServerSettings, ServerTls, TlsConfigError,
@@ -21,7 +25,7 @@ use gnt_transports::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AgentConfig, AgentConfigError};
+use crate::config::AgentConfig;
 use crate::member::{MemberContext, NodeAgentService, allowed_masters, authorize};
 
 /// The name servers report in diagnostics and logs.
@@ -54,9 +58,9 @@ pub enum AgentError {
     /// The state directory is unusable.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The configuration is unusable.
+    /// The join token cannot be read.
     #[error(transparent)]
-    Config(#[from] AgentConfigError),
+    Token(#[from] TokenSourceError),
     /// A listener could not be opened.
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -72,7 +76,7 @@ impl Classify for AgentError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::State(e) => e.kind(),
-            Self::Config(e) => e.kind(),
+            Self::Token(e) => e.kind(),
             Self::Listen(e) => e.kind(),
             Self::Tls(e) => e.kind(),
             Self::Serve(e) => e.kind(),
@@ -125,13 +129,7 @@ async fn bootstrap(
     shutdown: &CancellationToken,
     status: &watch::Sender<AgentStatus>,
 ) -> Result<Next, AgentError> {
-    let token = config.join_token.load()?;
-    match &token {
-        Some(token) => tracing::info!(token = %token, "waiting to join a cluster"),
-        None => tracing::warn!(
-            "no join token (--join-token-file or GNT_JOIN_TOKEN): Join will be refused"
-        ),
-    }
+    announce_token(&config.join_token, state)?;
     let key = state.node_key()?;
     let identity = state.bootstrap_identity(&key)?;
     let tls = ServerTls::new(&identity, None, ClientAuth::Off)?;
@@ -140,7 +138,7 @@ async fn bootstrap(
     let (ready_tx, mut ready_rx) = mpsc::channel(1);
     let service = JoinService::new(
         state.clone(),
-        token,
+        config.join_token.clone(),
         rcgen::PublicKeyData::subject_public_key_info(&key),
         ready_tx,
     );
@@ -161,6 +159,38 @@ async fn bootstrap(
             Ok(Next::Continue)
         }
     }
+}
+
+/// Reads the token once as bootstrap mode starts (an unreadable file stops the agent here,
+/// not at the first Join), records when this node first saw it, and says what the agent
+/// waits for: a Join with it, or, when it was spent on an earlier Join, a new token.
+fn announce_token(tokens: &TokenSource, state: &NodeState) -> Result<(), AgentError> {
+    tokens.warn_if_exposed();
+    let Some(token) = tokens.load()? else {
+        tracing::warn!("no join token (--join-token-file or GNT_JOIN_TOKEN): Join will be refused");
+        return Ok(());
+    };
+    let seen = match state.ledger().observe(&token, unix_now()) {
+        Ok(seen) => seen,
+        Err(error) => {
+            tracing::error!(%error, "every Join will be refused until the join ledger is readable");
+            return Ok(());
+        }
+    };
+    match seen.used {
+        None => tracing::info!(token = %token, "waiting to join a cluster"),
+        Some(used) => {
+            let how = match tokens {
+                TokenSource::File(path) => format!(
+                    "write a new one from `gnt node token create` into {} (read again at every Join)",
+                    path.display()
+                ),
+                _ => "restart gnt-noded with a new one from `gnt node token create`".to_owned(),
+            };
+            tracing::warn!(token = %token, cluster = %used.cluster, "this join token was already used on this node and will not work again; waiting for a new token: {how}");
+        }
+    }
+    Ok(())
 }
 
 /// The bootstrap listener: as configured, else dual-stack, else IPv4 on a host without IPv6.

@@ -19,11 +19,17 @@ use std::time::{Duration, Instant};
 use gnt_core::error::{Chain, Classify, ErrorKind};
 use gnt_core::ssconf::{MAX_VALUE_BYTES, SsconfError, SsconfKey, SsconfSet, SsconfStore};
 
-/// A set in which every listed key holds `value`, so a mixed read is easy to spot.
+/// A set in which every listed key holds `value` (on two lines where the key takes
+/// several), so a mixed read is easy to spot.
 fn uniform_set(keys: &[SsconfKey], value: &str) -> SsconfSet {
     let mut set = SsconfSet::new();
     for key in keys {
-        set.insert(*key, format!("{value}\n{value}-{key}")).unwrap();
+        let text = if key.is_single_line() {
+            format!("{value}-{key}")
+        } else {
+            format!("{value}\n{value}-{key}")
+        };
+        set.insert(*key, text).unwrap();
     }
     set
 }
@@ -330,9 +336,10 @@ fn concurrent_readers_never_see_keys_of_two_sets() {
             while !stop.load(Ordering::Relaxed) {
                 for key in [SsconfKey::ClusterName, SsconfKey::UidPool] {
                     if let Some(value) = ganeti_read(&dir, key) {
-                        let ok = ["alpha", "beta", "gamma"]
-                            .iter()
-                            .any(|v| value == format!("{v}\n{v}-{key}"));
+                        let ok = ["alpha", "beta", "gamma"].iter().any(|v| {
+                            value == format!("{v}-{key}") && key.is_single_line()
+                                || value == format!("{v}\n{v}-{key}")
+                        });
                         assert!(ok, "torn file {key}: {value:?}");
                     }
                 }
@@ -402,7 +409,7 @@ fn concurrent_writers_are_serialised() {
     }
     let last = store.read().unwrap();
     let value = last
-        .get(SsconfKey::ClusterName)
+        .get(SsconfKey::NodeList)
         .unwrap()
         .lines()
         .next()

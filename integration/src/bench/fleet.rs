@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use gnt_node_agent::config::TokenSource;
 use gnt_node_agent::{AgentConfig, AgentStatus};
+use gnt_transports::join::TokenSource;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};

@@ -246,8 +246,10 @@ fn a_cut_link_makes_a_host_unreachable_until_restored() {
 
 #[test]
 fn a_lab_removes_its_namespaces_when_dropped_and_sweeps_those_of_dead_runs() {
-    // A leftover of a run whose process is gone (pids never reach 4194305).
-    let ghost = "gntlab-4194305-0-ghost";
+    // A leftover of a run whose process is gone (pids never reach 4194305). Its name is
+    // this run's own, so that suites running side by side never add and sweep the same one.
+    let ghost = format!("gntlab-4194305-{}-ghost", std::process::id());
+    let ghost = ghost.as_str();
     let added = std::process::Command::new("ip")
         .args(["netns", "add", ghost])
         .status()

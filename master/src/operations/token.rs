@@ -64,8 +64,12 @@ impl Master {
                 seconds: ttl.as_secs(),
             });
         }
-        let token = JoinToken::generate().map_err(TokenError::from)?;
         let expires_at = unix_now() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        // The token carries its expiry to the node, which enforces it whatever a caller
+        // of Join claims.
+        let token = JoinToken::generate()
+            .map_err(TokenError::from)?
+            .expiring_at(expires_at);
         let record = TokenRecord {
             id: token.id().to_owned(),
             sha256: token.hash_hex(),

@@ -12,3 +12,4 @@ mod binary;
 mod join;
 mod member;
 mod support;
+mod token;

@@ -11,8 +11,8 @@ use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
 use gnt_integration::cluster::{TestMaster, node};
 use gnt_integration::lab::{HostSpec, HostTask, Lab, LabHost};
-use gnt_node_agent::config::TokenSource;
 use gnt_node_agent::{AgentConfig, AgentError, AgentStatus, run};
+use gnt_transports::join::TokenSource;
 use gnt_transports::join::{JoinError, JoinPlan, Joined, join};
 use gnt_transports::{Connector, DialOptions};
 use tokio::sync::watch;
@@ -87,16 +87,39 @@ impl Topology {
         bind: SocketAddr,
         edit: impl FnOnce(&mut JoinPlan),
     ) -> Result<Joined, JoinError> {
+        self.join_from(&self.master, node, policy, bind, edit)
+    }
+
+    /// Runs the Join of `node` (planned by `edit`) from the master host, as `master`.
+    pub(crate) fn join_from(
+        &self,
+        master: &Arc<TestMaster>,
+        node: &str,
+        policy: IpPolicy,
+        bind: SocketAddr,
+        edit: impl FnOnce(&mut JoinPlan),
+    ) -> Result<Joined, JoinError> {
+        self.join_via("master", master, node, policy, bind, edit)
+    }
+
+    /// Runs the Join of `node` (planned by `edit`) from lab host `from`, as `master`.
+    pub(crate) fn join_via(
+        &self,
+        from: &str,
+        master: &Arc<TestMaster>,
+        node: &str,
+        policy: IpPolicy,
+        bind: SocketAddr,
+        edit: impl FnOnce(&mut JoinPlan),
+    ) -> Result<Joined, JoinError> {
         let token: JoinToken = TOKEN.parse().unwrap();
         let master_spec = self.spec("master", policy);
         let node_spec = self.spec(node, policy);
-        let mut plan =
-            self.master
-                .join_plan(&token, CLUSTER, policy, &master_spec, &node_spec, bind);
+        let mut plan = master.join_plan(&token, CLUSTER, policy, &master_spec, &node_spec, bind);
         edit(&mut plan);
         let target = SocketAddr::new(node_spec.addrs.primary, 1811);
-        let master = self.master.clone();
-        self.host("master")
+        let master = master.clone();
+        self.host(from)
             .block_on(async move {
                 let connector = Connector::tcp_addr(target, DialOptions::new(policy));
                 join(connector, plan, &master.ca).await
@@ -114,8 +137,13 @@ pub(crate) struct Agent {
 
 impl Agent {
     pub(crate) fn start(host: &LabHost, state_dir: &Path) -> Self {
+        Self::start_with(host, state_dir, TokenSource::Value(TOKEN.parse().unwrap()))
+    }
+
+    /// An agent whose token comes from `tokens`.
+    pub(crate) fn start_with(host: &LabHost, state_dir: &Path, tokens: TokenSource) -> Self {
         let mut config = AgentConfig::new(state_dir);
-        config.join_token = TokenSource::Value(TOKEN.parse().unwrap());
+        config.join_token = tokens;
         config.shutdown_grace = Duration::from_secs(2);
         let shutdown = CancellationToken::new();
         let (tx, status) = watch::channel(AgentStatus::Starting);
@@ -207,6 +235,11 @@ pub(crate) fn listening(host: &LabHost, port: u16) -> Vec<String> {
         .filter_map(|line| line.split_whitespace().nth(3).map(str::to_owned))
         .filter(|local| local.ends_with(&format!(":{port}")))
         .collect()
+}
+
+/// The wildcard of a hybrid cluster, on `port`.
+pub(crate) fn any(port: u16) -> SocketAddr {
+    SocketAddr::new("::".parse().unwrap(), port)
 }
 
 /// The gRPC code and message of a refused join.

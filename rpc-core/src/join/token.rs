@@ -1,8 +1,10 @@
 //! Join tokens, and the proofs that bind them to one TLS session.
 //!
 //! A token is `<id>.<secret>`: 6 and 16 characters of `a-z0-9` (kubeadm's shape), about
-//! 82 bits of secret. The master stores only a hash of the whole token; the operator hands
-//! the token to the new node's agent in a file or the environment.
+//! 82 bits of secret, followed by `.<expiry>` (seconds since the Unix epoch) as
+//! `gnt node token create` prints it. The master stores only a hash of `<id>.<secret>`; the
+//! operator hands the whole token to the new node's agent in a file or the environment, so
+//! the node learns the expiry from the operator, never from whoever calls Join.
 //!
 //! The secret never crosses the wire. Each side proves it holds the token with an
 //! HMAC-SHA256, keyed by the secret, over a label naming the side and the TLS exporter value
@@ -30,11 +32,12 @@ pub const MASTER_LABEL: &[u8] = b"gnt join v1 master";
 pub const NODE_LABEL: &[u8] = b"gnt join v1 node";
 
 /// A join token. Its `Display` and `Debug` show the id only; the secret is reachable only
-/// through [`JoinToken::expose`], for the one place that prints it to the operator.
+/// through [`JoinToken::expose`], for the places that hand it to the operator or the master.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken {
     id: String,
     secret: String,
+    expires_at: Option<i64>,
 }
 
 /// Which side a proof comes from.
@@ -61,7 +64,7 @@ impl Side {
 pub enum JoinTokenError {
     /// Not `<6 chars>.<16 chars>` of `a-z0-9`.
     #[error(
-        "invalid join token: expected 6 and 16 lower-case letters or digits separated by a dot, like abcdef.0123456789abcdef"
+        "invalid join token: expected 6 and 16 lower-case letters or digits separated by a dot, and its expiry after another dot, like abcdef.0123456789abcdef.1767225600"
     )]
     Malformed,
     /// The system's random generator failed.
@@ -93,7 +96,21 @@ impl JoinToken {
         Ok(Self {
             id: text[..ID_LEN].to_owned(),
             secret: text[ID_LEN..].to_owned(),
+            expires_at: None,
         })
+    }
+
+    /// The same token, carrying its expiry (seconds since the Unix epoch).
+    pub fn expiring_at(self, expires_at: i64) -> Self {
+        Self {
+            expires_at: Some(expires_at),
+            ..self
+        }
+    }
+
+    /// When the token expires, if it carries its expiry.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
     }
 
     /// The public id.
@@ -101,14 +118,20 @@ impl JoinToken {
         &self.id
     }
 
-    /// The whole token, `<id>.<secret>`: only for showing it to the operator once.
+    /// The whole token, `<id>.<secret>` and `.<expiry>` when it carries one: only for
+    /// showing it to the operator, and for `gnt node add` to send the operator's copy.
     pub fn expose(&self) -> String {
-        format!("{}.{}", self.id, self.secret)
+        match self.expires_at {
+            Some(at) => format!("{}.{}.{at}", self.id, self.secret),
+            None => format!("{}.{}", self.id, self.secret),
+        }
     }
 
-    /// SHA-256 of the whole token, as the master stores it.
+    /// SHA-256 of `<id>.<secret>`, as the master stores it (the expiry is not part of it:
+    /// the master keeps its own).
     pub fn hash(&self) -> [u8; 32] {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.expose().as_bytes());
+        let credential = format!("{}.{}", self.id, self.secret);
+        let digest = ring::digest::digest(&ring::digest::SHA256, credential.as_bytes());
         let mut out = [0u8; 32];
         out.copy_from_slice(digest.as_ref());
         out
@@ -145,22 +168,33 @@ impl JoinToken {
 impl FromStr for JoinToken {
     type Err = JoinTokenError;
 
-    /// Parses `<id>.<secret>`; surrounding white space (a file's newline) is ignored.
+    /// Parses `<id>.<secret>` or `<id>.<secret>.<expiry>`; surrounding white space (a
+    /// file's newline) is ignored.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (id, secret) = text
-            .trim()
-            .split_once('.')
-            .ok_or(JoinTokenError::Malformed)?;
+        let mut parts = text.trim().split('.');
+        let (Some(id), Some(secret), expiry, None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JoinTokenError::Malformed);
+        };
         let valid =
             |part: &str, len| part.len() == len && part.bytes().all(|b| ALPHABET.contains(&b));
-        if valid(id, ID_LEN) && valid(secret, SECRET_LEN) {
-            Ok(Self {
-                id: id.to_owned(),
-                secret: secret.to_owned(),
-            })
-        } else {
-            Err(JoinTokenError::Malformed)
+        if !(valid(id, ID_LEN) && valid(secret, SECRET_LEN)) {
+            return Err(JoinTokenError::Malformed);
         }
+        let expires_at = match expiry {
+            None => None,
+            // Digits only: no sign, no space, nothing `i64::from_str` would also take.
+            Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(digits.parse().map_err(|_| JoinTokenError::Malformed)?)
+            }
+            Some(_) => return Err(JoinTokenError::Malformed),
+        };
+        Ok(Self {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+            expires_at,
+        })
     }
 }
 
@@ -175,6 +209,7 @@ impl fmt::Debug for JoinToken {
         f.debug_struct("JoinToken")
             .field("id", &self.id)
             .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
@@ -200,6 +235,35 @@ mod tests {
             "abcdef.0123456789abcdeg!",
             "abc-ef.0123456789abcdef",
             "abcdef:0123456789abcdef",
+        ] {
+            assert_eq!(
+                bad.parse::<JoinToken>(),
+                Err(JoinTokenError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_may_carry_its_expiry_which_is_not_part_of_its_hash() {
+        let bare: JoinToken = "abcdef.0123456789abcdef".parse().unwrap();
+        let dated: JoinToken = "abcdef.0123456789abcdef.1767225600\n".parse().unwrap();
+        assert_eq!(bare.expires_at(), None);
+        assert_eq!(dated.expires_at(), Some(1_767_225_600));
+        assert_eq!(dated.expose(), "abcdef.0123456789abcdef.1767225600");
+        assert_eq!(bare.clone().expiring_at(1_767_225_600), dated);
+        assert_eq!(
+            bare.hash(),
+            dated.hash(),
+            "the master's record matches either form"
+        );
+        for bad in [
+            "abcdef.0123456789abcdef.",
+            "abcdef.0123456789abcdef.+1",
+            "abcdef.0123456789abcdef.-1",
+            "abcdef.0123456789abcdef.1 2",
+            "abcdef.0123456789abcdef.1.2",
+            "abcdef.0123456789abcdef.99999999999999999999",
         ] {
             assert_eq!(
                 bad.parse::<JoinToken>(),

@@ -2,20 +2,24 @@
 //! the offer completely and commit it (the exchange is specified in
 //! `proto/gnt/bootstrap/v1/bootstrap.proto`).
 //!
-//! Every check happens before anything is written: the master's proof, the token's expiry,
-//! the offer's own consistency ([`JoinOffer`]'s wire conversion), then what only this host
-//! can tell: that it owns the addresses it is given, that its state is not another
-//! cluster's, and that the certificate is the CA's, for this node, and for this node's own
-//! key. A refusal answers with a status saying what is wrong and leaves the state directory
-//! as it was.
+//! Every check happens before anything is written: the throttle, the master's proof, that
+//! the token was never used on this node, its expiry (as this node's copy says; a master's
+//! claim beyond it is refused), the offer's own consistency ([`JoinOffer`]'s wire
+//! conversion), then what only this host can tell: that it owns the addresses it is given,
+//! that its state is not another cluster's, and that the certificate is the CA's, for this
+//! node, and for this node's own key. A refusal answers with a status saying what is wrong
+//! and leaves the state directory as it was.
+//!
+//! A token without its expiry (`<id>.<secret>` alone) is good for [`BARE_TOKEN_LIFETIME`]
+//! from when this node first saw it; `gnt node token create` prints tokens with theirs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gnt_core::clock::unix_now;
 use gnt_core::error::to_status;
-use gnt_core::join::{JoinAccepted, JoinOffer, JoinToken, Side};
+use gnt_core::join::{JoinAccepted, JoinOffer, Side};
 use gnt_core::netutils::owns_address;
 use gnt_proto::bootstrap::v1::{
     JoinClientMessage, JoinResult, JoinServerMessage, NodeHello, bootstrap_server,
@@ -26,12 +30,19 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::refusal::{ExchangeFault, JoinRefusal};
+use super::source::TokenSource;
 use super::state::NodeState;
+use super::throttle::{LogBurst, Throttle};
 use super::verify::verify_node_certificate;
 use crate::peer::{PeerInfo, TlsPeer};
 
 /// How long a whole Join exchange may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a token that does not carry its expiry is good for, from when this node first
+/// saw it: the default lifetime `gnt node token create` gives.
+pub const BARE_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// At most one log line per this long for refused Joins; the others are counted in it.
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// What the daemon learns when an offer has been committed: the member API must start.
 #[derive(Debug, Clone, Copy)]
@@ -48,31 +59,35 @@ pub struct JoinService {
 
 struct Inner {
     state: Arc<NodeState>,
-    token: Option<JoinToken>,
+    tokens: TokenSource,
     node_spki: Vec<u8>,
     /// Held while a request is checked and committed: one join at a time, and none after
     /// the first succeeded.
     committed: Mutex<Option<String>>,
     ready: mpsc::Sender<MemberReady>,
+    throttle: Throttle,
+    refusals: LogBurst,
 }
 
 impl JoinService {
-    /// The service of a node whose state is `state`, started with `token` (none: every
-    /// Join is refused), whose bootstrap certificate is for the key `node_spki` (DER
-    /// SubjectPublicKeyInfo). A committed offer is announced on `ready`.
+    /// The service of a node whose state is `state`, its token from `tokens` (read at every
+    /// Join; none: every Join is refused), whose bootstrap certificate is for the key
+    /// `node_spki` (DER SubjectPublicKeyInfo). A committed offer is announced on `ready`.
     pub fn new(
         state: Arc<NodeState>,
-        token: Option<JoinToken>,
+        tokens: TokenSource,
         node_spki: Vec<u8>,
         ready: mpsc::Sender<MemberReady>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state,
-                token,
+                tokens,
                 node_spki,
                 committed: Mutex::new(None),
                 ready,
+                throttle: Throttle::default(),
+                refusals: LogBurst::new(REFUSAL_LOG_WINDOW),
             }),
         }
     }
@@ -94,6 +109,18 @@ impl bootstrap_server::Bootstrap for JoinService {
             .and_then(PeerInfo::tls)
             .cloned()
             .ok_or_else(|| to_status(&JoinRefusal::NotTls))?;
+        // Every Join a server accepts comes over TCP; a source it cannot name is counted as
+        // one unnamed source.
+        let source = peer
+            .and_then(|p| p.remote().ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Err(throttled) = self.inner.throttle.check(source, Instant::now()) {
+            let refusal = JoinRefusal::Throttled {
+                retry_after: throttled.retry_after.as_secs().max(1),
+            };
+            self.inner.log_refusal(&refusal);
+            return Err(to_status(&refusal));
+        }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
         let inner = self.inner.clone();
@@ -106,7 +133,10 @@ impl bootstrap_server::Bootstrap for JoinService {
                 Err(_) => Err(JoinRefusal::Exchange(ExchangeFault::TooSlow)),
             };
             if let Err(refusal) = result {
-                tracing::warn!(error = %refusal, "join refused");
+                if refusal.is_failed_attempt() {
+                    inner.throttle.failed(source, Instant::now());
+                }
+                inner.log_refusal(&refusal);
                 let _ = tx.send(Err(to_status(&refusal))).await;
             }
         });
@@ -124,16 +154,42 @@ async fn exchange(
     let join_client_message::Step::Hello(hello) = next_step(&mut inbound).await? else {
         return Err(JoinRefusal::Exchange(ExchangeFault::HelloFirst));
     };
-    let token = inner.token.as_ref().ok_or(JoinRefusal::NoToken)?;
+    let token = inner
+        .tokens
+        .load()
+        .map_err(JoinRefusal::TokenUnreadable)?
+        .ok_or(JoinRefusal::NoToken)?;
     if hello.token_id != token.id() {
-        return Err(JoinRefusal::WrongTokenId {
-            given: hello.token_id,
-        });
+        tracing::debug!(given = %hello.token_id, "join with another token id");
+        return Err(JoinRefusal::BadProof);
     }
     if !token.verify(Side::Master, &session.channel_binding, &hello.proof) {
         return Err(JoinRefusal::BadProof);
     }
+    // From here on the caller holds the token; what it claims is still checked against
+    // this node's own record and copy.
     let now = unix_now();
+    let seen = inner
+        .state
+        .ledger()
+        .observe(&token, now)
+        .map_err(JoinRefusal::Ledger)?;
+    if let Some(used) = seen.used {
+        return Err(JoinRefusal::AlreadyUsed {
+            id: token.id().to_owned(),
+            cluster: used.cluster,
+        });
+    }
+    let bare_limit = seen
+        .first_seen
+        .saturating_add(i64::try_from(BARE_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX));
+    let limit = token.expires_at().unwrap_or(bare_limit);
+    if hello.expires_at_unix > limit {
+        return Err(JoinRefusal::ExpiryBeyond {
+            claimed: hello.expires_at_unix,
+            limit,
+        });
+    }
     if hello.expires_at_unix <= now {
         return Err(JoinRefusal::Expired {
             ago: now.saturating_sub(hello.expires_at_unix).unsigned_abs(),
@@ -159,10 +215,20 @@ async fn exchange(
     let offer = JoinOffer::try_from(&request)?;
     check_host(&offer, &inner.state)?;
     verify_node_certificate(&offer, &inner.node_spki)?;
-    inner
-        .state
-        .commit_join(&offer)
-        .map_err(JoinRefusal::Storage)?;
+    // Spent before the state is written: a crash in between leaves a token that no longer
+    // works and a node that bootstraps again, never a token that works twice.
+    let ledger = inner.state.ledger();
+    ledger
+        .mark_used(&token, offer.cluster.as_str(), unix_now())
+        .map_err(JoinRefusal::Ledger)?;
+    if let Err(error) = inner.state.commit_join(&offer) {
+        // Nothing was joined: the operator may retry with the same token once the cause
+        // (a full disk, say) is fixed.
+        if let Err(undo) = ledger.unmark_used(&token) {
+            tracing::error!(error = %undo, "the join failed, and its token stays spent");
+        }
+        return Err(JoinRefusal::Storage(error));
+    }
     *committed = Some(offer.cluster.to_string());
     tracing::info!(cluster = %offer.cluster, node = %offer.node.name, listen = %offer.listen, "joined the cluster");
 
@@ -206,6 +272,15 @@ fn check_host(offer: &JoinOffer, state: &NodeState) -> Result<(), JoinRefusal> {
         });
     }
     Ok(())
+}
+
+impl Inner {
+    /// Logs a refusal, at most one line per burst with the count of the others.
+    fn log_refusal(&self, refusal: &JoinRefusal) {
+        if let Some(suppressed) = self.refusals.event(Instant::now()) {
+            tracing::warn!(error = %refusal, more_since_last_line = suppressed, "join refused");
+        }
+    }
 }
 
 async fn next_step(

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::wire::WireError;
 
+use super::ledger::LedgerError;
+use super::source::TokenSourceError;
 use super::state::StateError;
 
 /// Why a Join was refused.
@@ -14,26 +16,53 @@ use super::state::StateError;
 pub enum JoinRefusal {
     /// The agent was started without a token.
     #[error(
-        "this node has no join token; restart gnt-noded with --join-token-file or GNT_JOIN_TOKEN"
+        "this node has no join token; give gnt-noded one with --join-token-file or GNT_JOIN_TOKEN"
     )]
     NoToken,
-    /// The token id is not this node's.
-    #[error("join token '{given}' is not this node's token")]
-    WrongTokenId {
-        /// The id the master used.
-        given: String,
-    },
-    /// The master's proof does not verify.
+    /// The token the agent was given cannot be read.
+    #[error("this node's join token cannot be read")]
+    TokenUnreadable(#[source] TokenSourceError),
+    /// The master's proof does not verify: another token id, or another secret (one
+    /// refusal for both, so that a guesser learns nothing about the id).
     #[error(
         "the master's join token proof is invalid for this connection (wrong token, or a replayed or relayed request)"
     )]
     BadProof,
+    /// The token was used on this node before: a token works once.
+    #[error(
+        "join token '{id}' was already used on this node (to join cluster '{cluster}'); a token works once: give gnt-noded a new one from `gnt node token create`"
+    )]
+    AlreadyUsed {
+        /// The token's id.
+        id: String,
+        /// The cluster it joined.
+        cluster: String,
+    },
+    /// The master claims a later expiry than the node's copy of the token allows.
+    #[error(
+        "the master claims the join token expires at {claimed}, later than this node allows ({limit}, seconds since the epoch)"
+    )]
+    ExpiryBeyond {
+        /// The master's claim.
+        claimed: i64,
+        /// The node's limit.
+        limit: i64,
+    },
     /// The token has expired.
     #[error("the join token expired {ago}s ago; create a new one with `gnt node token create`")]
     Expired {
         /// Seconds since it expired.
         ago: u64,
     },
+    /// Too many failed Joins from this source, or from all sources.
+    #[error("too many failed join attempts; try again in {retry_after}s")]
+    Throttled {
+        /// Seconds until the next attempt may be made.
+        retry_after: u64,
+    },
+    /// The token ledger cannot be read or written.
+    #[error("cannot check or record the join token's use")]
+    Ledger(#[source] LedgerError),
     /// The exchange did not follow the protocol.
     #[error("join protocol error: {0}")]
     Exchange(ExchangeFault),
@@ -74,13 +103,33 @@ pub enum JoinRefusal {
     Storage(#[source] StateError),
 }
 
+impl JoinRefusal {
+    /// Whether the refusal is a failed attempt with a token (none held, a wrong one, a spent
+    /// or expired one), which the throttle counts.
+    pub(crate) fn is_failed_attempt(&self) -> bool {
+        matches!(
+            self,
+            Self::NoToken
+                | Self::BadProof
+                | Self::AlreadyUsed { .. }
+                | Self::ExpiryBeyond { .. }
+                | Self::Expired { .. }
+        )
+    }
+}
+
 impl Classify for JoinRefusal {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NoToken | Self::ClusterConflict { .. } => ErrorKind::WrongState,
-            Self::WrongTokenId { .. } | Self::BadProof | Self::Expired { .. } | Self::NotTls => {
-                ErrorKind::Unauthenticated
-            }
+            Self::BadProof
+            | Self::AlreadyUsed { .. }
+            | Self::ExpiryBeyond { .. }
+            | Self::Expired { .. }
+            | Self::NotTls => ErrorKind::Unauthenticated,
+            Self::Throttled { .. } => ErrorKind::Unavailable,
+            Self::TokenUnreadable(e) => e.kind(),
+            Self::Ledger(e) => e.kind(),
             Self::Exchange(_) | Self::Certificate(_) => ErrorKind::WrongInput,
             Self::Offer(e) => e.kind(),
             Self::NotOwned { .. } | Self::Storage(_) => ErrorKind::Environment,

@@ -7,6 +7,7 @@
 //! node.pem              the node's certificate, issued by the CA for node.key (after joining)
 //! member.conf           what Join said that ssconf does not: listen address and port
 //! ssconf_*              Ganeti-compatible ssconf, replaced as a whole set
+//! join-ledger     0600  the join tokens this node has seen and used (kept when it leaves)
 //! ```
 //!
 //! The agent is a member when ssconf names a cluster, and bootstrapping otherwise. A join
@@ -30,6 +31,7 @@ use gnt_core::policy::IpPolicy;
 use gnt_core::ssconf::{SsconfError, SsconfSet, SsconfStore};
 use rcgen::KeyPair;
 
+use super::ledger::TokenLedger;
 use crate::error::TlsConfigError;
 use crate::peer::PeerIdentity;
 use crate::tls::{Identity, Pem};
@@ -39,12 +41,14 @@ const BOOTSTRAP_CERT: &str = "bootstrap.pem";
 const CA_CERT: &str = "ca.pem";
 const NODE_CERT: &str = "node.pem";
 const MEMBER_CONF: &str = "member.conf";
+const JOIN_LEDGER: &str = "join-ledger";
 
 /// The state directory.
 #[derive(Debug)]
 pub struct NodeState {
     dir: PathBuf,
     ssconf: SsconfStore,
+    ledger: TokenLedger,
 }
 
 /// What the state says the agent is.
@@ -147,6 +151,7 @@ impl NodeState {
         Ok(Self {
             dir: dir.to_owned(),
             ssconf: SsconfStore::new(dir),
+            ledger: TokenLedger::new(dir.join(JOIN_LEDGER)),
         })
     }
 
@@ -158,6 +163,11 @@ impl NodeState {
     /// The ssconf store.
     pub fn ssconf(&self) -> &SsconfStore {
         &self.ssconf
+    }
+
+    /// The join tokens this node has seen and used; [`wipe`](Self::wipe) keeps it.
+    pub fn ledger(&self) -> &TokenLedger {
+        &self.ledger
     }
 
     /// The mode the state puts the agent in.
@@ -298,7 +308,8 @@ impl NodeState {
     }
 
     /// Removes every trace of the cluster, the node key included: ssconf first (so a crash
-    /// half-way leaves a bootstrapping node), then the rest.
+    /// half-way leaves a bootstrapping node), then the rest. The join ledger stays: a token
+    /// that joined this node must not join it again.
     pub fn wipe(&self) -> Result<(), StateError> {
         self.ssconf.clear()?;
         for name in [MEMBER_CONF, NODE_CERT, CA_CERT, BOOTSTRAP_CERT, NODE_KEY] {
