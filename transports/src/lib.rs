@@ -58,7 +58,8 @@ mod serve;
 mod tls;
 
 pub use connect::{
-    Connector, DEFAULT_ATTEMPT_DELAY, DEFAULT_CONNECT_TIMEOUT, DialOptions, dial_tcp,
+    Connector, DEFAULT_ATTEMPT_DELAY, DEFAULT_CONNECT_TIMEOUT, DialOptions, FROZEN_PEER_DETECTION,
+    KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, dial_tcp,
 };
 pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfigError};
 pub use failure::{call_failure, code_name, from_connect};
