@@ -142,6 +142,14 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
     };
     assert!(owned("10.78.0.11").unwrap().into_inner().owned);
     assert!(!owned("10.78.0.12").unwrap().into_inner().owned);
+    // Broadcast addresses bind, but no peer reaches this node there: the limited one, and
+    // those of its networks (10.77.0.0/24 on eth0, 10.78.0.0/24 on eth1).
+    for broadcast in ["255.255.255.255", "10.77.0.255", "10.78.0.255"] {
+        assert!(
+            !owned(broadcast).unwrap().into_inner().owned,
+            "{broadcast} reported as owned"
+        );
+    }
     assert_eq!(
         owned("not-an-ip").unwrap_err().code(),
         tonic::Code::InvalidArgument
