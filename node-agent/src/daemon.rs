@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, AgentConfigError};
-use crate::member::{MemberContext, NodeAgentService, allowed_masters, authorize};
+use crate::member::{
+    MemberContext, NodeAgentService, allowed_masters, authorize, remove_leftovers,
+};
 
 /// The name servers report in diagnostics and logs.
 const SERVER_NAME: &str = "gnt-noded";
@@ -87,6 +89,14 @@ pub async fn run(
     status: watch::Sender<AgentStatus>,
 ) -> Result<(), AgentError> {
     let state = Arc::new(NodeState::open(&config.state_dir)?);
+    // Before anything can upload: what an earlier run left mid-upload goes now.
+    let removed = remove_leftovers(state.dir(), &config.upload);
+    if removed > 0 {
+        tracing::info!(
+            files = removed,
+            "removed the leftovers of interrupted uploads"
+        );
+    }
     let started = Instant::now();
     let result = async {
         loop {

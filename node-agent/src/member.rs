@@ -31,6 +31,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::UploadPolicy;
 
+pub(crate) use upload::remove_leftovers;
+
 /// Longest timeout a caller may ask a ping to wait.
 pub(crate) const MAX_PING_TIMEOUT: Duration = Duration::from_secs(300);
 

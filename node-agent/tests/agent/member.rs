@@ -12,7 +12,7 @@ use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{
     HasIpAddressRequest, LeaveClusterRequest, Network as WireNetwork, NetworkTestRequest,
     NodeInfoRequest, PingOutcome, TcpPingRequest, UploadFileHeader, UploadFileRequest,
-    VersionRequest, WriteSsconfRequest, upload_file_request,
+    UploadFileResponse, VersionRequest, WriteSsconfRequest, upload_file_request,
 };
 use gnt_transports::Connector;
 use tonic::transport::Channel;
@@ -361,6 +361,106 @@ fn uploads_are_checked_and_land_atomically_only_where_allowed() {
         ["known_hosts"],
         "no temporary file is left behind"
     );
+}
+
+/// `UploadFileRequest` as prost sees it, its header's string `path` declared as bytes, so
+/// the test can send what no string is.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LyingUploadRequest {
+    #[prost(message, optional, tag = "1")]
+    header: Option<LyingUploadHeader>,
+}
+
+/// `UploadFileHeader` with `path` (field 1) as bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LyingUploadHeader {
+    #[prost(bytes = "vec", tag = "1")]
+    path: Vec<u8>,
+}
+
+#[test]
+fn upload_headers_are_parsed_strictly_as_documented() {
+    let (topology, _agent) = member_topology();
+    let uploads = topology.state_dir("node1").join("uploads");
+    let lower = |content: &[u8]| -> String {
+        gnt_transports::sha256(content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let refused = |path: String, sha: Option<String>, field: &str| {
+        let err = upload(&topology, path.clone(), 0o644, b"x".to_vec(), sha).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{path}: {err:?}");
+        assert!(
+            err.message().starts_with(&format!("invalid {field}: ")),
+            "{path}: {}",
+            err.message()
+        );
+    };
+
+    // Paths are taken literally: these name uploads/x, but are not how it is written.
+    let dir = uploads.display().to_string();
+    for path in [
+        format!("{dir}/./x"),
+        format!("{dir}//x"),
+        format!("{dir}/x/"),
+        format!("/{dir}/x"),
+    ] {
+        refused(path, None, "path");
+    }
+    // A NUL was a file-system failure (FAILED_PRECONDITION); it is bad input.
+    refused(format!("{dir}/x\0.conf"), None, "path");
+
+    // The checksum is 64 lower-case hexadecimal digits: upper case and signs are refused.
+    refused(
+        format!("{dir}/x"),
+        Some(lower(b"x").to_uppercase()),
+        "sha256",
+    );
+    // A content whose checksum starts with a 0 digit: "+d" parses as the byte 0x0d.
+    let content = (0..1000u32)
+        .map(|i| format!("attack {i}").into_bytes())
+        .find(|c| lower(c).starts_with('0'))
+        .unwrap();
+    let signed = format!("+{}", &lower(&content)[1..]);
+    let err = upload(&topology, format!("{dir}/x"), 0o644, content, Some(signed)).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    assert!(
+        std::fs::read_dir(&uploads).unwrap().next().is_none(),
+        "a refused upload wrote something"
+    );
+    // A path that is not UTF-8 at all: tonic's INTERNAL was the answer; it is bad input.
+    let err = call(&topology, as_master(&topology), |ch| async move {
+        let mut grpc = tonic::client::Grpc::new(ch);
+        grpc.ready().await.unwrap();
+        let header = LyingUploadRequest {
+            header: Some(LyingUploadHeader {
+                path: b"/tmp/\xff\xfe".to_vec(),
+            }),
+        };
+        grpc.client_streaming::<_, _, UploadFileResponse, _>(
+            tonic::Request::new(tokio_stream::iter([header])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/gnt.node.v1.NodeAgent/UploadFile",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err()
+    });
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().starts_with("malformed request: ")
+            && err.message().contains("UploadFileHeader.path: ")
+            && err.message().ends_with("data is not UTF-8 encoded"),
+        "{}",
+        err.message()
+    );
+
+    // The literal form of the same path is accepted.
+    upload(&topology, format!("{dir}/x"), 0o644, b"x".to_vec(), None).unwrap();
+    assert_eq!(std::fs::read(uploads.join("x")).unwrap(), b"x");
 }
 
 #[test]
