@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, AgentConfigError};
 use crate::member::{
-    MemberContext, NodeAgentService, allowed_masters, authorize, remove_leftovers,
+    MemberContext, NodeAgentService, allowed_masters, authorize, ping_slots, remove_leftovers,
 };
 
 /// The name servers report in diagnostics and logs.
@@ -223,6 +223,7 @@ async fn member(
         bootstrap_address,
         leave: leave_tx,
         masters: masters.clone(),
+        pings: ping_slots(),
     };
     let procedures = Gated::new(
         NodeAgentServer::new(NodeAgentService::new(context)),

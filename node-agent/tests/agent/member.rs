@@ -11,8 +11,8 @@ use gnt_proto::diag::v1::{WhoAmIRequest, diagnostics_client::DiagnosticsClient};
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{
     HasIpAddressRequest, LeaveClusterRequest, Network as WireNetwork, NetworkTestRequest,
-    NodeInfoRequest, PingOutcome, TcpPingRequest, UploadFileHeader, UploadFileRequest,
-    UploadFileResponse, VersionRequest, WriteSsconfRequest, upload_file_request,
+    NetworkVerdict, NodeInfoRequest, PingOutcome, TcpPingRequest, UploadFileHeader,
+    UploadFileRequest, UploadFileResponse, VersionRequest, WriteSsconfRequest, upload_file_request,
 };
 use gnt_transports::Connector;
 use tonic::transport::Channel;
@@ -463,6 +463,76 @@ fn upload_headers_are_parsed_strictly_as_documented() {
     assert_eq!(std::fs::read(uploads.join("x")).unwrap(), b"x");
 }
 
+/// NetworkTest from node1 (as the master asks it) of `nodes`, each ping given
+/// `timeout_ms`.
+fn network_test(
+    topology: &Topology,
+    nodes: Vec<NodeAddresses>,
+    timeout_ms: u32,
+) -> Result<Vec<NetworkVerdict>, tonic::Status> {
+    let timeout = std::time::Duration::from_millis(timeout_ms.into());
+    call(topology, as_master(topology), move |ch| async move {
+        NodeAgentClient::new(ch)
+            .network_test(NetworkTestRequest {
+                nodes,
+                port: 0,
+                timeout: prost_types::Duration::try_from(timeout).ok(),
+            })
+            .await
+            .map(|r| r.into_inner().verdicts)
+    })
+}
+
+#[test]
+fn network_test_keeps_a_bounded_number_of_pings_in_flight() {
+    const PEERS: usize = 300;
+    const CAP: usize = 128; // gnt-noded's MAX_PINGS_IN_FLIGHT
+    let (topology, _agent) = member_topology();
+    // Addresses on node1's own networks that no host has: every ping waits for its timeout.
+    let nodes: Vec<NodeAddresses> = (0..PEERS)
+        .map(|i| NodeAddresses {
+            name: format!("ghost{i}.lab.test"),
+            primary_ip: "fd00:77::200".to_owned(),
+            secondary_ip: "10.78.0.200".to_owned(),
+        })
+        .collect();
+    let node1 = topology.host("node1").clone();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (verdicts, peak, took) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            // Connections being opened on node1, sampled until the call ends (at most 60 s).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                let out = node1.run("ss", &["-tnH", "state", "syn-sent"]).unwrap();
+                peak = peak.max(String::from_utf8_lossy(&out.stdout).lines().count());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak
+        });
+        let started = std::time::Instant::now();
+        let verdicts = network_test(&topology, nodes, 300);
+        let took = started.elapsed();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (verdicts, sampler.join().unwrap(), took)
+    });
+    let verdicts = verdicts.unwrap();
+    assert_eq!(verdicts.len(), 2 * PEERS, "both networks of every peer");
+    assert!(verdicts.iter().all(|v| !v.reachable));
+    assert_eq!(
+        (verdicts[0].node.as_str(), verdicts[1].node.as_str()),
+        ("ghost0.lab.test", "ghost0.lab.test"),
+        "verdicts in the order of the request"
+    );
+    eprintln!(
+        "NetworkTest of {PEERS} silent peers: at most {peak} connections opening at once, {took:?}"
+    );
+    assert!(peak > 0, "the sampler saw no ping at all");
+    assert!(peak <= CAP, "{peak} pings in flight, more than {CAP}");
+}
+
 #[test]
 fn network_test_reports_a_cut_secondary_link_while_the_primary_works() {
     let (topology, _agent) = member_topology();
@@ -470,23 +540,7 @@ fn network_test_reports_a_cut_secondary_link_while_the_primary_works() {
         .iter()
         .map(|n| NodeAddresses::from(&topology.spec(n, IpPolicy::HybridIpv6)))
         .collect();
-    let run = |nodes: Vec<gnt_proto::cluster::v1::NodeAddresses>| {
-        call(&topology, as_master(&topology), |ch| async move {
-            NodeAgentClient::new(ch)
-                .network_test(NetworkTestRequest {
-                    nodes,
-                    port: 0,
-                    timeout: Some(prost_types::Duration {
-                        seconds: 1,
-                        nanos: 0,
-                    }),
-                })
-                .await
-        })
-        .unwrap()
-        .into_inner()
-        .verdicts
-    };
+    let run = |nodes| network_test(&topology, nodes, 1000).unwrap();
     let healthy = run(nodes.clone());
     assert_eq!(healthy.len(), 6, "two networks for each of three nodes");
     assert!(healthy.iter().all(|v| v.reachable), "{healthy:?}");
