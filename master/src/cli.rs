@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use gnt_core::error::{Chain, Classify, ErrorKind, kind_of_status};
+use gnt_core::error::{Chain, Classify, ErrorKind, find_cause, kind_of_status};
 use gnt_core::join::JoinToken;
 use gnt_core::netutils::Resolver;
 use gnt_core::runner::TimeoutClass;
@@ -21,7 +21,7 @@ use gnt_proto::master::v1::{
     AddNodeRequest, CallNodesRequest, CallStatus, ClusterInfoRequest, CreateJoinTokenRequest,
     GetNodeRequest, ListNodesRequest, ModifyNodeRequest, RemoveNodeRequest, VerifyClusterRequest,
 };
-use gnt_transports::Connector;
+use gnt_transports::{ConnectError, Connector};
 use tonic::transport::Channel;
 
 use crate::operations::init::init;
@@ -91,21 +91,49 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
 
 /// A client of the local master daemon.
 async fn connect(paths: &MasterPaths) -> Result<MasterClient<Channel>, Failure> {
-    let unreachable = |why: String| Failure {
-        kind: ErrorKind::Unavailable,
-        message: format!(
-            "cannot reach gnt-masterd at {}: {why}; is gnt-masterd running on this host (`gnt-masterd --state-dir {}`)?",
-            paths.socket.display(),
-            paths.state_dir.display()
-        ),
+    let unreachable = |kind: ErrorKind, why: &str| {
+        let advice = if kind == ErrorKind::PermissionDenied {
+            "; the master socket is root's alone: run gnt as root".to_owned()
+        } else {
+            format!(
+                "; is gnt-masterd running on this host (`gnt-masterd --state-dir {}`)?",
+                paths.state_dir.display()
+            )
+        };
+        Failure {
+            kind,
+            message: format!(
+                "cannot reach gnt-masterd at {}: {why}{advice}",
+                paths.socket.display()
+            ),
+        }
     };
-    if !paths.socket.exists() {
-        return Err(unreachable("no such socket".to_owned()));
+    // Not `Path::exists`, which says "no" for a socket this user may not even look at.
+    match std::fs::metadata(&paths.socket) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(unreachable(ErrorKind::Unavailable, "no such socket"));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(unreachable(
+                ErrorKind::PermissionDenied,
+                "permission denied",
+            ));
+        }
+        Err(e) => return Err(unreachable(ErrorKind::Unavailable, &e.to_string())),
     }
-    let channel = Connector::unix(&paths.socket)
-        .channel()
-        .await
-        .map_err(|e| unreachable(Chain(&e).to_string()))?;
+    let channel =
+        Connector::unix(&paths.socket)
+            .channel()
+            .await
+            .map_err(
+                |e| match find_cause::<ConnectError>(&e).map(Classify::kind) {
+                    Some(ErrorKind::PermissionDenied) => {
+                        unreachable(ErrorKind::PermissionDenied, "permission denied")
+                    }
+                    _ => unreachable(ErrorKind::Unavailable, &Chain(&e).to_string()),
+                },
+            )?;
     Ok(MasterClient::new(channel))
 }
 

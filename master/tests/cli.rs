@@ -180,3 +180,53 @@ fn gnt_masterd_refuses_to_start_without_a_cluster() {
         "{message}"
     );
 }
+
+#[test]
+fn a_socket_gnt_may_not_open_is_reported_as_permission_denied_not_missing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    /// Runs `gnt node list` as `nobody`, as an operator without root would.
+    fn as_nobody(state_dir: &Path) -> Output {
+        command(env!("CARGO_BIN_EXE_gnt"), state_dir)
+            .args(["node", "list"])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    }
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let denied = |output: &Output| {
+        let message = stderr(output);
+        assert_eq!(
+            output.status.code(),
+            Some(ErrorKind::PermissionDenied.exit_code().into()),
+            "{message}"
+        );
+        assert!(
+            message.contains("master.sock: permission denied") && message.contains("as root"),
+            "{message}"
+        );
+        assert!(!message.contains("no such socket"), "{message}");
+        assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+    };
+
+    // The socket is there, in a directory nobody may search.
+    let hidden = tempfile::tempdir().unwrap();
+    let state = hidden.path().join("state");
+    std::fs::create_dir_all(state.join("master")).unwrap();
+    mode(hidden.path(), 0o700);
+    let _listening =
+        std::os::unix::net::UnixListener::bind(state.join("master/master.sock")).unwrap();
+    denied(&as_nobody(&state));
+
+    // The directory may be searched, but the socket is root's (0600, as gnt-masterd makes it).
+    mode(hidden.path(), 0o755);
+    for dir in [&state, &state.join("master")] {
+        mode(dir, 0o755);
+    }
+    mode(&state.join("master/master.sock"), 0o600);
+    denied(&as_nobody(&state));
+}

@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
-use crate::member::{MemberContext, NodeAgentService, allowed_masters, authorize};
+use crate::member::{
+    MemberContext, NodeAgentService, allowed_masters, authorize, ping_slots, remove_leftovers,
+};
 
 /// The name servers report in diagnostics and logs.
 const SERVER_NAME: &str = "gnt-noded";
@@ -91,6 +93,14 @@ pub async fn run(
     status: watch::Sender<AgentStatus>,
 ) -> Result<(), AgentError> {
     let state = Arc::new(NodeState::open(&config.state_dir)?);
+    // Before anything can upload: what an earlier run left mid-upload goes now.
+    let removed = remove_leftovers(state.dir(), &config.upload);
+    if removed > 0 {
+        tracing::info!(
+            files = removed,
+            "removed the leftovers of interrupted uploads"
+        );
+    }
     let started = Instant::now();
     let result = async {
         loop {
@@ -243,6 +253,7 @@ async fn member(
         bootstrap_address,
         leave: leave_tx,
         masters: masters.clone(),
+        pings: ping_slots(),
     };
     let procedures = Gated::new(
         NodeAgentServer::new(NodeAgentService::new(context)),

@@ -31,6 +31,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::UploadPolicy;
 
+pub(crate) use network_test::ping_slots;
+pub(crate) use upload::remove_leftovers;
+
 /// Longest timeout a caller may ask a ping to wait.
 pub(crate) const MAX_PING_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -48,6 +51,8 @@ pub(crate) struct MemberContext {
     pub(crate) leave: mpsc::Sender<()>,
     /// SHA-256 digests of the certificates allowed to call procedures (from ssconf).
     pub(crate) masters: Arc<RwLock<Vec<[u8; 32]>>>,
+    /// NetworkTest's pings in flight (`network_test::MAX_PINGS_IN_FLIGHT`).
+    pub(crate) pings: tokio::sync::Semaphore,
 }
 
 /// The certificates ssconf allows to call procedures, as digests: parsed once here, so a

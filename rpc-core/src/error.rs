@@ -194,6 +194,19 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
+/// The first error of type `E` in `error`'s `source()` chain, `error` itself included: how a
+/// cause is recognised by its type rather than by its words.
+pub fn find_cause<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        if let Some(found) = cause.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = cause.source();
+    }
+    None
+}
+
 /// The status a gRPC server answers with for `err`: the code of its kind, the whole cause
 /// chain as message, and the kind in [`ERROR_KIND_METADATA`].
 pub fn to_status<E: Classify>(err: &E) -> tonic::Status {
@@ -239,6 +252,17 @@ mod tests {
         fn kind(&self) -> ErrorKind {
             self.kind
         }
+    }
+
+    #[test]
+    fn causes_are_found_by_their_type_at_any_depth() {
+        let outer = Outer {
+            inner: Inner,
+            kind: ErrorKind::WrongInput,
+        };
+        assert!(find_cause::<Inner>(&outer).is_some());
+        assert!(find_cause::<Outer>(&outer).is_some());
+        assert!(find_cause::<std::io::Error>(&outer).is_none());
     }
 
     #[test]

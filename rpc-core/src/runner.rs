@@ -108,7 +108,8 @@ pub enum CallFailure {
     Offline,
     /// The connection was refused: the host is up, no agent listens.
     Refused(String),
-    /// No answer within the timeout class (or the connect timeout).
+    /// No answer within the timeout class, the connect timeout, or the keepalive's window
+    /// (a frozen node). Shown as "no answer within 60s", as every timeout is worded.
     TimedOut(Duration),
     /// The TLS handshake failed: a certificate was not trusted, or ours was refused.
     TlsRejected(String),
@@ -128,7 +129,7 @@ impl fmt::Display for CallFailure {
         match self {
             Self::Offline => f.write_str("node is marked offline"),
             Self::Refused(detail) => write!(f, "connection refused ({detail})"),
-            Self::TimedOut(after) => write!(f, "timed out after {after:?}"),
+            Self::TimedOut(after) => write!(f, "no answer within {after:?}"),
             Self::TlsRejected(detail) => write!(f, "TLS rejected: {detail}"),
             Self::Unreachable(detail) => write!(f, "unreachable: {detail}"),
             Self::Remote { code, message } => write!(f, "remote error {code}: {message}"),
@@ -373,7 +374,7 @@ mod tests {
         assert_eq!(CallFailure::Offline.to_string(), "node is marked offline");
         assert_eq!(
             CallFailure::TimedOut(Duration::from_secs(60)).to_string(),
-            "timed out after 60s"
+            "no answer within 60s"
         );
         let remote = CallFailure::Remote {
             code: "PERMISSION_DENIED".to_owned(),

@@ -12,6 +12,15 @@
 //!
 //! Any kind can carry TLS ([`Connector::with_tls`]). A connector is a `tower::Service<Uri>`,
 //! so tonic uses it for every (re)connection of a channel; the URI is ignored.
+//!
+//! Every channel pings its server over HTTP/2 when calls wait on a connection that has
+//! been silent for [`KEEPALIVE_INTERVAL`], and drops the connection (failing its calls) when
+//! a ping goes unanswered for [`KEEPALIVE_TIMEOUT`]. That is what notices a frozen node
+//! (SIGSTOP, a hung kernel): its TCP connection stays open, the kernel still acknowledges,
+//! nothing answers. Within [`FROZEN_PEER_DETECTION`] of its last word, 20 s, a third of the
+//! shortest timeout class (60 s); it was 40 s with 30 s and 10 s, and the failure then read
+//! as raw HTTP/2 text. A node that is merely slow answers pings from its connection task
+//! while its handler works, so a long call is not cut.
 
 mod happy_eyeballs;
 
@@ -26,6 +35,7 @@ use std::time::Duration;
 
 use gnt_core::netutils::{Host, Resolver, format_host_port};
 use gnt_core::policy::{IpFamily, IpPolicy};
+use gnt_core::runner::TimeoutClass;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -38,6 +48,21 @@ use crate::tls::ClientTls;
 
 /// Ganeti's `RPC_CONNECT_TIMEOUT`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Silence on a connection with calls waiting after which the channel pings the server.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a ping may go unanswered before the connection and its calls are given up.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a frozen server goes unnoticed while calls wait on it: no frame for
+/// [`KEEPALIVE_INTERVAL`], then no answer to the ping for [`KEEPALIVE_TIMEOUT`].
+pub const FROZEN_PEER_DETECTION: Duration =
+    Duration::from_secs(KEEPALIVE_INTERVAL.as_secs() + KEEPALIVE_TIMEOUT.as_secs());
+
+// Noticed within a third of the shortest timeout class, or the build fails.
+const _: () =
+    assert!(FROZEN_PEER_DETECTION.as_secs() * 3 <= TimeoutClass::Urgent.duration().as_secs());
 
 /// How TCP targets are dialled.
 #[derive(Debug, Clone)]
@@ -198,8 +223,8 @@ impl Connector {
 /// decides where it goes and does TLS itself, hence `http`.
 fn endpoint() -> Endpoint {
     Endpoint::from_static("http://gnt-rpc.invalid")
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
 }
 
 impl tower::Service<Uri> for Connector {

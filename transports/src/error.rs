@@ -228,6 +228,10 @@ impl Classify for ConnectError {
             Self::PolicyForbids { .. } | Self::TlsSetup { .. } => ErrorKind::WrongInput,
             Self::TimedOut { .. } => ErrorKind::Timeout,
             Self::Tls { .. } => ErrorKind::Unauthenticated,
+            // A socket whose mode keeps this user out: retrying will not help, root will.
+            Self::Unix { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                ErrorKind::PermissionDenied
+            }
             Self::Failed { .. } | Self::Unix { .. } | Self::MemoryClosed => ErrorKind::Unavailable,
         }
     }

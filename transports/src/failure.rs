@@ -1,23 +1,28 @@
 //! What went wrong with a call, for the fan-out runner: refused, timed out, TLS rejected,
 //! unreachable, or an error status from the node. The connector's own error is found in
-//! the status's cause chain, so the classification does not depend on tonic's wording.
+//! the status's cause chain, so the classification does not depend on tonic's wording;
+//! so is hyper's, whose only timeout on a channel is the keepalive's: the node stopped
+//! answering (frozen), which is a timeout like the others ("no answer within 20s"), not
+//! the raw HTTP/2 text tonic makes of it.
 
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use gnt_core::error::Chain;
+use gnt_core::error::{Chain, find_cause};
 use gnt_core::runner::CallFailure;
 
+use crate::connect::FROZEN_PEER_DETECTION;
 use crate::error::ConnectError;
 
 /// Classifies a failed call that was given `timeout`.
 pub fn call_failure(status: &tonic::Status, timeout: Duration) -> CallFailure {
-    let mut cause: Option<&(dyn StdError + 'static)> = StdError::source(status);
-    while let Some(error) = cause {
-        if let Some(connect) = error.downcast_ref::<ConnectError>() {
+    if let Some(cause) = StdError::source(status) {
+        if let Some(connect) = find_cause::<ConnectError>(cause) {
             return from_connect(connect);
         }
-        cause = error.source();
+        if find_cause::<hyper::Error>(cause).is_some_and(hyper::Error::is_timeout) {
+            return CallFailure::TimedOut(FROZEN_PEER_DETECTION);
+        }
     }
     let message = status.message().to_owned();
     match status.code() {

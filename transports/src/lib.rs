@@ -22,7 +22,8 @@
 //!
 //! **Serving** ([`GrpcServer`]) adds reflection (v1alpha for grpcurl 1.8.6, and v1), health
 //! (SERVING from the start, NOT_SERVING from the moment shutdown begins), diagnostics
-//! (`gnt.diag.v1.Diagnostics/WhoAmI`), and a shutdown that ends within a grace period.
+//! (`gnt.diag.v1.Diagnostics/WhoAmI`), a shutdown that ends within a grace period, and
+//! INVALID_ARGUMENT for a request that does not decode (tonic says INTERNAL).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,12 +54,14 @@ mod gate;
 mod io;
 pub mod join;
 mod listen;
+mod malformed;
 mod peer;
 mod serve;
 mod tls;
 
 pub use connect::{
-    Connector, DEFAULT_ATTEMPT_DELAY, DEFAULT_CONNECT_TIMEOUT, DialOptions, dial_tcp,
+    Connector, DEFAULT_ATTEMPT_DELAY, DEFAULT_CONNECT_TIMEOUT, DialOptions, FROZEN_PEER_DETECTION,
+    KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, dial_tcp,
 };
 pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfigError};
 pub use failure::{call_failure, code_name, from_connect};

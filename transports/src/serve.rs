@@ -6,7 +6,9 @@
 //!   and `grpc.reflection.v1`, advertising exactly the services served;
 //! - the standard health service, `SERVING` for the server (`""`) and each service from
 //!   the start, `NOT_SERVING` as soon as shutdown begins;
-//! - `gnt.diag.v1.Diagnostics`, which tells a caller how the server sees it.
+//! - `gnt.diag.v1.Diagnostics`, which tells a caller how the server sees it;
+//! - INVALID_ARGUMENT, not tonic's INTERNAL, for a request that does not decode
+//!   (`malformed`).
 //!
 //! It serves on any number of [`Listener`]s at once. Shutdown stops accepting, lets calls
 //! in flight finish, and closes what is left when the grace period ends (tonic alone would
@@ -27,6 +29,7 @@ use tonic_health::server::HealthReporter;
 use crate::diag::DiagnosticsService;
 use crate::error::ServeError;
 use crate::listen::Listener;
+use crate::malformed::MalformedRequestsLayer;
 use crate::peer::ListenAddr;
 
 /// Server settings, each with its default.
@@ -199,6 +202,7 @@ impl GrpcServer {
                 builder = builder.trace_fn(request_span);
             }
             let server = builder
+                .layer(MalformedRequestsLayer)
                 .http2_keepalive_interval(self.settings.http2_keepalive_interval)
                 .http2_keepalive_timeout(Some(self.settings.http2_keepalive_timeout))
                 .max_concurrent_streams(Some(self.settings.max_concurrent_streams))

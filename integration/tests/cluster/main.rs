@@ -9,6 +9,7 @@
     reason = "test code: a panic is a failed assertion"
 )]
 
+mod faults;
 mod init;
 mod lifecycle;
 mod operations;

@@ -32,6 +32,21 @@ fn start(host: &LabHost, state: &Path, token_file: Option<&Path>) -> LabProcess 
     host.spawn_process(binary, &args).unwrap()
 }
 
+/// Starts gnt-noded on node1 with a join token file (0600) and waits for its bootstrap
+/// listener.
+fn start_bootstrap(topology: &Topology) -> LabProcess {
+    let token_file = topology.dir.path().join("join-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let agent = start(
+        topology.host("node1"),
+        &topology.state_dir("node1"),
+        Some(&token_file),
+    );
+    until("the bootstrap listener", || bootstrap_answers(topology));
+    agent
+}
+
 /// Waits until `probe` succeeds (at most 15 s).
 fn until(what: &str, probe: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -119,12 +134,7 @@ fn the_real_binary_joins_restarts_from_its_state_and_answers_grpcurl() {
     let topology = Topology::new();
     let node1 = topology.host("node1");
     let state = topology.state_dir("node1");
-    let token_file = topology.dir.path().join("join-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-
-    let mut agent = start(node1, &state, Some(&token_file));
-    until("the bootstrap listener", || bootstrap_answers(&topology));
+    let mut agent = start_bootstrap(&topology);
     assert_eq!(listening(node1, 1811), ["*:1811"]);
 
     // grpcurl against bootstrap mode: the self-signed certificate needs -insecure.
@@ -265,5 +275,111 @@ fn the_real_binary_joins_restarts_from_its_state_and_answers_grpcurl() {
         version(&topology, NODE1_V6.parse().unwrap()).is_ok()
     });
     assert_eq!(listening(node1, 1811), ["*:1811"]);
+    assert!(sigterm(&mut agent).success());
+}
+
+/// The temporary files of uploads in `dir`, with their sizes.
+fn upload_leftovers(dir: &Path) -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|name| name.starts_with('.') && name.contains(".upload-"))
+        .map(|name| {
+            let size = std::fs::metadata(dir.join(&name)).map_or(0, |m| m.len());
+            (name, size)
+        })
+        .collect()
+}
+
+#[test]
+fn uploads_cut_by_kill_9_leave_nothing_once_the_agent_restarts() {
+    use std::hash::{BuildHasher, Hasher};
+
+    use gnt_proto::node::v1::{UploadFileHeader, UploadFileRequest, upload_file_request};
+
+    const SIZE: usize = 30 << 20;
+    const CHUNK: usize = 64 << 10;
+    let topology = Topology::new();
+    let node1 = topology.host("node1");
+    let state = topology.state_dir("node1");
+    let uploads = state.join("uploads");
+    let mut agent = start_bootstrap(&topology);
+    topology.join_hybrid("node1");
+
+    for round in 0..3 {
+        until("member mode", || {
+            version(&topology, NODE1_V6.parse().unwrap()).is_ok()
+        });
+        assert_eq!(
+            upload_leftovers(&uploads),
+            [],
+            "round {round}: not cleaned at start"
+        );
+        // 30 MB, paced to take about 2 s (a chunk every 4 ms), so a kill in its first 0.8 s
+        // always lands mid-upload. The checksum does not matter: it is never checked.
+        let connector = topology
+            .master
+            .connector(NODE1_V6.parse().unwrap(), IpPolicy::HybridIpv6);
+        let header = UploadFileHeader {
+            path: uploads.join("big").display().to_string(),
+            mode: 0o644,
+            size: SIZE as u64,
+            sha256: "00".repeat(32),
+        };
+        let upload = topology
+            .host("master")
+            .spawn(async move {
+                let header = UploadFileRequest {
+                    part: Some(upload_file_request::Part::Header(header)),
+                };
+                let chunks = futures_util::stream::unfold(0, |sent| async move {
+                    if sent >= SIZE {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(4)).await;
+                    let chunk = bytes::Bytes::from(vec![0x5a; CHUNK]);
+                    let message = UploadFileRequest {
+                        part: Some(upload_file_request::Part::Chunk(chunk)),
+                    };
+                    Some((message, sent + CHUNK))
+                });
+                let messages =
+                    futures_util::StreamExt::chain(futures_util::stream::iter([header]), chunks);
+                let channel = connector.channel().await.map_err(|e| e.to_string())?;
+                NodeAgentClient::new(channel)
+                    .upload_file(messages)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap();
+        until("the upload's temporary file", || {
+            !upload_leftovers(&uploads).is_empty()
+        });
+        let delay = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % 800;
+        std::thread::sleep(Duration::from_millis(delay));
+        agent.child().kill().unwrap();
+        agent.child().wait().unwrap();
+        let outcome = upload.join().unwrap();
+        assert!(
+            outcome.is_err(),
+            "round {round}: the upload finished: {outcome:?}"
+        );
+        let left = upload_leftovers(&uploads);
+        eprintln!("round {round}: kill -9 {delay} ms into the upload left {left:?}");
+        assert_eq!(left.len(), 1, "round {round}: {left:?}");
+
+        agent = start(node1, &state, None);
+    }
+    until("member mode", || {
+        version(&topology, NODE1_V6.parse().unwrap()).is_ok()
+    });
+    assert_eq!(upload_leftovers(&uploads), []);
+    assert!(!uploads.join("big").exists(), "no upload completed");
     assert!(sigterm(&mut agent).success());
 }

@@ -12,8 +12,8 @@ use gnt_proto::diag::v1::{WhoAmIRequest, diagnostics_client::DiagnosticsClient};
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{
     HasIpAddressRequest, LeaveClusterRequest, Network as WireNetwork, NetworkTestRequest,
-    NodeInfoRequest, PingOutcome, TcpPingRequest, UploadFileHeader, UploadFileRequest,
-    VersionRequest, WriteSsconfRequest, upload_file_request,
+    NetworkVerdict, NodeInfoRequest, PingOutcome, TcpPingRequest, UploadFileHeader,
+    UploadFileRequest, UploadFileResponse, VersionRequest, WriteSsconfRequest, upload_file_request,
 };
 use gnt_transports::Connector;
 use tonic::transport::Channel;
@@ -143,6 +143,14 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
     };
     assert!(owned("10.78.0.11").unwrap().into_inner().owned);
     assert!(!owned("10.78.0.12").unwrap().into_inner().owned);
+    // Broadcast addresses bind, but no peer reaches this node there: the limited one, and
+    // those of its networks (10.77.0.0/24 on eth0, 10.78.0.0/24 on eth1).
+    for broadcast in ["255.255.255.255", "10.77.0.255", "10.78.0.255"] {
+        assert!(
+            !owned(broadcast).unwrap().into_inner().owned,
+            "{broadcast} reported as owned"
+        );
+    }
     assert_eq!(
         owned("not-an-ip").unwrap_err().code(),
         tonic::Code::InvalidArgument
@@ -436,6 +444,176 @@ fn uploads_are_checked_and_land_atomically_only_where_allowed() {
     );
 }
 
+/// `UploadFileRequest` as prost sees it, its header's string `path` declared as bytes, so
+/// the test can send what no string is.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LyingUploadRequest {
+    #[prost(message, optional, tag = "1")]
+    header: Option<LyingUploadHeader>,
+}
+
+/// `UploadFileHeader` with `path` (field 1) as bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LyingUploadHeader {
+    #[prost(bytes = "vec", tag = "1")]
+    path: Vec<u8>,
+}
+
+#[test]
+fn upload_headers_are_parsed_strictly_as_documented() {
+    let (topology, _agent) = member_topology();
+    let uploads = topology.state_dir("node1").join("uploads");
+    let lower = |content: &[u8]| -> String {
+        gnt_transports::sha256(content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let refused = |path: String, sha: Option<String>, field: &str| {
+        let err = upload(&topology, path.clone(), 0o644, b"x".to_vec(), sha).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{path}: {err:?}");
+        assert!(
+            err.message().starts_with(&format!("invalid {field}: ")),
+            "{path}: {}",
+            err.message()
+        );
+    };
+
+    // Paths are taken literally: these name uploads/x, but are not how it is written.
+    let dir = uploads.display().to_string();
+    for path in [
+        format!("{dir}/./x"),
+        format!("{dir}//x"),
+        format!("{dir}/x/"),
+        format!("/{dir}/x"),
+    ] {
+        refused(path, None, "path");
+    }
+    // A NUL was a file-system failure (FAILED_PRECONDITION); it is bad input.
+    refused(format!("{dir}/x\0.conf"), None, "path");
+
+    // The checksum is 64 lower-case hexadecimal digits: upper case and signs are refused.
+    refused(
+        format!("{dir}/x"),
+        Some(lower(b"x").to_uppercase()),
+        "sha256",
+    );
+    // A content whose checksum starts with a 0 digit: "+d" parses as the byte 0x0d.
+    let content = (0..1000u32)
+        .map(|i| format!("attack {i}").into_bytes())
+        .find(|c| lower(c).starts_with('0'))
+        .unwrap();
+    let signed = format!("+{}", &lower(&content)[1..]);
+    let err = upload(&topology, format!("{dir}/x"), 0o644, content, Some(signed)).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    assert!(
+        std::fs::read_dir(&uploads).unwrap().next().is_none(),
+        "a refused upload wrote something"
+    );
+    // A path that is not UTF-8 at all: tonic's INTERNAL was the answer; it is bad input.
+    let err = call(&topology, as_master(&topology), |ch| async move {
+        let mut grpc = tonic::client::Grpc::new(ch);
+        grpc.ready().await.unwrap();
+        let header = LyingUploadRequest {
+            header: Some(LyingUploadHeader {
+                path: b"/tmp/\xff\xfe".to_vec(),
+            }),
+        };
+        grpc.client_streaming::<_, _, UploadFileResponse, _>(
+            tonic::Request::new(tokio_stream::iter([header])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/gnt.node.v1.NodeAgent/UploadFile",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err()
+    });
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().starts_with("malformed request: ")
+            && err.message().contains("UploadFileHeader.path: ")
+            && err.message().ends_with("data is not UTF-8 encoded"),
+        "{}",
+        err.message()
+    );
+
+    // The literal form of the same path is accepted.
+    upload(&topology, format!("{dir}/x"), 0o644, b"x".to_vec(), None).unwrap();
+    assert_eq!(std::fs::read(uploads.join("x")).unwrap(), b"x");
+}
+
+/// NetworkTest from node1 (as the master asks it) of `nodes`, each ping given
+/// `timeout_ms`.
+fn network_test(
+    topology: &Topology,
+    nodes: Vec<NodeAddresses>,
+    timeout_ms: u32,
+) -> Result<Vec<NetworkVerdict>, tonic::Status> {
+    let timeout = std::time::Duration::from_millis(timeout_ms.into());
+    call(topology, as_master(topology), move |ch| async move {
+        NodeAgentClient::new(ch)
+            .network_test(NetworkTestRequest {
+                nodes,
+                port: 0,
+                timeout: prost_types::Duration::try_from(timeout).ok(),
+            })
+            .await
+            .map(|r| r.into_inner().verdicts)
+    })
+}
+
+#[test]
+fn network_test_keeps_a_bounded_number_of_pings_in_flight() {
+    const PEERS: usize = 300;
+    const CAP: usize = 128; // gnt-noded's MAX_PINGS_IN_FLIGHT
+    let (topology, _agent) = member_topology();
+    // Addresses on node1's own networks that no host has: every ping waits for its timeout.
+    let nodes: Vec<NodeAddresses> = (0..PEERS)
+        .map(|i| NodeAddresses {
+            name: format!("ghost{i}.lab.test"),
+            primary_ip: "fd00:77::200".to_owned(),
+            secondary_ip: "10.78.0.200".to_owned(),
+        })
+        .collect();
+    let node1 = topology.host("node1").clone();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (verdicts, peak, took) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            // Connections being opened on node1, sampled until the call ends (at most 60 s).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                let out = node1.run("ss", &["-tnH", "state", "syn-sent"]).unwrap();
+                peak = peak.max(String::from_utf8_lossy(&out.stdout).lines().count());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            peak
+        });
+        let started = std::time::Instant::now();
+        let verdicts = network_test(&topology, nodes, 300);
+        let took = started.elapsed();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (verdicts, sampler.join().unwrap(), took)
+    });
+    let verdicts = verdicts.unwrap();
+    assert_eq!(verdicts.len(), 2 * PEERS, "both networks of every peer");
+    assert!(verdicts.iter().all(|v| !v.reachable));
+    assert_eq!(
+        (verdicts[0].node.as_str(), verdicts[1].node.as_str()),
+        ("ghost0.lab.test", "ghost0.lab.test"),
+        "verdicts in the order of the request"
+    );
+    eprintln!(
+        "NetworkTest of {PEERS} silent peers: at most {peak} connections opening at once, {took:?}"
+    );
+    assert!(peak > 0, "the sampler saw no ping at all");
+    assert!(peak <= CAP, "{peak} pings in flight, more than {CAP}");
+}
+
 #[test]
 fn network_test_reports_a_cut_secondary_link_while_the_primary_works() {
     let (topology, _agent) = member_topology();
@@ -443,23 +621,7 @@ fn network_test_reports_a_cut_secondary_link_while_the_primary_works() {
         .iter()
         .map(|n| NodeAddresses::from(&topology.spec(n, IpPolicy::HybridIpv6)))
         .collect();
-    let run = |nodes: Vec<gnt_proto::cluster::v1::NodeAddresses>| {
-        call(&topology, as_master(&topology), |ch| async move {
-            NodeAgentClient::new(ch)
-                .network_test(NetworkTestRequest {
-                    nodes,
-                    port: 0,
-                    timeout: Some(prost_types::Duration {
-                        seconds: 1,
-                        nanos: 0,
-                    }),
-                })
-                .await
-        })
-        .unwrap()
-        .into_inner()
-        .verdicts
-    };
+    let run = |nodes| network_test(&topology, nodes, 1000).unwrap();
     let healthy = run(nodes.clone());
     assert_eq!(healthy.len(), 6, "two networks for each of three nodes");
     assert!(healthy.iter().all(|v| v.reachable), "{healthy:?}");

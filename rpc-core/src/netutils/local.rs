@@ -3,9 +3,10 @@
 //! "Owns" is Ganeti's test: a UDP socket can bind the address (port 0). This is exactly the
 //! question a daemon about to listen on the address needs answered, and it follows the
 //! kernel's rules (an address still in duplicate address detection is not yet owned). It
-//! runs in the calling process's network namespace. Unlike Ganeti, the unspecified address
-//! and multicast addresses are never owned: binding them succeeds, but no peer can reach
-//! this host at them.
+//! runs in the calling process's network namespace. Unlike Ganeti, the unspecified address,
+//! multicast addresses and IPv4 broadcast addresses (`255.255.255.255`, and the broadcast
+//! address of any of this host's IPv4 networks, such as `10.77.0.255` for `10.77.0.11/24`)
+//! are never owned: binding them succeeds, but no peer can reach this host at them.
 //!
 //! Interface addresses come from `getifaddrs(3)` rather than from parsing `ip -o addr`
 //! output as Ganeti does, so no external command or text format is involved.
@@ -17,12 +18,42 @@ use std::path::Path;
 
 use crate::error::{Classify, ErrorKind};
 
-/// Whether this host owns `addr`: a UDP socket can bind it.
+/// Whether this host owns `addr`: a UDP socket can bind it, and it is not a wildcard,
+/// multicast or broadcast address.
 pub fn owns_address(addr: IpAddr) -> bool {
     if addr.is_unspecified() || addr.is_multicast() {
         return false;
     }
+    if let IpAddr::V4(v4) = addr
+        && (v4.is_broadcast() || is_local_broadcast(v4))
+    {
+        return false;
+    }
     UdpSocket::bind(SocketAddr::new(addr, 0)).is_ok()
+}
+
+/// Whether `addr` is the broadcast address of one of this host's IPv4 networks (the kernel
+/// lets a socket bind it) and not also an address of an interface. An interface list that
+/// cannot be read is no broadcast: the bind then decides, as before.
+fn is_local_broadcast(addr: Ipv4Addr) -> bool {
+    let Ok(interfaces) = if_addrs::get_if_addrs() else {
+        return false;
+    };
+    let mut broadcast = false;
+    for interface in interfaces {
+        let if_addrs::IfAddr::V4(v4) = interface.addr else {
+            continue;
+        };
+        if v4.ip == addr {
+            return false;
+        }
+        // What the kernel adds for an address of a network with room for one (up to /30),
+        // whether or not the interface has the broadcast flag (`lo` has not).
+        let network_broadcast =
+            (v4.prefixlen <= 30).then(|| Ipv4Addr::from(u32::from(v4.ip) | !u32::from(v4.netmask)));
+        broadcast |= v4.broadcast == Some(addr) || network_broadcast == Some(addr);
+    }
+    broadcast
 }
 
 /// The addresses configured on one interface, in the kernel's order.
@@ -158,6 +189,21 @@ mod tests {
         for addr in ["0.0.0.0", "::", "224.0.0.1", "ff02::1"] {
             assert!(!owns_address(addr.parse().unwrap()), "{addr}");
         }
+    }
+
+    #[test]
+    fn broadcast_addresses_are_never_owned_although_they_bind() {
+        // 127.255.255.255 is the broadcast address of lo's 127.0.0.1/8.
+        for addr in ["255.255.255.255", "127.255.255.255"] {
+            let ip: IpAddr = addr.parse().unwrap();
+            assert!(
+                UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok(),
+                "{addr} no longer binds: this test proves nothing"
+            );
+            assert!(!owns_address(ip), "{addr}");
+        }
+        // The rest of 127/8 is still this host's.
+        assert!(owns_address("127.255.255.254".parse().unwrap()));
     }
 
     #[test]
