@@ -9,6 +9,7 @@
     reason = "test code: a panic is a failed assertion"
 )]
 
+mod flood;
 mod init;
 mod lifecycle;
 mod operations;
