@@ -97,6 +97,7 @@ pub struct ClusterLab {
     gnt: PathBuf,
     masterd: PathBuf,
     noded: PathBuf,
+    fd_limit: Option<u64>,
     processes: Mutex<BTreeMap<String, LabProcess>>,
 }
 
@@ -174,8 +175,17 @@ impl ClusterLab {
             gnt: locate("gnt")?,
             masterd: locate("gnt-masterd")?,
             noded: locate("gnt-noded")?,
+            fd_limit: None,
             processes: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Starts every daemon with `limit` as its open-file limit, soft and hard (systemd's
+    /// default soft limit is 1,024), through `prlimit`, which sets it and then runs the
+    /// daemon in its own process.
+    pub fn with_fd_limit(mut self, limit: u64) -> Self {
+        self.fd_limit = Some(limit);
+        self
     }
 
     /// The lab underneath.
@@ -281,7 +291,18 @@ impl ClusterLab {
                     source,
                 })
         };
-        let mut command = self.host(host)?.command(program);
+        let lab_host = self.host(host)?;
+        let mut command = match self.fd_limit {
+            Some(limit) => {
+                let mut command = lab_host.command("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(program);
+                command
+            }
+            None => lab_host.command(program),
+        };
         command
             .args(args)
             .stdout(Stdio::from(open("log")?))

@@ -4,12 +4,15 @@
 //! dynamic dispatch sits on the data path.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::listen::Slot;
 use crate::peer::PeerInfo;
 
 /// A transport's plain byte stream.
@@ -20,11 +23,43 @@ pub(crate) enum PlainIo {
     Memory(DuplexStream),
 }
 
+impl PlainIo {
+    /// Waits until the peer has sent at least a byte, which stays unread for whoever reads
+    /// the stream next; fails if the peer closes first. A pipe counts at once: it has no
+    /// readiness to wait for, and its peer is this process.
+    pub(crate) async fn sent_something(&self) -> io::Result<()> {
+        let mut byte = [MaybeUninit::<u8>::uninit()];
+        loop {
+            // Readiness alone is no proof (Tokio reports a new socket readable before
+            // anything arrived), so each time it is reported, a peek checks.
+            let peeked = match self {
+                Self::Tcp(stream) => {
+                    stream.readable().await?;
+                    stream.try_io(Interest::READABLE, || SockRef::from(stream).peek(&mut byte))
+                }
+                Self::Unix(stream) => {
+                    stream.readable().await?;
+                    stream.try_io(Interest::READABLE, || SockRef::from(stream).peek(&mut byte))
+                }
+                Self::Memory(_) => return Ok(()),
+            };
+            match peeked {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
 /// An accepted connection, TLS already negotiated when the listener uses it.
 #[derive(Debug)]
 pub struct Connection {
     io: ServerIo,
     peer: PeerInfo,
+    /// Its place among the listener's established connections, given back on drop.
+    slot: Option<Slot>,
 }
 
 #[derive(Debug)]
@@ -38,6 +73,7 @@ impl Connection {
         Self {
             io: ServerIo::Plain(io),
             peer,
+            slot: None,
         }
     }
 
@@ -45,7 +81,13 @@ impl Connection {
         Self {
             io: ServerIo::Tls(Box::new(io)),
             peer,
+            slot: None,
         }
+    }
+
+    pub(crate) fn with_slot(mut self, slot: Slot) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     /// Who is on the other end.

@@ -12,6 +12,11 @@
 //!   stale files replaced only when dead; peers identified by process credentials.
 //! - *In memory*: an in-process pipe for tests and embedding.
 //!
+//! Each holds a bounded number of connections and of handshakes in progress
+//! ([`ConnectionLimits`], from the open-file limit by default): a flood of idle connections
+//! or half-sent handshakes loses its oldest to newcomers, and running out of descriptors
+//! does not stall accepting.
+//!
 //! **Connectors** ([`Connector`]) reach the same kinds from a tonic channel. TCP follows
 //! the policy: an IPv4 cluster never dials IPv6; a name with addresses of both families is
 //! raced Happy-Eyeballs style (IPv6 first, IPv4 250 ms later, first to connect wins).
@@ -67,7 +72,7 @@ pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfig
 pub use failure::{call_failure, code_name, from_connect};
 pub use gate::Gated;
 pub use io::{ClientIo, Connection};
-pub use listen::{Incoming, Listener, MemoryConnector};
+pub use listen::{ConnectionLimits, Incoming, Listener, MemoryConnector};
 pub use peer::{
     CHANNEL_BINDING_LABEL, ListenAddr, PeerAddr, PeerIdentity, PeerInfo, TlsPeer, canonical,
     fingerprint, parse_fingerprint, sha256,

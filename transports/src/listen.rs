@@ -16,7 +16,16 @@
 //!
 //! Any kind can carry TLS ([`Listener::with_tls`]). Handshakes run in their own tasks with
 //! a timeout, so a slow or silent client never holds up accepting others.
+//!
+//! A listener holds a bounded number of connections, and of connections still in their
+//! handshake ([`ConnectionLimits`]); when full it drops the oldest unauthenticated
+//! connection for a new one (`admission` says why). Running out of descriptors does not
+//! stall it either: `accept` failing with `EMFILE` drops the oldest unauthenticated
+//! connection and accepts again as soon as its socket is closed, or pauses briefly when
+//! there is none. Such events are logged once per burst with a count (`burst`).
 
+mod admission;
+mod burst;
 mod tcp;
 mod unix;
 
@@ -29,21 +38,28 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use gnt_core::policy::IpPolicy;
+use nix::errno::Errno;
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use crate::error::{ConnectError, ListenError};
 use crate::io::{Connection, PlainIo};
 use crate::peer::{ListenAddr, PeerAddr, PeerInfo};
-use crate::tls::ServerTls;
+use crate::tls::{DEFAULT_HANDSHAKE_TIMEOUT, ServerTls};
+use admission::{Admission, Admit, Finished, Origin};
+use burst::Bursts;
 
+pub use admission::ConnectionLimits;
+pub(crate) use admission::Slot;
 pub(crate) use tcp::tune as tune_outgoing;
 pub(crate) use unix::UnixSocketFile;
 
 /// Buffer of each in-memory connection, per direction.
 const MEMORY_BUFFER: usize = 256 * 1024;
-/// How long to pause accepting when the process is out of descriptors or memory.
+/// How long to pause accepting when the process is out of descriptors or memory and no
+/// unauthenticated connection can be dropped to free one (or the one dropped is slow to
+/// close): long enough not to spin, short enough that a master waiting in the queue is
+/// still served within a second.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A bound listener, not yet serving.
@@ -145,14 +161,16 @@ impl Listener {
         self.tls.is_some()
     }
 
-    /// The stream of accepted connections, for tonic's `serve_with_incoming*`.
-    pub fn into_incoming(self) -> Incoming {
+    /// The stream of accepted connections, for tonic's `serve_with_incoming*`, holding at
+    /// most what `limits` allow.
+    pub fn into_incoming(self, limits: ConnectionLimits) -> Incoming {
         Incoming {
             source: self.source,
             local: self.local,
             tls: self.tls,
-            handshakes: JoinSet::new(),
+            admission: Admission::new(limits),
             backoff: None,
+            bursts: Bursts::new(),
             _unix_file: self.unix_file,
         }
     }
@@ -172,17 +190,146 @@ pub struct Incoming {
     source: Source,
     local: ListenAddr,
     tls: Option<ServerTls>,
-    handshakes: JoinSet<Option<Connection>>,
-    backoff: Option<Pin<Box<tokio::time::Sleep>>>,
+    admission: Admission,
+    backoff: Option<Backoff>,
+    bursts: Bursts,
     _unix_file: Option<UnixSocketFile>,
+}
+
+/// A pause in accepting, after `accept` failed for want of descriptors or memory.
+struct Backoff {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Whether a pending connection was dropped to free a descriptor: accepting resumes as
+    /// soon as one is closed, without waiting for the sleep.
+    until_freed: bool,
 }
 
 impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Incoming")
             .field("local", &self.local)
-            .field("handshakes", &self.handshakes.len())
+            .field("limits", &self.admission.limits())
+            .field("pending", &self.admission.pending())
+            .field("established", &self.admission.established())
             .finish_non_exhaustive()
+    }
+}
+
+impl Incoming {
+    /// Takes a connection just accepted: passes it on at once if it needs no handshake,
+    /// else starts its handshake as a pending connection.
+    fn take(&mut self, io: PlainIo, remote: PeerAddr) -> Option<Connection> {
+        let local = self.local.clone();
+        let origin = Origin::from(&remote);
+        match (&self.tls, io) {
+            (Some(tls), io) => {
+                let handshake = tls_handshake(tls.clone(), io, remote, local);
+                self.admission.start(origin, handshake);
+                None
+            }
+            // In-process pipes cost no descriptor and come from this process.
+            (None, PlainIo::Memory(pipe)) => Some(self.admission.enter(Connection::plain(
+                PlainIo::Memory(pipe),
+                PeerInfo::new(remote, local),
+            ))),
+            (None, io) => {
+                self.admission.start(origin, first_bytes(io, remote, local));
+                None
+            }
+        }
+    }
+
+    /// `accept` failed: an error of that one connection is ignored; running out of
+    /// descriptors drops the oldest pending connection to free one; either way, and for
+    /// want of memory, accepting pauses (until that descriptor is free, at most
+    /// [`ACCEPT_BACKOFF`]) rather than spinning on an error that will repeat.
+    fn accept_failed(&mut self, error: &io::Error) {
+        if is_per_connection(error) {
+            return;
+        }
+        self.bursts.failed_accepts.event(&self.local, error);
+        let out_of_descriptors = matches!(
+            error.raw_os_error(),
+            Some(code) if code == Errno::EMFILE as i32 || code == Errno::ENFILE as i32
+        );
+        let until_freed = out_of_descriptors && self.admission.drop_one();
+        self.backoff = Some(Backoff {
+            sleep: Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)),
+            until_freed,
+        });
+    }
+
+    /// The next connection: a pending one that finished its handshake, or one accepted
+    /// that needs none.
+    fn poll_accepted(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Connection>>> {
+        loop {
+            match self.admission.poll_finished(cx) {
+                Poll::Ready(Finished::Established(connection)) => {
+                    return Poll::Ready(Some(Ok(connection)));
+                }
+                Poll::Ready(Finished::Closed) => {
+                    if self.backoff.as_ref().is_some_and(|b| b.until_freed) {
+                        self.backoff = None;
+                    }
+                    continue;
+                }
+                Poll::Pending => {}
+            }
+            if let Some(backoff) = &mut self.backoff {
+                if backoff.sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.backoff = None;
+            }
+            let (io, remote) = match self.source.poll_accept(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Ok(accepted))) => accepted,
+                Poll::Ready(Some(Err(error))) => {
+                    self.accept_failed(&error);
+                    continue;
+                }
+            };
+            self.bursts.failed_accepts.settle(&self.local);
+            if !self.admit() {
+                // Closed at once: its client learns it now rather than after a timeout.
+                drop(io);
+                continue;
+            }
+            if let Some(connection) = self.take(io, remote) {
+                return Poll::Ready(Some(Ok(connection)));
+            }
+        }
+    }
+
+    /// Makes room for a connection just accepted; false if it must be refused.
+    fn admit(&mut self) -> bool {
+        let limits = self.admission.limits();
+        match self.admission.admit() {
+            Admit::Yes => {
+                self.bursts.dropped.settle(&self.local);
+                self.bursts.refused.settle(&self.local);
+                true
+            }
+            Admit::Evicted => {
+                self.bursts.refused.settle(&self.local);
+                self.bursts.dropped.event(
+                    &self.local,
+                    format_args!(
+                        "at most {} handshakes and {} connections",
+                        limits.max_handshakes, limits.max_connections
+                    ),
+                );
+                true
+            }
+            Admit::Refused => {
+                self.bursts.refused.event(
+                    &self.local,
+                    format_args!("at most {} connections", limits.max_connections),
+                );
+                false
+            }
+        }
     }
 }
 
@@ -191,51 +338,46 @@ impl Stream for Incoming {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        loop {
-            while let Poll::Ready(Some(joined)) = this.handshakes.poll_join_next(cx) {
-                if let Ok(Some(connection)) = joined {
-                    return Poll::Ready(Some(Ok(connection)));
-                }
-            }
-            if let Some(backoff) = &mut this.backoff {
-                if backoff.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                this.backoff = None;
-            }
-            let (io, remote) = match this.source.poll_accept(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Ok(accepted))) => accepted,
-                Poll::Ready(Some(Err(err))) => {
-                    if !is_per_connection(&err) {
-                        // Out of descriptors or memory: spinning would not help.
-                        tracing::warn!(addr = %this.local, error = %err, "accept failed; pausing");
-                        this.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
-                    }
-                    continue;
-                }
-            };
-            let Some(tls) = this.tls.clone() else {
-                return Poll::Ready(Some(Ok(Connection::plain(
-                    io,
-                    PeerInfo::new(remote, this.local.clone()),
-                ))));
-            };
-            let local = this.local.clone();
-            this.handshakes.spawn(async move {
-                match tls.accept(io).await {
-                    Ok((stream, session)) => Some(Connection::tls(
-                        stream,
-                        PeerInfo::with_tls(remote, local, Some(session)),
-                    )),
-                    Err(error) => {
-                        tracing::debug!(peer = %remote, addr = %local, %error, "TLS handshake failed");
-                        None
-                    }
-                }
-            });
+        let next = this.poll_accepted(cx);
+        this.bursts.poll_settle(&this.local, cx);
+        next
+    }
+}
+
+/// A TLS connection's handshake, within the TLS configuration's timeout.
+async fn tls_handshake(
+    tls: ServerTls,
+    io: PlainIo,
+    remote: PeerAddr,
+    local: ListenAddr,
+) -> Option<Connection> {
+    match tls.accept(io).await {
+        Ok((stream, session)) => Some(Connection::tls(
+            stream,
+            PeerInfo::with_tls(remote, local, Some(session)),
+        )),
+        Err(error) => {
+            tracing::debug!(peer = %remote, addr = %local, %error, "TLS handshake failed");
+            None
         }
+    }
+}
+
+/// A plain connection's handshake: its first bytes (a gRPC client sends the HTTP/2 preface
+/// at once), within the TLS handshake's default timeout.
+async fn first_bytes(io: PlainIo, remote: PeerAddr, local: ListenAddr) -> Option<Connection> {
+    match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, io.sent_something()).await {
+        Ok(Ok(())) => Some(Connection::plain(io, PeerInfo::new(remote, local))),
+        _ => {
+            tracing::debug!(peer = %remote, addr = %local, "closed or silent for too long");
+            None
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.bursts.end(&self.local);
     }
 }
 
@@ -303,5 +445,91 @@ impl MemoryConnector {
             .await
             .map_err(|_| ConnectError::MemoryClosed)?;
         Ok(PlainIo::Memory(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    use super::*;
+
+    /// A Unix listener in `dir` holding `max_connections`, `max_handshakes` of them pending.
+    fn unix_listener(
+        dir: &Path,
+        max_connections: usize,
+        max_handshakes: usize,
+    ) -> (Incoming, std::path::PathBuf) {
+        let path = dir.join("test.sock");
+        let limits = ConnectionLimits {
+            max_connections,
+            max_handshakes,
+        };
+        let incoming = Listener::unix(&path, 0o600).unwrap().into_incoming(limits);
+        (incoming, path)
+    }
+
+    /// Whether the server has closed `stream` (within a moment).
+    async fn closed(stream: &mut UnixStream) -> bool {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => true,
+            Ok(Ok(_)) | Err(_) => false,
+        }
+    }
+
+    async fn speaking(path: &Path) -> UnixStream {
+        let mut stream = UnixStream::connect(path).await.unwrap();
+        stream.write_all(b"PRI").await.unwrap();
+        stream
+    }
+
+    #[tokio::test]
+    async fn idle_connections_make_room_for_one_that_speaks_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut incoming, path) = unix_listener(dir.path(), 8, 4);
+        let mut idle = Vec::new();
+        for _ in 0..10 {
+            idle.push(UnixStream::connect(&path).await.unwrap());
+        }
+        let _talker = speaking(&path).await;
+        let connection = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(matches!(connection.peer().remote(), PeerAddr::Unix { .. }));
+        // Idle connections wait (readiness alone does not count as speaking) and the oldest
+        // made room: the newest three idle ones are still open.
+        assert_eq!(incoming.admission.pending(), 3);
+        assert_eq!(incoming.admission.established(), 1);
+        assert!(closed(&mut idle[0]).await);
+        assert!(!closed(&mut idle[9]).await);
+        drop(connection);
+        assert_eq!(incoming.admission.established(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_listener_refuses_newcomers_and_keeps_its_established_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut incoming, path) = unix_listener(dir.path(), 2, 2);
+        let _first = speaking(&path).await;
+        let _second = speaking(&path).await;
+        let held = [
+            incoming.next().await.unwrap().unwrap(),
+            incoming.next().await.unwrap().unwrap(),
+        ];
+        let mut third = speaking(&path).await;
+        let next = tokio::time::timeout(Duration::from_millis(300), incoming.next()).await;
+        assert!(next.is_err(), "nothing more is accepted: {next:?}");
+        assert!(closed(&mut third).await);
+        assert_eq!(incoming.admission.established(), 2);
+        drop(held);
+        let _fourth = speaking(&path).await;
+        assert!(incoming.next().await.unwrap().is_ok());
     }
 }

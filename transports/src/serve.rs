@@ -10,9 +10,10 @@
 //! - INVALID_ARGUMENT, not tonic's INTERNAL, for a request that does not decode
 //!   (`malformed`).
 //!
-//! It serves on any number of [`Listener`]s at once. Shutdown stops accepting, lets calls
-//! in flight finish, and closes what is left when the grace period ends (tonic alone would
-//! wait forever for a stuck stream).
+//! It serves on any number of [`Listener`]s at once, each holding at most the connections
+//! its [`ConnectionLimits`] allow. Shutdown stops accepting, lets calls in flight finish,
+//! and closes what is left when the grace period ends (tonic alone would wait forever for a
+//! stuck stream).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::diag::DiagnosticsService;
 use crate::error::ServeError;
-use crate::listen::Listener;
+use crate::listen::{ConnectionLimits, Listener};
 use crate::malformed::MalformedRequestsLayer;
 use crate::peer::ListenAddr;
 
@@ -57,6 +58,10 @@ pub struct ServerSettings {
     pub stream_window: u32,
     /// See `stream_window`.
     pub connection_window: u32,
+    /// Connections each listener holds at once, and how many of them may be in their
+    /// handshake. Default to what the open-file limit allows when the settings are made
+    /// ([`ConnectionLimits::for_this_process`]).
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Default for ServerSettings {
@@ -69,6 +74,7 @@ impl Default for ServerSettings {
             max_frame_size: 256 * 1024,
             stream_window: 4 << 20,
             connection_window: 8 << 20,
+            connection_limits: ConnectionLimits::for_this_process(),
         }
     }
 }
@@ -195,7 +201,15 @@ impl GrpcServer {
         let mut servers = JoinSet::new();
         for listener in listeners {
             let addr = listener.local_addr().clone();
-            tracing::info!(server = self.name, %addr, tls = listener.is_tls(), "serving");
+            let limits = self.settings.connection_limits;
+            tracing::info!(
+                server = self.name,
+                %addr,
+                tls = listener.is_tls(),
+                max_connections = limits.max_connections,
+                max_handshakes = limits.max_handshakes,
+                "serving"
+            );
             let mut builder = tonic::transport::Server::builder();
             // Without a subscriber that wants the spans, not even an empty one per call.
             if tracing::enabled!(tracing::Level::DEBUG) {
@@ -211,7 +225,7 @@ impl GrpcServer {
                 .initial_connection_window_size(Some(self.settings.connection_window))
                 .add_routes(routes.clone())
                 .serve_with_incoming_shutdown(
-                    listener.into_incoming(),
+                    listener.into_incoming(limits),
                     token.clone().cancelled_owned(),
                 );
             servers.spawn(async move {

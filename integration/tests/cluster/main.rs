@@ -10,6 +10,7 @@
 )]
 
 mod faults;
+mod flood;
 mod init;
 mod lifecycle;
 mod operations;

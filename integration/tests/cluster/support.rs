@@ -34,6 +34,15 @@ pub(crate) fn empty(
     Running { cluster, _dir: dir }
 }
 
+/// Like [`empty`] (no aliases), every daemon started with `fd_limit` as its open-file limit.
+pub(crate) fn empty_under_fd_limit(policy: IpPolicy, nodes: u8, fd_limit: u64) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = ClusterLab::new(dir.path(), policy, nodes)
+        .unwrap()
+        .with_fd_limit(fd_limit);
+    Running { cluster, _dir: dir }
+}
+
 /// Runs `gnt ARGS`, which must succeed.
 pub(crate) fn gnt_ok(cluster: &ClusterLab, args: &[&str]) -> CommandOutput {
     let out = cluster.gnt(args).unwrap();
