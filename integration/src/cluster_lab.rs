@@ -12,7 +12,7 @@ use std::fmt;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,10 @@ use gnt_core::policy::IpPolicy;
 
 use crate::binaries::{MissingBinary, locate};
 use crate::lab::{HostSpec, Lab, LabError, LabHost, LabProcess};
+
+mod output;
+
+pub use output::CommandOutput;
 
 /// The cluster's name.
 pub const CLUSTER_NAME: &str = "cluster.lab.test";
@@ -44,49 +48,6 @@ pub enum ClusterLabError {
     /// A step failed.
     #[error("{0}")]
     Step(String),
-}
-
-/// The result of a command run in the lab.
-#[derive(Debug, Clone)]
-pub struct CommandOutput {
-    /// The command line, for display.
-    pub command: String,
-    /// Exit code (-1 if killed by a signal).
-    pub code: i32,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-}
-
-impl CommandOutput {
-    fn from(command: String, output: &Output) -> Self {
-        Self {
-            command,
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Whether it exited 0.
-    pub fn success(&self) -> bool {
-        self.code == 0
-    }
-}
-
-impl fmt::Display for CommandOutput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "$ {}", self.command)?;
-        write!(f, "{}", self.stdout)?;
-        for line in self.stderr.lines() {
-            writeln!(f, "{line}")?;
-        }
-        if self.code != 0 {
-            writeln!(f, "(exit code {})", self.code)?;
-        }
-        Ok(())
-    }
 }
 
 /// The cluster.

@@ -18,6 +18,7 @@
 
 mod build;
 mod key;
+mod order;
 mod set;
 mod store;
 
@@ -27,7 +28,8 @@ use std::time::Duration;
 
 pub use build::{ClusterFacts, NodeFacts};
 pub use key::{FILE_PREFIX, SsconfKey};
-pub use set::{SsconfSet, nice_cmp};
+pub use order::nice_cmp;
+pub use set::SsconfSet;
 pub use store::SsconfStore;
 
 use crate::error::{Classify, ErrorKind};

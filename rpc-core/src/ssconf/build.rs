@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::set::nice_cmp;
+use super::order::nice_cmp;
 use super::{Location, SsconfError, SsconfKey, SsconfSet};
 use crate::netutils::Hostname;
 use crate::node::{NodeAddrs, NodeAddrsError};

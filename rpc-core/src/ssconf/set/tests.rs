@@ -1,7 +1,9 @@
+use std::cmp::Ordering;
+
 use proptest::prelude::*;
 
 use super::*;
-use crate::ssconf::{ClusterFacts, NodeFacts};
+use crate::ssconf::{ClusterFacts, NodeFacts, nice_cmp};
 
 fn host(name: &str) -> Hostname {
     Hostname::parse(name).unwrap()
