@@ -232,9 +232,11 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
                 "Node {name} removed; configuration serial {}.",
                 removed.config_serial
             );
-            println!(
-                "Its gnt-noded now waits for a new join token: the one it joined with will not work again."
-            );
+            if removed.left {
+                println!(
+                    "Its gnt-noded now waits for a new join token: the one it joined with will not work again."
+                );
+            }
             output::warnings(&removed.warnings);
         }
         NodeCommand::Modify { offline, name } => {

@@ -284,9 +284,11 @@ impl ConfigStore {
                 path: self.path.clone(),
                 source,
             })?;
-        // What no node could be given is as unusable as what does not parse.
+        // What no node could be given, or would run on, is as unusable as what does not
+        // parse.
         config
             .ssconf()
+            .and_then(|set| set.check_member())
             .map_err(|source| ConfigError::Inconsistent {
                 path: self.path.clone(),
                 source,

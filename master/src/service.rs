@@ -158,7 +158,7 @@ impl master_server::Master for MasterService {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
-        let changed = self
+        let (changed, left) = self
             .master
             .remove_node(&request.into_inner().name)
             .await
@@ -166,6 +166,7 @@ impl master_server::Master for MasterService {
         Ok(Response::new(RemoveNodeResponse {
             config_serial: changed.serial,
             warnings: changed.warnings,
+            left,
         }))
     }
 

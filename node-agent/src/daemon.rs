@@ -16,7 +16,6 @@ use gnt_proto::bootstrap::v1::bootstrap_server::BootstrapServer;
 use gnt_proto::node::v1::node_agent_server::NodeAgentServer;
 use gnt_transports::join::{
     AlreadyJoined, JoinService, Membership, Mode, NodeState, StateError, TokenSource,
-    TokenSourceError,
 };
 use gnt_transports::{
     ClientAuth, Gated, GrpcServer, ListenAddr, ListenError, Listener, RunningServer, ServeError,
@@ -60,9 +59,6 @@ pub enum AgentError {
     /// The state directory is unusable.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The join token cannot be read.
-    #[error(transparent)]
-    Token(#[from] TokenSourceError),
     /// A listener could not be opened.
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -78,7 +74,6 @@ impl Classify for AgentError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::State(e) => e.kind(),
-            Self::Token(e) => e.kind(),
             Self::Listen(e) => e.kind(),
             Self::Tls(e) => e.kind(),
             Self::Serve(e) => e.kind(),
@@ -133,13 +128,18 @@ fn settings(config: &AgentConfig) -> ServerSettings {
     }
 }
 
+/// Streams one bootstrap connection may hold: a Join is one stream, and each costs memory
+/// until its exchange ends; a caller with more to say opens more connections, which the
+/// listener bounds.
+const BOOTSTRAP_STREAMS: u32 = 4;
+
 async fn bootstrap(
     config: &AgentConfig,
     state: &Arc<NodeState>,
     shutdown: &CancellationToken,
     status: &watch::Sender<AgentStatus>,
 ) -> Result<Next, AgentError> {
-    announce_token(&config.join_token, state)?;
+    announce_token(&config.join_token, state);
     let key = state.node_key()?;
     let identity = state.bootstrap_identity(&key)?;
     let tls = ServerTls::new(&identity, None, ClientAuth::Off)?;
@@ -153,7 +153,10 @@ async fn bootstrap(
         ready_tx,
     );
     let server = GrpcServer::new(SERVER_NAME)
-        .settings(settings(config))
+        .settings(ServerSettings {
+            max_concurrent_streams: BOOTSTRAP_STREAMS,
+            ..settings(config)
+        })
         .add_service(BootstrapServer::new(service))
         .start(vec![listener])
         .await?;
@@ -171,36 +174,43 @@ async fn bootstrap(
     }
 }
 
-/// Reads the token once as bootstrap mode starts (an unreadable file stops the agent here,
-/// not at the first Join), records when this node first saw it, and says what the agent
-/// waits for: a Join with it, or, when it was spent on an earlier Join, a new token.
-fn announce_token(tokens: &TokenSource, state: &NodeState) -> Result<(), AgentError> {
+/// Reads the token once as bootstrap mode starts, records when this node first saw it, and
+/// says what the agent waits for: a Join with it, or, when it was spent on an earlier Join
+/// (or there is none, or it cannot be read), a new token. Never fatal: the agent keeps
+/// waiting, and a Join is refused saying why.
+fn announce_token(tokens: &TokenSource, state: &NodeState) {
     tokens.warn_if_exposed();
-    let Some(token) = tokens.load()? else {
-        tracing::warn!("no join token (--join-token-file or GNT_JOIN_TOKEN): Join will be refused");
-        return Ok(());
+    let how = match tokens {
+        TokenSource::File(path) => format!(
+            "write one from `gnt node token create` into {} (read again at every Join)",
+            path.display()
+        ),
+        _ => "restart gnt-noded with one from `gnt node token create` in GNT_JOIN_TOKEN".to_owned(),
+    };
+    let token = match tokens.load() {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            tracing::warn!("no join token: Join will be refused; {how}");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the join token cannot be read: Join will be refused; {how}");
+            return;
+        }
     };
     let seen = match state.ledger().observe(&token, unix_now()) {
         Ok(seen) => seen,
         Err(error) => {
             tracing::error!(%error, "every Join will be refused until the join ledger is readable");
-            return Ok(());
+            return;
         }
     };
     match seen.used {
         None => tracing::info!(token = %token, "waiting to join a cluster"),
         Some(used) => {
-            let how = match tokens {
-                TokenSource::File(path) => format!(
-                    "write a new one from `gnt node token create` into {} (read again at every Join)",
-                    path.display()
-                ),
-                _ => "restart gnt-noded with a new one from `gnt node token create`".to_owned(),
-            };
-            tracing::warn!(token = %token, cluster = %used.cluster, "this join token was already used on this node and will not work again; waiting for a new token: {how}");
+            tracing::warn!(token = %token, cluster = %used.cluster, "this join token was already used on this node and will not work again; waiting for a new one: {how}");
         }
     }
-    Ok(())
 }
 
 /// The bootstrap listener: as configured, else dual-stack, else IPv4 on a host without IPv6.
@@ -228,6 +238,7 @@ async fn member(
     shutdown: &CancellationToken,
     status: &watch::Sender<AgentStatus>,
 ) -> Result<Next, AgentError> {
+    state.spend_unrecorded_token(&config.join_token, membership.cluster_name.as_str());
     let listen = membership.listen_address(config.bind, config.port);
     let tls = ServerTls::new(
         &membership.identity,
@@ -253,6 +264,8 @@ async fn member(
         bootstrap_address,
         leave: leave_tx,
         masters: masters.clone(),
+        ssconf_writes: tokio::sync::Mutex::new(()),
+        tokens: config.join_token.clone(),
         pings: ping_slots(),
     };
     let procedures = Gated::new(

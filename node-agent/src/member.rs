@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use gnt_core::error::{Classify, ErrorKind, to_status};
 use gnt_core::netutils::{Hostname, all_interface_addresses, owns_address, tcp_ping};
 use gnt_core::node::Node;
-use gnt_core::ssconf::{SsconfError, SsconfKey, SsconfSet};
+use gnt_core::ssconf::{SsconfError, SsconfSet};
 use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
@@ -24,8 +24,8 @@ use gnt_proto::node::v1::{
     NodeInfoResponse, TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse,
     VersionRequest, VersionResponse, WriteSsconfRequest, WriteSsconfResponse, node_agent_server,
 };
-use gnt_transports::join::NodeState;
-use gnt_transports::{PeerIdentity, PeerInfo, parse_fingerprint};
+use gnt_transports::join::{NodeState, TokenSource};
+use gnt_transports::{PeerIdentity, PeerInfo};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -51,30 +51,19 @@ pub(crate) struct MemberContext {
     pub(crate) leave: mpsc::Sender<()>,
     /// SHA-256 digests of the certificates allowed to call procedures (from ssconf).
     pub(crate) masters: Arc<RwLock<Vec<[u8; 32]>>>,
+    /// Held by WriteSsconf from writing the set to updating `masters`, so that the set on
+    /// disk and the allow-list in memory are always the same one.
+    pub(crate) ssconf_writes: tokio::sync::Mutex<()>,
+    /// Where the join token comes from (spent before leaving, if the ledger lacks it).
+    pub(crate) tokens: TokenSource,
     /// NetworkTest's pings in flight (`network_test::MAX_PINGS_IN_FLIGHT`).
     pub(crate) pings: tokio::sync::Semaphore,
 }
 
 /// The certificates ssconf allows to call procedures, as digests: parsed once here, so a
-/// call compares 32 bytes instead of formatting a fingerprint.
+/// call compares 32 bytes instead of formatting a fingerprint. Never empty.
 pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<[u8; 32]>, SsconfError> {
-    let certificates = ssconf.master_certificates()?;
-    if certificates.is_empty() {
-        return Err(SsconfError::Missing {
-            location: ssconf.location(SsconfKey::MasterCandidatesCerts),
-        });
-    }
-    certificates
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, fingerprint))| {
-            parse_fingerprint(&fingerprint).ok_or_else(|| SsconfError::Malformed {
-                location: ssconf.location(SsconfKey::MasterCandidatesCerts),
-                line: i + 1,
-                reason: format!("the fingerprint of {name} is not a SHA-256 fingerprint"),
-            })
-        })
-        .collect()
+    ssconf.master_certificate_digests()
 }
 
 /// What `Version` answers: the node protocol this agent speaks, and its release.
@@ -224,6 +213,7 @@ impl node_agent_server::NodeAgent for NodeAgentService {
             }));
         }
         let masters = allowed_masters(&set).map_err(|e| to_status(&e))?;
+        let _writing = self.ctx.ssconf_writes.lock().await;
         self.ctx
             .state
             .ssconf()
@@ -285,6 +275,10 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         request: Request<LeaveClusterRequest>,
     ) -> Result<Response<LeaveClusterResponse>, Status> {
+        // Its token must never join this node again, whatever the ledger knew until now.
+        self.ctx
+            .state
+            .spend_unrecorded_token(&self.ctx.tokens, self.ctx.cluster.as_str());
         self.ctx.state.wipe().map_err(|e| to_status(&e))?;
         tracing::info!(peer = %caller(&request), cluster = %self.ctx.cluster, "left the cluster; returning to bootstrap mode");
         let _ = self.ctx.leave.send(()).await;

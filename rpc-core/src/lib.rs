@@ -35,6 +35,7 @@
 
 pub mod clock;
 pub mod defaults;
+pub mod digest;
 pub mod error;
 pub mod fs_atomic;
 pub mod join;

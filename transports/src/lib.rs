@@ -71,11 +71,11 @@ pub use connect::{
 pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfigError};
 pub use failure::{call_failure, code_name, from_connect};
 pub use gate::Gated;
+pub use gnt_core::digest::{fingerprint, parse_fingerprint, sha256};
 pub use io::{ClientIo, Connection};
 pub use listen::{ConnectionLimits, Incoming, Listener, MemoryConnector};
 pub use peer::{
     CHANNEL_BINDING_LABEL, ListenAddr, PeerAddr, PeerIdentity, PeerInfo, TlsPeer, canonical,
-    fingerprint, parse_fingerprint, sha256,
 };
 pub use serve::{GrpcServer, RunningServer, ServerSettings, Shutdown};
 pub use tls::{

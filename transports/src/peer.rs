@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use gnt_core::digest::{fingerprint, sha256};
 use gnt_core::netutils::format_host_port;
 use gnt_core::policy::IpFamily;
 use rustls::pki_types::CertificateDer;
@@ -263,49 +264,6 @@ impl fmt::Display for PeerIdentity {
     }
 }
 
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// Colon-separated upper-case hex pairs, as `openssl x509 -fingerprint` prints them.
-pub fn fingerprint(digest: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(digest.len() * 3);
-    for (i, byte) in digest.iter().enumerate() {
-        if i > 0 {
-            text.push(':');
-        }
-        let _ = write!(text, "{byte:02X}");
-    }
-    text
-}
-
-/// The SHA-256 digest a fingerprint stands for: 32 hexadecimal pairs, separated by colons
-/// as [`fingerprint`] writes them or not at all, in either case. `None` for anything else.
-pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
-    let hex: Vec<u8> = if text.contains(':') {
-        let pairs: Vec<&str> = text.split(':').collect();
-        if pairs.iter().any(|p| p.len() != 2) {
-            return None;
-        }
-        pairs.concat().into_bytes()
-    } else {
-        text.as_bytes().to_vec()
-    };
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (byte, pair) in digest.iter_mut().zip(hex.chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(digest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,25 +331,5 @@ mod tests {
         assert_eq!(identity.to_string(), "node1.example.com, node");
         assert_eq!(identity.fingerprint().len(), 32 * 3 - 1);
         assert!(PeerIdentity::from_certificate(&CertificateDer::from(vec![1, 2, 3])).is_none());
-    }
-
-    #[test]
-    fn fingerprints_parse_back_to_their_digest() {
-        let digest: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
-        let text = fingerprint(&digest);
-        assert_eq!(text.len(), 95);
-        assert_eq!(parse_fingerprint(&text), Some(digest));
-        assert_eq!(parse_fingerprint(&text.to_lowercase()), Some(digest));
-        assert_eq!(parse_fingerprint(&text.replace(':', "")), Some(digest));
-        for bad in [
-            "",
-            "AA:BB",
-            &text[..94],
-            &format!("{text}:00"),
-            &text.replace("00", "0G"),
-        ] {
-            assert_eq!(parse_fingerprint(bad), None, "{bad}");
-        }
-        assert_eq!(parse_fingerprint(&"a:".repeat(31).replace(':', "b:")), None);
     }
 }

@@ -12,7 +12,7 @@ fn config() -> ClusterConfig {
             primary_ip: "2001:db8::10".parse().unwrap(),
             secondary_ip: "192.0.2.10".parse().unwrap(),
             offline: false,
-            certificate_sha256: "AB:CD".to_owned(),
+            certificate_sha256: "CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD".to_owned(),
             added_at: 1,
         },
     );
@@ -24,7 +24,7 @@ fn config() -> ClusterConfig {
         master_ip: "2001:db8::100".parse().unwrap(),
         master_netmask: 128,
         node_port: 1811,
-        master_certificate_sha256: "AA:BB".to_owned(),
+        master_certificate_sha256: "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA".to_owned(),
         nodes,
         join_tokens: Vec::new(),
         created_at: 1,
@@ -103,7 +103,10 @@ fn one_daemon_per_directory() {
 fn the_ssconf_of_a_config_lists_every_node_and_the_master_certificate() {
     let set = config().ssconf().unwrap();
     assert_eq!(set.ip_policy().unwrap(), IpPolicy::HybridIpv6);
-    assert_eq!(set.master_certificates().unwrap()[0].1, "AA:BB");
+    assert_eq!(
+        set.master_certificates().unwrap()[0].1,
+        "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA"
+    );
     assert_eq!(set.node_list().unwrap().len(), 1);
 }
 

@@ -18,17 +18,18 @@ use crate::master::{Master, NodeView};
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Master {
-    /// Removes node `name` (see the module docs).
-    pub async fn remove_node(&self, name: &str) -> Result<Changed, MasterError> {
+    /// Removes node `name` (see the module docs); says whether the node left.
+    pub async fn remove_node(&self, name: &str) -> Result<(Changed, bool), MasterError> {
         let view = self.node(name).await?;
         if view.master {
             return Err(MasterError::RemoveMaster);
         }
         let mut guard = self.config.lock().await;
         let mut warnings = Vec::new();
-        if let Err(why) = self.tell_to_leave(&view).await? {
+        let left = self.tell_to_leave(&view).await?;
+        if let Err(why) = &left {
             warnings.push(format!(
-                "{} {why}; on it, stop gnt-noded and empty its state directory",
+                "{} {why}; on it, stop gnt-noded and empty its state directory (all but join-ledger)",
                 view.name
             ));
         }
@@ -40,10 +41,13 @@ impl Master {
         self.channels.forget(view.name.as_str());
         tracing::info!(node = %view.name, serial = committed.serial, "node removed");
         warnings.extend(self.redistribute(&committed).await);
-        Ok(Changed {
-            serial: committed.serial,
-            warnings,
-        })
+        Ok((
+            Changed {
+                serial: committed.serial,
+                warnings,
+            },
+            left.is_ok(),
+        ))
     }
 
     /// Calls LeaveCluster on the node: `Ok(Err(_))` says why it did not leave, which does

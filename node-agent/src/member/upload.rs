@@ -199,6 +199,20 @@ fn allowed_destination(ctx: &MemberContext, header: &UploadFileHeader) -> Result
             ),
         )
     })?;
+    // A file named like an upload's temporary file would be taken for a leftover and
+    // removed at the next start.
+    if path
+        .file_name()
+        .is_some_and(|name| is_temp_name(name, None))
+    {
+        return Err(bad(
+            "path",
+            format!(
+                "'{}' is named like an upload's temporary file; choose another name",
+                header.path.escape_debug()
+            ),
+        ));
+    }
     let uploads = uploads_dir(ctx.state.dir());
     let in_uploads = path.parent() == Some(uploads.as_path());
     if in_uploads || ctx.upload.allowed.iter().any(|a| a == path) {

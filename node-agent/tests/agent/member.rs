@@ -486,6 +486,8 @@ fn upload_headers_are_parsed_strictly_as_documented() {
         format!("{dir}//x"),
         format!("{dir}/x/"),
         format!("/{dir}/x"),
+        // Named like a temporary file: it would be taken for a leftover at the next start.
+        format!("{dir}/.x.upload-12-3"),
     ] {
         refused(path, None, "path");
     }

@@ -32,12 +32,13 @@ pub fn owns_address(addr: IpAddr) -> bool {
     UdpSocket::bind(SocketAddr::new(addr, 0)).is_ok()
 }
 
-/// Whether `addr` is the broadcast address of one of this host's IPv4 networks (the kernel
-/// lets a socket bind it) and not also an address of an interface. An interface list that
-/// cannot be read is no broadcast: the bind then decides, as before.
+/// Whether `addr` is the broadcast (or, as older kernels route it too, the network)
+/// address of one of this host's IPv4 networks, which a socket may bind, and not also an
+/// address of an interface. An interface list that cannot be read counts as one: an
+/// ownership that cannot be checked is refused.
 fn is_local_broadcast(addr: Ipv4Addr) -> bool {
     let Ok(interfaces) = if_addrs::get_if_addrs() else {
-        return false;
+        return true;
     };
     let mut broadcast = false;
     for interface in interfaces {
@@ -49,9 +50,12 @@ fn is_local_broadcast(addr: Ipv4Addr) -> bool {
         }
         // What the kernel adds for an address of a network with room for one (up to /30),
         // whether or not the interface has the broadcast flag (`lo` has not).
-        let network_broadcast =
-            (v4.prefixlen <= 30).then(|| Ipv4Addr::from(u32::from(v4.ip) | !u32::from(v4.netmask)));
-        broadcast |= v4.broadcast == Some(addr) || network_broadcast == Some(addr);
+        let (ip, mask) = (u32::from(v4.ip), u32::from(v4.netmask));
+        let room = v4.prefixlen <= 30;
+        let network_broadcast = room.then(|| Ipv4Addr::from(ip | !mask));
+        let network = room.then(|| Ipv4Addr::from(ip & mask));
+        broadcast |=
+            v4.broadcast == Some(addr) || network_broadcast == Some(addr) || network == Some(addr);
     }
     broadcast
 }
@@ -202,6 +206,8 @@ mod tests {
             );
             assert!(!owns_address(ip), "{addr}");
         }
+        // Nor the network address, which older kernels route (and let bind) as well.
+        assert!(!owns_address("127.0.0.0".parse().unwrap()));
         // The rest of 127/8 is still this host's.
         assert!(owns_address("127.255.255.254".parse().unwrap()));
     }

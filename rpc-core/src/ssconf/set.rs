@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::{Location, MAX_VALUE_BYTES, SsconfError, SsconfKey};
+use crate::digest::parse_fingerprint;
 use crate::netutils::address::{AddressError, parse_ip};
 use crate::netutils::hostname::Hostname;
 use crate::node::NodeAddrs;
@@ -258,25 +259,51 @@ impl SsconfSet {
     }
 
     /// `name=fingerprint` pairs of `master_candidates_certs`: the certificates allowed to
-    /// call node procedures; empty when absent.
+    /// call node procedures; empty when absent. Every fingerprint must be a SHA-256 one.
     pub fn master_certificates(&self) -> Result<Vec<(String, String)>, SsconfError> {
         let key = SsconfKey::MasterCandidatesCerts;
         self.items(key)
-            .map(|(line, text)| match text.split_once('=') {
-                Some((name, fingerprint))
-                    if !name.is_empty()
-                        && !fingerprint.is_empty()
-                        && !fingerprint.contains('=') =>
-                {
-                    Ok((name.to_owned(), fingerprint.to_ascii_uppercase()))
-                }
-                _ => Err(SsconfError::Malformed {
+            .map(|(line, text)| {
+                let malformed = |reason: String| SsconfError::Malformed {
                     location: self.location(key),
                     line,
-                    reason: format!("expected 'name=fingerprint', found '{text}'"),
-                }),
+                    reason,
+                };
+                match text.split_once('=') {
+                    Some((name, fingerprint))
+                        if !name.is_empty()
+                            && !fingerprint.is_empty()
+                            && !fingerprint.contains('=') =>
+                    {
+                        if parse_fingerprint(fingerprint).is_none() {
+                            return Err(malformed(format!(
+                                "the fingerprint of {name} is not a SHA-256 fingerprint"
+                            )));
+                        }
+                        Ok((name.to_owned(), fingerprint.to_ascii_uppercase()))
+                    }
+                    _ => Err(malformed(format!(
+                        "expected 'name=fingerprint', found '{text}'"
+                    ))),
+                }
             })
             .collect()
+    }
+
+    /// The SHA-256 digests of the certificates allowed to call node procedures: at least
+    /// one (an empty list would allow no one, and is refused as missing).
+    pub fn master_certificate_digests(&self) -> Result<Vec<[u8; 32]>, SsconfError> {
+        let digests: Vec<[u8; 32]> = self
+            .master_certificates()?
+            .iter()
+            .filter_map(|(_, fingerprint)| parse_fingerprint(fingerprint))
+            .collect();
+        if digests.is_empty() {
+            return Err(SsconfError::Missing {
+                location: self.location(SsconfKey::MasterCandidatesCerts),
+            });
+        }
+        Ok(digests)
     }
 
     /// The software release that wrote the set (`release_version`).
@@ -303,11 +330,7 @@ impl SsconfSet {
             });
         }
         self.required(SsconfKey::MasterCandidatesCerts)?;
-        if self.master_certificates()?.is_empty() {
-            return Err(SsconfError::Missing {
-                location: self.location(SsconfKey::MasterCandidatesCerts),
-            });
-        }
+        self.master_certificate_digests()?;
         Ok(())
     }
 

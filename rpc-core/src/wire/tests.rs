@@ -40,7 +40,7 @@ fn offer() -> JoinOffer {
         master_netmask: 128,
         nodes: &facts,
         release_version: "0.1.0",
-        master_certificate_sha256: Some("AB:CD"),
+        master_certificate_sha256: Some("AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB"),
     })
     .unwrap();
     JoinOffer {

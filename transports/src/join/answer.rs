@@ -10,8 +10,10 @@
 //! node, and for this node's own key. A refusal answers with a status saying what is wrong
 //! and leaves the state directory as it was.
 //!
-//! A token without its expiry (`<id>.<secret>` alone) is good for [`BARE_TOKEN_LIFETIME`]
-//! from when this node first saw it; `gnt node token create` prints tokens with theirs.
+//! A token without its expiry (`<id>.<secret>` alone) is good until the master's claim or
+//! [`BARE_TOKEN_LIFETIME`] after this node first saw it, whichever comes first (the claim
+//! is not refused: the node has no expiry of its own to hold it against);
+//! `gnt node token create` prints tokens with theirs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -41,6 +43,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a token that does not carry its expiry is good for, from when this node first
 /// saw it: the default lifetime `gnt node token create` gives.
 pub const BARE_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long a caller may take to send its hello: a stream that says nothing holds memory.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most one log line per this long for refused Joins; the others are counted in it.
 const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
 
@@ -65,8 +69,11 @@ struct Inner {
     /// the first succeeded.
     committed: Mutex<Option<String>>,
     ready: mpsc::Sender<MemberReady>,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
+    /// Refusals of callers without the token (guesses, garbage).
     refusals: LogBurst,
+    /// Refusals of callers with the token (spent, expired): rarer, and worth their own lines.
+    holder_refusals: LogBurst,
 }
 
 impl JoinService {
@@ -79,17 +86,29 @@ impl JoinService {
         node_spki: Vec<u8>,
         ready: mpsc::Sender<MemberReady>,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                state,
-                tokens,
-                node_spki,
-                committed: Mutex::new(None),
-                ready,
-                throttle: Throttle::default(),
-                refusals: LogBurst::new(REFUSAL_LOG_WINDOW),
-            }),
+        let inner = Arc::new(Inner {
+            state,
+            tokens,
+            node_spki,
+            committed: Mutex::new(None),
+            ready,
+            throttle: Arc::new(Throttle::default()),
+            refusals: LogBurst::new(REFUSAL_LOG_WINDOW),
+            holder_refusals: LogBurst::new(REFUSAL_LOG_WINDOW),
+        });
+        // The count of a burst's last refusals is written when the burst is over, not at
+        // the next refusal, which may never come.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&inner);
+            runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(REFUSAL_LOG_WINDOW).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.flush_refusal_counts();
+                }
+            });
         }
+        Self { inner }
     }
 }
 
@@ -114,13 +133,16 @@ impl bootstrap_server::Bootstrap for JoinService {
         let source = peer
             .and_then(|p| p.remote().ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if let Err(throttled) = self.inner.throttle.check(source, Instant::now()) {
-            let refusal = JoinRefusal::Throttled {
-                retry_after: throttled.retry_after.as_secs().max(1),
-            };
-            self.inner.log_refusal(&refusal);
-            return Err(to_status(&refusal));
-        }
+        let attempt = match self.inner.throttle.begin(source, Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(throttled) => {
+                let refusal = JoinRefusal::Throttled {
+                    retry_after: throttled.retry_after.as_secs().max(1),
+                };
+                self.inner.log_refusal(&refusal);
+                return Err(to_status(&refusal));
+            }
+        };
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(2);
         let inner = self.inner.clone();
@@ -134,11 +156,12 @@ impl bootstrap_server::Bootstrap for JoinService {
             };
             if let Err(refusal) = result {
                 if refusal.is_failed_attempt() {
-                    inner.throttle.failed(source, Instant::now());
+                    attempt.failed(Instant::now());
                 }
                 inner.log_refusal(&refusal);
                 let _ = tx.send(Err(to_status(&refusal))).await;
             }
+            drop(attempt);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -151,7 +174,10 @@ async fn exchange(
     tx: &mpsc::Sender<Result<JoinServerMessage, Status>>,
 ) -> Result<(), JoinRefusal> {
     // Step 1: the master proves it holds the token.
-    let join_client_message::Step::Hello(hello) = next_step(&mut inbound).await? else {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, next_step(&mut inbound))
+        .await
+        .map_err(|_| JoinRefusal::Exchange(ExchangeFault::NoHello))??;
+    let join_client_message::Step::Hello(hello) = first else {
         return Err(JoinRefusal::Exchange(ExchangeFault::HelloFirst));
     };
     let token = inner
@@ -159,11 +185,9 @@ async fn exchange(
         .load()
         .map_err(JoinRefusal::TokenUnreadable)?
         .ok_or(JoinRefusal::NoToken)?;
-    if hello.token_id != token.id() {
-        tracing::debug!(given = %hello.token_id, "join with another token id");
-        return Err(JoinRefusal::BadProof);
-    }
-    if !token.verify(Side::Master, &session.channel_binding, &hello.proof) {
+    // Both checked whatever the first says: a wrong id and a wrong secret look alike.
+    let proven = token.verify(Side::Master, &session.channel_binding, &hello.proof);
+    if hello.token_id != token.id() || !proven {
         return Err(JoinRefusal::BadProof);
     }
     // From here on the caller holds the token; what it claims is still checked against
@@ -180,19 +204,25 @@ async fn exchange(
             cluster: used.cluster,
         });
     }
-    let bare_limit = seen
-        .first_seen
-        .saturating_add(i64::try_from(BARE_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX));
-    let limit = token.expires_at().unwrap_or(bare_limit);
-    if hello.expires_at_unix > limit {
-        return Err(JoinRefusal::ExpiryBeyond {
-            claimed: hello.expires_at_unix,
-            limit,
-        });
-    }
-    if hello.expires_at_unix <= now {
+    let expires_at = match token.expires_at() {
+        // The token's own expiry, set by the master that made it: a claim beyond it is a
+        // caller choosing its own.
+        Some(limit) if hello.expires_at_unix > limit => {
+            return Err(JoinRefusal::ExpiryBeyond {
+                claimed: hello.expires_at_unix,
+                limit,
+            });
+        }
+        Some(_) => hello.expires_at_unix,
+        // No expiry to hold the claim against: this node's own bound caps it.
+        None => hello.expires_at_unix.min(
+            seen.first_seen
+                .saturating_add(i64::try_from(BARE_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX)),
+        ),
+    };
+    if expires_at <= now {
         return Err(JoinRefusal::Expired {
-            ago: now.saturating_sub(hello.expires_at_unix).unsigned_abs(),
+            ago: now.saturating_sub(expires_at).unsigned_abs(),
         });
     }
 
@@ -215,20 +245,19 @@ async fn exchange(
     let offer = JoinOffer::try_from(&request)?;
     check_host(&offer, &inner.state)?;
     verify_node_certificate(&offer, &inner.node_spki)?;
-    // Spent before the state is written: a crash in between leaves a token that no longer
-    // works and a node that bootstraps again, never a token that works twice.
-    let ledger = inner.state.ledger();
-    ledger
+    // Spent before the state is written, and for good: a crash or a failed write after
+    // this point leaves a token that no longer works (the operator makes a new one), never
+    // one that works twice. (A write can fail after ssconf has switched, so taking the mark
+    // back would leave a member whose token still works.)
+    inner
+        .state
+        .ledger()
         .mark_used(&token, offer.cluster.as_str(), unix_now())
         .map_err(JoinRefusal::Ledger)?;
-    if let Err(error) = inner.state.commit_join(&offer) {
-        // Nothing was joined: the operator may retry with the same token once the cause
-        // (a full disk, say) is fixed.
-        if let Err(undo) = ledger.unmark_used(&token) {
-            tracing::error!(error = %undo, "the join failed, and its token stays spent");
-        }
-        return Err(JoinRefusal::Storage(error));
-    }
+    inner
+        .state
+        .commit_join(&offer)
+        .map_err(JoinRefusal::Storage)?;
     *committed = Some(offer.cluster.to_string());
     tracing::info!(cluster = %offer.cluster, node = %offer.node.name, listen = %offer.listen, "joined the cluster");
 
@@ -275,10 +304,31 @@ fn check_host(offer: &JoinOffer, state: &NodeState) -> Result<(), JoinRefusal> {
 }
 
 impl Inner {
-    /// Logs a refusal, at most one line per burst with the count of the others.
+    /// Logs a refusal, at most one line per burst (of holders of the token, and of others)
+    /// with the count of the others.
     fn log_refusal(&self, refusal: &JoinRefusal) {
-        if let Some(suppressed) = self.refusals.event(Instant::now()) {
+        let burst = if refusal.is_by_token_holder() {
+            &self.holder_refusals
+        } else {
+            &self.refusals
+        };
+        if let Some(suppressed) = burst.event(Instant::now()) {
             tracing::warn!(error = %refusal, more_since_last_line = suppressed, "join refused");
+        }
+    }
+
+    fn flush_refusal_counts(&self) {
+        let now = Instant::now();
+        for (burst, who) in [
+            (&self.refusals, "without the token"),
+            (&self.holder_refusals, "with the token"),
+        ] {
+            if let Some(count) = burst.flush(now) {
+                tracing::warn!(
+                    count,
+                    "{count} more joins refused ({who}) in the last burst"
+                );
+            }
         }
     }
 }

@@ -42,7 +42,7 @@ pub enum LedgerError {
     #[error(transparent)]
     Fs(#[from] FsError),
     /// A line does not parse.
-    #[error("the join token ledger {}, line {line}, is corrupt; remove the line (or the file) to accept its tokens again", path.display())]
+    #[error("the join token ledger {}, line {line}, is corrupt; every Join is refused until it is repaired (a line removed makes its token usable on this node again)", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -108,9 +108,15 @@ impl TokenLedger {
         )
     }
 
-    /// Takes back [`mark_used`](Self::mark_used), for a Join whose commit then failed.
-    pub fn unmark_used(&self, token: &JoinToken) -> Result<(), LedgerError> {
-        self.set_use(token, None, 0)
+    /// Whether any token is recorded as having joined `cluster`: a member whose ledger does
+    /// not know how it joined (it joined before the ledger existed, or the file was lost)
+    /// spends the token it holds, the one it must have joined with.
+    pub fn knows_join_of(&self, cluster: &str) -> Result<bool, LedgerError> {
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self
+            .read()?
+            .iter()
+            .any(|(_, entry)| entry.used.as_ref().is_some_and(|u| u.cluster == cluster)))
     }
 
     fn set_use(
@@ -233,10 +239,10 @@ mod tests {
             })
         );
         // The same credential with an expiry attached is the same token.
-        let dated = token.clone().expiring_at(5000);
+        let dated = token.expiring_at(5000);
         assert!(ledger.observe(&dated, 500).unwrap().used.is_some());
-        ledger.unmark_used(&token).unwrap();
-        assert_eq!(ledger.observe(&token, 600).unwrap().used, None);
+        assert!(ledger.knows_join_of("cluster.example.com").unwrap());
+        assert!(!ledger.knows_join_of("other.example.com").unwrap());
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(

@@ -98,14 +98,16 @@ pub enum JoinRefusal {
         "this node already belongs to cluster '{0}'; remove it from that cluster first (`gnt node remove`)"
     )]
     AlreadyJoined(String),
-    /// Writing the state failed.
-    #[error("cannot store the cluster state")]
+    /// Writing the state failed; the token is spent all the same.
+    #[error(
+        "cannot store the cluster state (the join token is spent: give gnt-noded a new one once this is fixed)"
+    )]
     Storage(#[source] StateError),
 }
 
 impl JoinRefusal {
-    /// Whether the refusal is a failed attempt with a token (none held, a wrong one, a spent
-    /// or expired one), which the throttle counts.
+    /// Whether the refusal is a failed attempt (no token held, a wrong one, a spent or
+    /// expired one, or an exchange out of order or too slow), which the throttle counts.
     pub(crate) fn is_failed_attempt(&self) -> bool {
         matches!(
             self,
@@ -114,6 +116,16 @@ impl JoinRefusal {
                 | Self::AlreadyUsed { .. }
                 | Self::ExpiryBeyond { .. }
                 | Self::Expired { .. }
+                | Self::Exchange(_)
+        )
+    }
+
+    /// Whether the caller proved it holds the token before being refused: someone who saw
+    /// the token is trying it, which deserves log lines of its own.
+    pub(crate) fn is_by_token_holder(&self) -> bool {
+        matches!(
+            self,
+            Self::AlreadyUsed { .. } | Self::ExpiryBeyond { .. } | Self::Expired { .. }
         )
     }
 }
@@ -159,6 +171,9 @@ pub enum ExchangeFault {
     /// The whole exchange took too long.
     #[error("the exchange took longer than 30 s")]
     TooSlow,
+    /// No hello in time.
+    #[error("no hello within 5 s")]
+    NoHello,
 }
 
 /// Why the offered node certificate is refused.

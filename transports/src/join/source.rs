@@ -15,7 +15,8 @@ use gnt_core::join::{JoinToken, JoinTokenError};
 pub enum TokenSource {
     /// No token: Join is refused until the agent gets one.
     None,
-    /// A file, read at every Join and whenever bootstrap mode starts.
+    /// A file, read at every Join and whenever bootstrap mode starts; a missing file is no
+    /// token.
     File(PathBuf),
     /// A token given at start (from the environment).
     Value(JoinToken),
@@ -61,10 +62,18 @@ impl TokenSource {
             Self::None => Ok(None),
             Self::Value(token) => Ok(Some(token.clone())),
             Self::File(path) => {
-                let text = fs::read_to_string(path).map_err(|source| TokenSourceError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text = match fs::read_to_string(path) {
+                    Ok(text) => text,
+                    // Removed after the join (the unit's comment allows it), or not written
+                    // yet: no token, not an error.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(source) => {
+                        return Err(TokenSourceError::File {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                };
                 text.parse()
                     .map(Some)
                     .map_err(|source| TokenSourceError::Malformed {

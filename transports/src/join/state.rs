@@ -32,6 +32,7 @@ use gnt_core::ssconf::{SsconfError, SsconfSet, SsconfStore};
 use rcgen::KeyPair;
 
 use super::ledger::TokenLedger;
+use super::source::TokenSource;
 use crate::error::TlsConfigError;
 use crate::peer::PeerIdentity;
 use crate::tls::{Identity, Pem};
@@ -121,7 +122,7 @@ pub enum StateError {
         source: rcgen::Error,
     },
     /// The files contradict each other.
-    #[error("the state in {} is inconsistent: {reason}; remove the directory's contents to start over as a new node", dir.display())]
+    #[error("the state in {} is inconsistent: {reason}; remove the directory's contents, all but join-ledger, to start over as a new node", dir.display())]
     Inconsistent {
         /// The state directory.
         dir: PathBuf,
@@ -168,6 +169,35 @@ impl NodeState {
     /// The join tokens this node has seen and used; [`wipe`](Self::wipe) keeps it.
     pub fn ledger(&self) -> &TokenLedger {
         &self.ledger
+    }
+
+    /// For a member of `cluster`: when the ledger does not know which token joined it (the
+    /// node joined before the ledger existed, or the file was lost), the token the agent
+    /// holds is the one it joined with, and is spent now, so that it cannot join the node
+    /// to anything once it leaves. Problems are logged: a member keeps running.
+    pub fn spend_unrecorded_token(&self, tokens: &TokenSource, cluster: &str) {
+        let failed = |error: &dyn std::error::Error| {
+            tracing::warn!(%error, "cannot record the join token this member holds as spent");
+        };
+        match self.ledger.knows_join_of(cluster) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(error) => return failed(&error),
+        }
+        let token = match tokens.load() {
+            Ok(Some(token)) => token,
+            Ok(None) => return,
+            Err(error) => return failed(&error),
+        };
+        match self
+            .ledger
+            .mark_used(&token, cluster, gnt_core::clock::unix_now())
+        {
+            Ok(()) => {
+                tracing::info!(token = %token, cluster, "the join token this member holds is now recorded as spent");
+            }
+            Err(error) => failed(&error),
+        }
     }
 
     /// The mode the state puts the agent in.
@@ -387,7 +417,7 @@ mod tests {
                 offline: false,
             }],
             release_version: "0.1.0",
-            master_certificate_sha256: Some("AB:CD"),
+            master_certificate_sha256: Some("AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB"),
         })
         .unwrap();
         let offer = JoinOffer {

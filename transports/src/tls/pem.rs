@@ -60,7 +60,7 @@ impl Pem {
         let certs = self.certificates("certificate")?;
         certs
             .first()
-            .map(|leaf| crate::peer::sha256(leaf.as_ref()))
+            .map(|leaf| gnt_core::digest::sha256(leaf.as_ref()))
             .ok_or_else(|| self.no_pem("certificate", None))
     }
 

@@ -38,7 +38,7 @@ fn hybrid_set() -> SsconfSet {
         master_netmask: 64,
         nodes: &nodes,
         release_version: "0.1.0",
-        master_certificate_sha256: Some("ab:cd:ef"),
+        master_certificate_sha256: Some("ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab"),
     })
     .unwrap()
 }
@@ -93,7 +93,7 @@ fn typed_reads_return_what_was_built() {
     assert_eq!(set.release_version(), Some("0.1.0"));
     assert_eq!(
         set.master_certificates().unwrap(),
-        [("master.example.com".to_owned(), "AB:CD:EF".to_owned())]
+        [("master.example.com".to_owned(), "AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB".to_owned())]
     );
 }
 
@@ -101,10 +101,31 @@ fn typed_reads_return_what_was_built() {
 fn master_certificate_lines_are_name_equals_fingerprint() {
     let mut set = SsconfSet::new();
     assert!(set.master_certificates().unwrap().is_empty());
-    set.insert(SsconfKey::MasterCandidatesCerts, "m1=AA:BB\nm2=cc:dd")
-        .unwrap();
+    let one = "aa".repeat(32);
+    let two = ":"
+        .repeat(31)
+        .split(':')
+        .map(|_| "CD")
+        .collect::<Vec<_>>()
+        .join(":");
+    set.insert(
+        SsconfKey::MasterCandidatesCerts,
+        format!("m1={one}\nm2={two}"),
+    )
+    .unwrap();
     assert_eq!(set.master_certificates().unwrap().len(), 2);
-    for bad in ["m1", "=AA", "m1=", "m1=AA=BB"] {
+    assert_eq!(set.master_certificate_digests().unwrap()[0], [0xaa; 32]);
+    // Not a SHA-256 fingerprint: refused, never an entry that matches nothing.
+    let short = "m1=AA:BB".to_owned();
+    let signed = format!("m1=+{}", &one[1..]);
+    for bad in [
+        "m1",
+        "=AA",
+        "m1=",
+        "m1=AA=BB",
+        short.as_str(),
+        signed.as_str(),
+    ] {
         set.insert(SsconfKey::MasterCandidatesCerts, bad).unwrap();
         assert!(set.master_certificates().is_err(), "{bad:?}");
     }
