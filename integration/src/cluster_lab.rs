@@ -406,8 +406,19 @@ impl ClusterLab {
     ) -> Result<CommandOutput, ClusterLabError> {
         let token = self.token()?;
         self.start_noded(host, Some(&token))?;
+        self.node_add(host, &token, secondary)
+    }
+
+    /// `gnt node add` for `host`, whose agent waits with `token`, with `-s SECONDARY` when
+    /// `secondary` is given.
+    pub fn node_add(
+        &self,
+        host: &str,
+        token: &str,
+        secondary: Option<&str>,
+    ) -> Result<CommandOutput, ClusterLabError> {
         let name = Self::fqdn(host);
-        let mut args = vec!["node", "add", "--join-token", token.as_str()];
+        let mut args = vec!["node", "add", "--join-token", token];
         if let Some(secondary) = secondary {
             args.extend(["-s", secondary]);
         }

@@ -18,21 +18,26 @@ use gnt_transports::join::{
     AlreadyJoined, JoinService, Membership, Mode, NodeState, StateError, TokenSource,
 };
 use gnt_transports::{
-    ClientAuth, Gated, GrpcServer, ListenAddr, ListenError, Listener, RunningServer, ServeError,
-    ServerSettings, ServerTls, TlsConfigError,
+    ClientAuth, ConnectionLimits, Gated, GrpcServer, ListenAddr, ListenError, Listener, Protected,
+    RunningServer, ServeError, ServerSettings, ServerTls, TlsConfigError,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::member::{
-    MemberContext, NodeAgentService, allowed_masters, authorize, ping_slots, remove_leftovers,
+    MemberContext, NodeAgentService, allowed_masters, authorize, is_allowed_master, ping_slots,
+    remove_leftovers,
 };
 
 /// The name servers report in diagnostics and logs.
 const SERVER_NAME: &str = "gnt-noded";
 /// How long to keep trying to bind the member listener (the old one may linger briefly).
 const BIND_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a connection nobody protects may carry no call before it is closed. The master
+/// calls at once on a connection it opens, and its channels are protected on a member
+/// node; other callers (a Join, health checks, grpcurl) make their calls and go.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the agent is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,9 +126,16 @@ enum Next {
     Continue,
 }
 
-fn settings(config: &AgentConfig) -> ServerSettings {
+/// The server settings of both modes; the member listener protects the master's
+/// connections (`protected`), the bootstrap listener nobody's: no one is authenticated there.
+fn settings(config: &AgentConfig, protected: Protected) -> ServerSettings {
     ServerSettings {
         shutdown_grace: config.shutdown_grace,
+        connection_limits: ConnectionLimits {
+            idle_timeout: Some(IDLE_TIMEOUT),
+            ..ConnectionLimits::for_this_process()
+        },
+        protected,
         ..ServerSettings::default()
     }
 }
@@ -155,7 +167,7 @@ async fn bootstrap(
     let server = GrpcServer::new(SERVER_NAME)
         .settings(ServerSettings {
             max_concurrent_streams: BOOTSTRAP_STREAMS,
-            ..settings(config)
+            ..settings(config, Protected::none())
         })
         .add_service(BootstrapServer::new(service))
         .start(vec![listener])
@@ -268,12 +280,16 @@ async fn member(
         tokens: config.join_token.clone(),
         pings: ping_slots(),
     };
+    let protected = {
+        let masters = masters.clone();
+        Protected::when(move |peer| is_allowed_master(&masters, peer))
+    };
     let procedures = Gated::new(
         NodeAgentServer::new(NodeAgentService::new(context)),
         move |peer: Option<&gnt_transports::PeerInfo>| authorize(&masters, peer),
     );
     let server = GrpcServer::new(SERVER_NAME)
-        .settings(settings(config))
+        .settings(settings(config, protected))
         .add_service(procedures)
         .add_service(BootstrapServer::new(AlreadyJoined::new(
             membership.cluster_name.to_string(),

@@ -97,6 +97,14 @@ pub(crate) fn authorize(
     })
 }
 
+/// Whether `peer` presented one of the allowed master certificates: the connections the
+/// member listener never drops (`gnt_transports::Protected`). Quiet, unlike [`authorize`]:
+/// the listener asks it about every connection whenever it needs room.
+pub(crate) fn is_allowed_master(masters: &RwLock<Vec<[u8; 32]>>, peer: &PeerInfo) -> bool {
+    let allowed = masters.read().unwrap_or_else(|p| p.into_inner());
+    check_caller(&allowed, peer.identity()).is_ok()
+}
+
 /// Whether `identity` is one of the `allowed` master certificates. An empty list allows no
 /// one: it never means "any master".
 fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result<(), CallRefused> {

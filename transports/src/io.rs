@@ -53,7 +53,9 @@ impl PlainIo {
     }
 }
 
-/// An accepted connection, TLS already negotiated when the listener uses it.
+/// An accepted connection, TLS already negotiated when the listener uses it. Once its
+/// listener drops it (to make room, or for carrying no calls), its reads and writes fail,
+/// so that the server closes it.
 #[derive(Debug)]
 pub struct Connection {
     io: ServerIo,
@@ -85,14 +87,89 @@ impl Connection {
         }
     }
 
+    /// Gives it its place among the listener's established connections: the listener can
+    /// close it from then on, and learns through its peer (in every request) of its calls.
     pub(crate) fn with_slot(mut self, slot: Slot) -> Self {
+        self.peer = self.peer.with_tracking(slot.tracking().clone());
         self.slot = Some(slot);
         self
+    }
+
+    /// Polls `io` with `poll`, unless the listener has dropped the connection; then, and if
+    /// it does so while `poll` waits, with an error.
+    fn poll_unless_dropped<T>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(Pin<&mut ServerIo>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let this = self.get_mut();
+        let Some(tracking) = this.slot.as_ref().map(Slot::tracking) else {
+            return poll(Pin::new(&mut this.io), cx);
+        };
+        if tracking.is_dropped() {
+            return Poll::Ready(Err(dropped()));
+        }
+        let polled = poll(Pin::new(&mut this.io), cx);
+        if polled.is_pending() {
+            tracking.wake_when_dropped(cx.waker());
+            if tracking.is_dropped() {
+                return Poll::Ready(Err(dropped()));
+            }
+        }
+        polled
     }
 
     /// Who is on the other end.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
+    }
+}
+
+/// What reads and writes of a connection the listener dropped fail with.
+fn dropped() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the listener dropped this connection (to make room, or for carrying no calls)",
+    )
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.poll_unless_dropped(cx, |io, cx| io.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_unless_dropped(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_unless_dropped(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_unless_dropped(cx, ServerIo::poll_flush)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -205,5 +282,4 @@ macro_rules! delegate_field {
 delegate_enum!(PlainIo: Tcp, Unix, Memory);
 delegate_enum!(ServerIo: Plain, Tls);
 delegate_enum!(ClientInner: Plain, Tls);
-delegate_field!(Connection.io);
 delegate_field!(ClientIo.0);

@@ -12,9 +12,10 @@
 //!   stale files replaced only when dead; peers identified by process credentials.
 //! - *In memory*: an in-process pipe for tests and embedding.
 //!
-//! Each holds a bounded number of connections and of handshakes in progress
-//! ([`ConnectionLimits`], from the open-file limit by default): a flood of idle connections
-//! or half-sent handshakes loses its oldest to newcomers, and running out of descriptors
+//! Each holds a bounded number of connections, of handshakes in progress and of connections
+//! per peer ([`ConnectionLimits`], from the open-file limit by default): a flood of idle
+//! connections, half-sent handshakes or completed ones loses its own to newcomers, those
+//! the daemon protects ([`Protected`]) are never dropped, and running out of descriptors
 //! does not stall accepting.
 //!
 //! **Connectors** ([`Connector`]) reach the same kinds from a tonic channel. TCP follows
@@ -50,6 +51,7 @@
 //! This crate does not decide *which* certificates a cluster uses or what a caller may do:
 //! that is the daemons' business, with the identity this crate hands them.
 
+mod calls;
 mod connect;
 pub mod daemon;
 mod diag;
@@ -73,7 +75,7 @@ pub use failure::{call_failure, code_name, from_connect};
 pub use gate::Gated;
 pub use gnt_core::digest::{fingerprint, parse_fingerprint, sha256};
 pub use io::{ClientIo, Connection};
-pub use listen::{ConnectionLimits, Incoming, Listener, MemoryConnector};
+pub use listen::{ConnectionLimits, Incoming, Listener, MemoryConnector, Protected};
 pub use peer::{
     CHANNEL_BINDING_LABEL, ListenAddr, PeerAddr, PeerIdentity, PeerInfo, TlsPeer, canonical,
 };

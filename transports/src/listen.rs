@@ -17,15 +17,19 @@
 //! Any kind can carry TLS ([`Listener::with_tls`]). Handshakes run in their own tasks with
 //! a timeout, so a slow or silent client never holds up accepting others.
 //!
-//! A listener holds a bounded number of connections, and of connections still in their
-//! handshake ([`ConnectionLimits`]); when full it drops the oldest unauthenticated
-//! connection for a new one (`admission` says why). Running out of descriptors does not
-//! stall it either: `accept` failing with `EMFILE` drops the oldest unauthenticated
-//! connection and accepts again as soon as its socket is closed, or pauses briefly when
-//! there is none. Such events are logged once per burst with a count (`burst`).
+//! A listener holds a bounded number of connections, of connections still in their
+//! handshake, and of connections of one peer ([`ConnectionLimits`]); when full it drops a
+//! connection of the peer holding the most for a new one, never one the daemon protects
+//! ([`Protected`]: the master's, on a member node), and it may close those that carry no
+//! calls (`admission` says why). Running out of descriptors does not stall it either:
+//! `accept` failing with `EMFILE` drops a connection the same way and accepts again as
+//! soon as its socket is closed, or pauses briefly when there is none. Such events are
+//! logged once per burst with a count (`burst`).
 
 mod admission;
 mod burst;
+mod established;
+mod source;
 mod tcp;
 mod unix;
 
@@ -39,26 +43,25 @@ use std::time::Duration;
 use futures_util::Stream;
 use gnt_core::policy::IpPolicy;
 use nix::errno::Errno;
-use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
-use crate::error::{ConnectError, ListenError};
+use crate::error::ListenError;
 use crate::io::{Connection, PlainIo};
 use crate::peer::{ListenAddr, PeerAddr, PeerInfo};
 use crate::tls::{DEFAULT_HANDSHAKE_TIMEOUT, ServerTls};
-use admission::{Admission, Admit, Finished, Origin};
+use admission::{Admission, Admit, Dropped, Finished, IDLE_CHECKS, Origin};
 use burst::Bursts;
+use source::{Source, is_per_connection};
 
 pub use admission::ConnectionLimits;
-pub(crate) use admission::Slot;
+pub use established::Protected;
+pub(crate) use established::{Slot, Tracking};
+pub use source::MemoryConnector;
 pub(crate) use tcp::tune as tune_outgoing;
 pub(crate) use unix::UnixSocketFile;
 
-/// Buffer of each in-memory connection, per direction.
-const MEMORY_BUFFER: usize = 256 * 1024;
 /// How long to pause accepting when the process is out of descriptors or memory and no
-/// unauthenticated connection can be dropped to free one (or the one dropped is slow to
-/// close): long enough not to spin, short enough that a master waiting in the queue is
+/// pending connection could be dropped to free one (or the one dropped is slow to close): long enough not to spin, short enough that a master waiting in the queue is
 /// still served within a second.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -69,13 +72,6 @@ pub struct Listener {
     local: ListenAddr,
     tls: Option<ServerTls>,
     unix_file: Option<UnixSocketFile>,
-}
-
-#[derive(Debug)]
-enum Source {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-    Memory(mpsc::Receiver<DuplexStream>),
 }
 
 impl Listener {
@@ -162,8 +158,16 @@ impl Listener {
     }
 
     /// The stream of accepted connections, for tonic's `serve_with_incoming*`, holding at
-    /// most what `limits` allow.
+    /// most what `limits` allow; nothing is protected until
+    /// [`protecting`](Incoming::protecting) says otherwise.
     pub fn into_incoming(self, limits: ConnectionLimits) -> Incoming {
+        let idle_checks = limits.idle_timeout.map(|timeout| {
+            let every = (timeout / IDLE_CHECKS).max(Duration::from_millis(1));
+            IdleChecks {
+                every,
+                timer: Box::pin(tokio::time::sleep(every)),
+            }
+        });
         Incoming {
             source: self.source,
             local: self.local,
@@ -171,6 +175,7 @@ impl Listener {
             admission: Admission::new(limits),
             backoff: None,
             bursts: Bursts::new(),
+            idle_checks,
             _unix_file: self.unix_file,
         }
     }
@@ -193,7 +198,14 @@ pub struct Incoming {
     admission: Admission,
     backoff: Option<Backoff>,
     bursts: Bursts,
+    idle_checks: Option<IdleChecks>,
     _unix_file: Option<UnixSocketFile>,
+}
+
+/// The timer of the idle checks, when connections without calls are closed.
+struct IdleChecks {
+    every: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// A pause in accepting, after `accept` failed for want of descriptors or memory.
@@ -216,6 +228,13 @@ impl std::fmt::Debug for Incoming {
 }
 
 impl Incoming {
+    /// Never drops the established connections `protected` covers, neither to make room
+    /// nor for carrying no calls; it is asked whenever the listener chooses.
+    pub fn protecting(mut self, protected: Protected) -> Self {
+        self.admission.protect(protected);
+        self
+    }
+
     /// Takes a connection just accepted: passes it on at once if it needs no handshake,
     /// else starts its handshake as a pending connection.
     fn take(&mut self, io: PlainIo, remote: PeerAddr) -> Option<Connection> {
@@ -228,10 +247,12 @@ impl Incoming {
                 None
             }
             // In-process pipes cost no descriptor and come from this process.
-            (None, PlainIo::Memory(pipe)) => Some(self.admission.enter(Connection::plain(
-                PlainIo::Memory(pipe),
-                PeerInfo::new(remote, local),
-            ))),
+            (None, PlainIo::Memory(pipe)) => {
+                let connection =
+                    Connection::plain(PlainIo::Memory(pipe), PeerInfo::new(remote, local));
+                let finished = self.admission.enter(connection);
+                self.established(finished)
+            }
             (None, io) => {
                 self.admission.start(origin, first_bytes(io, remote, local));
                 None
@@ -240,9 +261,10 @@ impl Incoming {
     }
 
     /// `accept` failed: an error of that one connection is ignored; running out of
-    /// descriptors drops the oldest pending connection to free one; either way, and for
-    /// want of memory, accepting pauses (until that descriptor is free, at most
-    /// [`ACCEPT_BACKOFF`]) rather than spinning on an error that will repeat.
+    /// descriptors drops a connection to free one, as when the listener is full; either
+    /// way, and for want of memory, accepting pauses (until a pending connection dropped
+    /// is closed, at most [`ACCEPT_BACKOFF`]) rather than spinning on an error that will
+    /// repeat.
     fn accept_failed(&mut self, error: &io::Error) {
         if is_per_connection(error) {
             return;
@@ -252,7 +274,8 @@ impl Incoming {
             error.raw_os_error(),
             Some(code) if code == Errno::EMFILE as i32 || code == Errno::ENFILE as i32
         );
-        let until_freed = out_of_descriptors && self.admission.drop_one();
+        let until_freed =
+            out_of_descriptors && self.admission.make_room() == Some(Dropped::Pending);
         self.backoff = Some(Backoff {
             sleep: Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)),
             until_freed,
@@ -264,8 +287,11 @@ impl Incoming {
     fn poll_accepted(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Connection>>> {
         loop {
             match self.admission.poll_finished(cx) {
-                Poll::Ready(Finished::Established(connection)) => {
-                    return Poll::Ready(Some(Ok(connection)));
+                Poll::Ready(finished @ (Finished::Established { .. } | Finished::OverShare)) => {
+                    match self.established(finished) {
+                        Some(connection) => return Poll::Ready(Some(Ok(connection))),
+                        None => continue,
+                    }
                 }
                 Poll::Ready(Finished::Closed) => {
                     if self.backoff.as_ref().is_some_and(|b| b.until_freed) {
@@ -298,6 +324,55 @@ impl Incoming {
             }
             if let Some(connection) = self.take(io, remote) {
                 return Poll::Ready(Some(Ok(connection)));
+            }
+        }
+    }
+
+    /// A connection that finished its handshake (or needed none): the connection, unless
+    /// its peer holds its share already, all of it carrying calls.
+    fn established(&mut self, finished: Finished) -> Option<Connection> {
+        let share = self.admission.limits().max_per_peer;
+        match finished {
+            Finished::Established {
+                connection,
+                displaced,
+            } => {
+                if displaced {
+                    self.bursts.over_share.event(
+                        &self.local,
+                        format_args!(
+                            "at most {share} connections per peer; peer {}",
+                            connection.peer()
+                        ),
+                    );
+                }
+                Some(connection)
+            }
+            Finished::OverShare => {
+                self.bursts.over_share.event(
+                    &self.local,
+                    format_args!("at most {share} connections per peer, all carrying calls"),
+                );
+                None
+            }
+            Finished::Closed => None,
+        }
+    }
+
+    /// Closes connections without calls when their time has come (see
+    /// [`ConnectionLimits::idle_timeout`]).
+    fn poll_idle_checks(&mut self, cx: &mut Context<'_>) {
+        let Some(checks) = &mut self.idle_checks else {
+            return;
+        };
+        while checks.timer.as_mut().poll(cx).is_ready() {
+            checks
+                .timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + checks.every);
+            let closed = self.admission.close_idle();
+            if closed > 0 {
+                tracing::debug!(addr = %self.local, closed, "closed connections without calls");
             }
         }
     }
@@ -339,6 +414,7 @@ impl Stream for Incoming {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let next = this.poll_accepted(cx);
+        this.poll_idle_checks(cx);
         this.bursts.poll_settle(&this.local, cx);
         next
     }
@@ -375,76 +451,15 @@ async fn first_bytes(io: PlainIo, remote: PeerAddr, local: ListenAddr) -> Option
     }
 }
 
+/// Closing: connections with nothing to drain go at once, pending ones with their tasks
+/// (see `admission`).
 impl Drop for Incoming {
     fn drop(&mut self) {
         self.bursts.end(&self.local);
-    }
-}
-
-/// Errors about one incoming connection only; the listener itself is fine.
-fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::TimedOut
-            | io::ErrorKind::ConnectionRefused
-    )
-}
-
-impl Source {
-    fn poll_accept(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<io::Result<(PlainIo, PeerAddr)>>> {
-        match self {
-            Self::Tcp(listener) => listener.poll_accept(cx).map(|accepted| {
-                Some(accepted.map(|(stream, remote)| {
-                    tcp::tune(&stream);
-                    (PlainIo::Tcp(stream), PeerAddr::tcp(remote))
-                }))
-            }),
-            Self::Unix(listener) => listener.poll_accept(cx).map(|accepted| {
-                Some(accepted.map(|(stream, _)| {
-                    let peer = match stream.peer_cred() {
-                        Ok(cred) => PeerAddr::Unix {
-                            pid: cred.pid(),
-                            uid: cred.uid(),
-                            gid: cred.gid(),
-                        },
-                        // The kernel always answers SO_PEERCRED on a connected Unix socket.
-                        Err(_) => PeerAddr::Unix {
-                            pid: None,
-                            uid: u32::MAX,
-                            gid: u32::MAX,
-                        },
-                    };
-                    (PlainIo::Unix(stream), peer)
-                }))
-            }),
-            Self::Memory(receiver) => receiver
-                .poll_recv(cx)
-                .map(|pipe| pipe.map(|pipe| Ok((PlainIo::Memory(pipe), PeerAddr::Memory)))),
+        let closed = self.admission.close_undrained();
+        if closed > 0 {
+            tracing::debug!(addr = %self.local, closed, "closed connections with nothing to drain");
         }
-    }
-}
-
-/// Dials an in-memory listener; clone it freely.
-#[derive(Debug, Clone)]
-pub struct MemoryConnector {
-    tx: mpsc::Sender<DuplexStream>,
-}
-
-impl MemoryConnector {
-    pub(crate) async fn connect(&self) -> Result<PlainIo, ConnectError> {
-        let (client, server) = tokio::io::duplex(MEMORY_BUFFER);
-        self.tx
-            .send(server)
-            .await
-            .map_err(|_| ConnectError::MemoryClosed)?;
-        Ok(PlainIo::Memory(client))
     }
 }
 

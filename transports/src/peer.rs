@@ -13,6 +13,8 @@ use gnt_core::netutils::format_host_port;
 use gnt_core::policy::IpFamily;
 use rustls::pki_types::CertificateDer;
 
+use crate::listen::Tracking;
+
 /// Where a listener listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
@@ -116,6 +118,9 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
     inner: Arc<PeerInner>,
+    /// The connection's place in its listener, once established there: where the calls on
+    /// it are counted.
+    tracking: Option<Arc<Tracking>>,
 }
 
 #[derive(Debug)]
@@ -134,7 +139,18 @@ impl PeerInfo {
     pub(crate) fn with_tls(remote: PeerAddr, local: ListenAddr, tls: Option<TlsPeer>) -> Self {
         Self {
             inner: Arc::new(PeerInner { remote, local, tls }),
+            tracking: None,
         }
+    }
+
+    pub(crate) fn with_tracking(mut self, tracking: Arc<Tracking>) -> Self {
+        self.tracking = Some(tracking);
+        self
+    }
+
+    /// Where calls on this connection are counted, when its listener tracks it.
+    pub(crate) fn tracking(&self) -> Option<&Arc<Tracking>> {
+        self.tracking.as_ref()
     }
 
     /// The peer of the connection a request came in on.

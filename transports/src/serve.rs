@@ -11,7 +11,9 @@
 //!   (`malformed`).
 //!
 //! It serves on any number of [`Listener`]s at once, each holding at most the connections
-//! its [`ConnectionLimits`] allow. Shutdown stops accepting, lets calls in flight finish,
+//! its [`ConnectionLimits`] allow and never dropping those [`Protected`] covers; calls are
+//! counted on their connection (`calls`), so that a listener knows which ones carry none.
+//! Shutdown stops accepting, lets calls in flight finish,
 //! and closes what is left when the grace period ends (tonic alone would wait forever for a
 //! stuck stream).
 
@@ -27,9 +29,10 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::calls::CallsLayer;
 use crate::diag::DiagnosticsService;
 use crate::error::ServeError;
-use crate::listen::{ConnectionLimits, Listener};
+use crate::listen::{ConnectionLimits, Listener, Protected};
 use crate::malformed::MalformedRequestsLayer;
 use crate::peer::ListenAddr;
 
@@ -58,10 +61,14 @@ pub struct ServerSettings {
     pub stream_window: u32,
     /// See `stream_window`.
     pub connection_window: u32,
-    /// Connections each listener holds at once, and how many of them may be in their
-    /// handshake. Default to what the open-file limit allows when the settings are made
+    /// Connections each listener holds at once, how many of them may be in their
+    /// handshake or belong to one peer, and how long one may carry no call. Default to
+    /// what the open-file limit allows when the settings are made, without idle timeout
     /// ([`ConnectionLimits::for_this_process`]).
     pub connection_limits: ConnectionLimits,
+    /// The connections no listener drops, neither to make room nor for carrying no calls.
+    /// Defaults to none.
+    pub protected: Protected,
 }
 
 impl Default for ServerSettings {
@@ -75,6 +82,7 @@ impl Default for ServerSettings {
             stream_window: 4 << 20,
             connection_window: 8 << 20,
             connection_limits: ConnectionLimits::for_this_process(),
+            protected: Protected::none(),
         }
     }
 }
@@ -208,6 +216,8 @@ impl GrpcServer {
                 tls = listener.is_tls(),
                 max_connections = limits.max_connections,
                 max_handshakes = limits.max_handshakes,
+                max_per_peer = limits.max_per_peer,
+                idle_timeout = ?limits.idle_timeout,
                 "serving"
             );
             let mut builder = tonic::transport::Server::builder();
@@ -217,6 +227,7 @@ impl GrpcServer {
             }
             let server = builder
                 .layer(MalformedRequestsLayer)
+                .layer(CallsLayer)
                 .http2_keepalive_interval(self.settings.http2_keepalive_interval)
                 .http2_keepalive_timeout(Some(self.settings.http2_keepalive_timeout))
                 .max_concurrent_streams(Some(self.settings.max_concurrent_streams))
@@ -225,7 +236,9 @@ impl GrpcServer {
                 .initial_connection_window_size(Some(self.settings.connection_window))
                 .add_routes(routes.clone())
                 .serve_with_incoming_shutdown(
-                    listener.into_incoming(limits),
+                    listener
+                        .into_incoming(limits)
+                        .protecting(self.settings.protected.clone()),
                     token.clone().cancelled_owned(),
                 );
             servers.spawn(async move {

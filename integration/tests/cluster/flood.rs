@@ -1,11 +1,15 @@
 //! Connection floods against both daemons, each run with systemd's default open-file limit
 //! (1,024) as its hard limit too, so that it cannot raise it: thousands of idle TCP
 //! connections and half-sent TLS ClientHellos against a node agent from another lab host,
-//! idle connections against the master's socket. The master (or `gnt`) must still get
-//! through, while the flood connects and once it is open, every time within a second. Each
-//! flood is bounded in count and time and closed at the end. A short run by default
-//! (5,000 connections, 10 calls); `GNT_LONG_TESTS=1` floods with 10,000 five times over and
-//! calls 60 times during each.
+//! idle connections against the master's socket, and (`handshakes`) hundreds of finished
+//! TLS handshakes, without a certificate against a node in bootstrap mode and with a
+//! node's valid one against a member. The master (or `gnt`) must still get through, while
+//! the flood connects and once it is open, every time within a second. Each flood is
+//! bounded in count and time and closed at the end. A short run by default (5,000
+//! connections, 10 calls); `GNT_LONG_TESTS=1` floods with 10,000 five times over and calls
+//! 60 times during each.
+
+mod handshakes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,16 +75,19 @@ fn scale() -> Scale {
 fn a_flood_of_idle_connections_and_half_hellos_does_not_lock_the_master_out() {
     let _alone = one_flood_at_a_time();
     let cluster = node_under_limit();
-    let targets: Vec<SocketAddr> = cluster
-        .host("node1")
-        .unwrap()
-        .addresses()
-        .into_iter()
-        .map(|ip| SocketAddr::new(ip, DEFAULT_NODE_PORT))
-        .collect();
+    let targets = agent_addresses(&cluster, "node1");
     for round in 1..=scale().rounds {
         flood_node1(&cluster, &targets, &format!("round {round}: node1"));
     }
+}
+
+/// Every address of `host`'s agent (its primary ones, IPv6 first).
+fn agent_addresses(cluster: &ClusterLab, host: &str) -> Vec<SocketAddr> {
+    let host = cluster.host(host).unwrap();
+    let addresses = host.addresses().into_iter();
+    addresses
+        .map(|ip| SocketAddr::new(ip, DEFAULT_NODE_PORT))
+        .collect()
 }
 
 #[test]
@@ -210,15 +217,21 @@ fn flood_node1(cluster: &ClusterLab, targets: &[SocketAddr], what: &str) {
 
 /// The master, node1 (added, its agent under the limit) and node2, which floods.
 fn node_under_limit() -> Running {
+    let cluster = master_under_limit(2);
+    let secondary = cluster.default_secondary("node1");
+    let added = cluster.add_node("node1", secondary.as_deref()).unwrap();
+    assert!(added.success(), "{added}");
+    cluster
+}
+
+/// A lab of the master and `nodes` nodes, the master's daemons started under the limit.
+fn master_under_limit(nodes: u8) -> Running {
     raise_own_fd_limit();
-    let cluster = empty_under_fd_limit(IpPolicy::HybridIpv6, 2, FD_LIMIT);
+    let cluster = empty_under_fd_limit(IpPolicy::HybridIpv6, nodes, FD_LIMIT);
     let init = cluster.init().unwrap();
     assert!(init.success(), "{init}");
     cluster.start_noded("master", None).unwrap();
     cluster.start_masterd().unwrap();
-    let secondary = cluster.default_secondary("node1");
-    let added = cluster.add_node("node1", secondary.as_deref()).unwrap();
-    assert!(added.success(), "{added}");
     cluster
 }
 
@@ -244,21 +257,25 @@ fn raise_own_fd_limit() {
 /// `Version` on `node`'s agent as the master does it: its certificate, the node's name
 /// checked, a new connection each time.
 fn version_as_master(cluster: &ClusterLab, node: &str) -> Vec<Result<Duration, String>> {
+    timed_calls(
+        cluster.host("master").unwrap(),
+        master_connector(cluster, node),
+        |channel| async move {
+            let mut agent = NodeAgentClient::new(channel);
+            agent.version(VersionRequest {}).await.map(drop)
+        },
+    )
+}
+
+/// The master's connector to `node`'s agent: its certificate, the node's name checked.
+fn master_connector(cluster: &ClusterLab, node: &str) -> Connector {
     let paths = MasterPaths::new(&cluster.state_dir("master"));
     let tls = node_client_tls(&paths)
         .unwrap()
         .with_server_name(&format!("{node}.lab.test"))
         .unwrap();
     let addr = SocketAddr::new(cluster.primary(node), DEFAULT_NODE_PORT);
-    let connector = Connector::tcp_addr(addr, DialOptions::new(cluster.policy())).with_tls(tls);
-    timed_calls(
-        cluster.host("master").unwrap(),
-        connector,
-        |channel| async move {
-            let mut agent = NodeAgentClient::new(channel);
-            agent.version(VersionRequest {}).await.map(drop)
-        },
-    )
+    Connector::tcp_addr(addr, DialOptions::new(cluster.policy())).with_tls(tls)
 }
 
 /// Runs `call` [`Scale::calls`] times one after the other inside `host`, each on a new
@@ -354,7 +371,7 @@ impl std::fmt::Display for Flooded {
 /// [`Scale::connections`] TCP connections from `host` to `targets` (in turn), every
 /// [`HALF_HELLO_EVERY`]th sending half a ClientHello.
 fn flood_tcp(host: &LabHost, targets: Vec<SocketAddr>) -> Flood {
-    Flood::start(host, move |i| {
+    Flood::start(host, scale().connections, FLOOD_PARALLEL, move |i| {
         let target = targets[i % targets.len()];
         async move {
             let connect = tokio::net::TcpStream::connect(target);
@@ -373,7 +390,7 @@ fn flood_tcp(host: &LabHost, targets: Vec<SocketAddr>) -> Flood {
 
 /// [`Scale::connections`] idle connections to the Unix socket at `path`.
 fn flood_unix(host: &LabHost, path: std::path::PathBuf) -> Flood {
-    Flood::start(host, move |_| {
+    Flood::start(host, scale().connections, FLOOD_PARALLEL, move |_| {
         let connect = tokio::net::UnixStream::connect(path.clone());
         async move {
             let stream = tokio::time::timeout(FLOOD_CONNECT, connect)
@@ -393,10 +410,9 @@ struct Flood {
 }
 
 impl Flood {
-    /// Opens [`Scale::connections`] connections with `connect` (given each one's number,
-    /// it returns the connection and whether it sent half a ClientHello), at most
-    /// [`FLOOD_PARALLEL`] at a time.
-    fn start<S, F, Fut>(host: &LabHost, connect: F) -> Self
+    /// Opens `count` connections with `connect` (given each one's number, it returns the
+    /// connection and whether it sent half a ClientHello), at most `parallel` at a time.
+    fn start<S, F, Fut>(host: &LabHost, count: usize, parallel: usize, connect: F) -> Self
     where
         S: Send + 'static,
         F: Fn(usize) -> Fut + Send + 'static,
@@ -404,13 +420,12 @@ impl Flood {
     {
         let (open_tx, open) = std::sync::mpsc::channel();
         let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let count = scale().connections;
         let task = host
             .spawn(async move {
                 let started = Instant::now();
                 let streams: Vec<Option<(S, bool)>> = futures_util::stream::iter(0..count)
                     .map(connect)
-                    .buffer_unordered(FLOOD_PARALLEL)
+                    .buffer_unordered(parallel)
                     .collect()
                     .await;
                 let streams: Vec<(S, bool)> = streams.into_iter().flatten().collect();

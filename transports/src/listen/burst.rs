@@ -1,5 +1,5 @@
 //! Rate-limited logging of something a listener does again and again under attack or
-//! pressure (running out of descriptors, dropping or refusing connections): one line when a
+//! pressure (running out of descriptors, dropping, refusing or capping connections): one line when a
 //! burst begins, one with the count every 10 s while it lasts, and one with the total once
 //! it is over (a second without the event), instead of a line per event. A flood of 5,000
 //! connections would otherwise write 5,000 lines, and a log that floods is a second attack.
@@ -27,10 +27,12 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 pub(super) struct Bursts {
     /// `accept` failing for want of descriptors or memory.
     pub(super) failed_accepts: Burst,
-    /// Pending connections dropped for new ones.
+    /// Connections dropped for new ones.
     pub(super) dropped: Burst,
     /// New connections refused.
     pub(super) refused: Burst,
+    /// Connections closed because their peer holds its share.
+    pub(super) over_share: Burst,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -38,25 +40,30 @@ impl Bursts {
     pub(super) fn new() -> Self {
         Self {
             failed_accepts: Burst::new(
-                "cannot accept a connection; dropping the oldest unauthenticated ones to free \
-                 descriptors, else pausing",
+                "cannot accept a connection; dropping a connection as when full (unauthenticated \
+                 or idle first) to free descriptors, else pausing",
             ),
             dropped: Burst::new(
-                "connection bounds reached; dropping the oldest unauthenticated connection \
-                 for each new one",
+                "connection bounds reached; dropping a connection of the peer holding the \
+                 most (unauthenticated or idle first) for each new one",
             ),
             refused: Burst::new(
-                "every connection place holds an established connection; refusing new ones",
+                "every connection place holds a protected connection; refusing new ones",
+            ),
+            over_share: Burst::new(
+                "a peer holds its share of connections; closing its oldest idle one for each \
+                 new one (the new one when all carry calls)",
             ),
             timer: None,
         }
     }
 
-    fn all(&mut self) -> [&mut Burst; 3] {
+    fn all(&mut self) -> [&mut Burst; 4] {
         [
             &mut self.failed_accepts,
             &mut self.dropped,
             &mut self.refused,
+            &mut self.over_share,
         ]
     }
 

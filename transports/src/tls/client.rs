@@ -130,6 +130,12 @@ impl ClientTls {
         Ok(stream)
     }
 
+    /// The rustls configuration, for a client that does its own dialling (a test that must
+    /// speak exactly this TLS without HTTP/2 on top).
+    pub fn config(&self) -> &Arc<ClientConfig> {
+        &self.config
+    }
+
     /// The most recent session a connector with this configuration established: the
     /// server's certificates and the exporter value, for channel binding.
     pub fn last_session(&self) -> Option<TlsPeer> {
