@@ -1,11 +1,13 @@
 //! `gnt`, the operator CLI, in Ganeti's idiom: `gnt cluster init|info|verify`,
-//! `gnt node token create|add|list|info|remove|modify`, `gnt rpc call`.
+//! `gnt node token create|add|list|info|remove|modify`, `gnt job list|info|watch`,
+//! `gnt rpc call`.
 //!
 //! `cluster init` works on this host directly (there is no master daemon yet); everything
 //! else asks `gnt-masterd` over its Unix socket. Every failure is one line on standard error,
 //! and the exit code says what kind of failure it was (see `gnt_core::ErrorKind`).
 
 mod args;
+mod jobs;
 mod output;
 
 use std::process::ExitCode;
@@ -17,17 +19,23 @@ use gnt_core::join::JoinToken;
 use gnt_core::netutils::Resolver;
 use gnt_core::runner::TimeoutClass;
 use gnt_proto::master::v1::master_client::MasterClient;
+use gnt_proto::master::v1::submit_job_request::Operation;
 use gnt_proto::master::v1::{
     AddNodeRequest, CallNodesRequest, CallStatus, ClusterInfoRequest, CreateJoinTokenRequest,
     GetNodeRequest, ListNodesRequest, ModifyNodeRequest, RemoveNodeRequest, VerifyClusterRequest,
+    job,
 };
 use gnt_transports::{ConnectError, Connector};
 use tonic::transport::Channel;
 
 use crate::operations::init::init;
 use crate::paths::MasterPaths;
+use jobs::Waited;
 
-pub use args::{Cli, ClusterCommand, Command, InitArgs, NodeCommand, RpcCommand, TokenCommand};
+pub use args::{
+    Cli, ClusterCommand, Command, InitArgs, JobArgs, JobCommand, NodeCommand, RpcCommand,
+    TokenCommand,
+};
 pub use output::Output;
 
 /// A failed command: the message for standard error and the kind for the exit code.
@@ -62,6 +70,14 @@ impl Failure {
     }
 }
 
+/// A job that ended with another operation's result: a defect of the master.
+fn unexpected() -> Failure {
+    Failure {
+        kind: ErrorKind::Internal,
+        message: "the master answered with the result of another operation".to_owned(),
+    }
+}
+
 /// Runs a command; `Ok` carries the exit code of a command that ran (non-zero when, e.g.,
 /// verify found problems).
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -86,6 +102,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             timeout_class,
             output,
         }) => rpc_call(&paths, procedure, nodes, data, timeout_class, output).await,
+        Command::Job(command) => {
+            let mut client = connect(&paths).await?;
+            match command {
+                JobCommand::List { output } => jobs::list(&mut client, output).await,
+                JobCommand::Info { id } => jobs::info(&mut client, id).await,
+                JobCommand::Watch { id } => jobs::watch(&mut client, id).await,
+            }
+        }
     }
 }
 
@@ -185,6 +209,7 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             secondary_ip,
             join_token,
             name,
+            job,
         } => {
             // A token the master would refuse is refused here, before the master is
             // contacted, with the same one-line message (and without echoing it, as clap
@@ -195,13 +220,12 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
                 secondary_ip: secondary_ip.unwrap_or_default(),
                 join_token: token.expose(),
             };
-            let added = connect(paths)
-                .await?
-                .add_node(request)
-                .await
-                .map_err(status)?
-                .into_inner();
-            output::added(&added);
+            let mut client = connect(paths).await?;
+            match jobs::run_job(&mut client, Operation::AddNode(request), job).await? {
+                Waited::Done(job::Result::Added(added)) => output::added(&added),
+                Waited::Done(_) => return Err(unexpected()),
+                Waited::NotWaited(code) => return Ok(code),
+            }
         }
         NodeCommand::List { output } => {
             let nodes = connect(paths)
@@ -221,13 +245,15 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
                 .into_inner();
             output::node_info(&node);
         }
-        NodeCommand::Remove { name } => {
-            let removed = connect(paths)
-                .await?
-                .remove_node(RemoveNodeRequest { name: name.clone() })
-                .await
-                .map_err(status)?
-                .into_inner();
+        NodeCommand::Remove { name, job } => {
+            let mut client = connect(paths).await?;
+            let request = RemoveNodeRequest { name: name.clone() };
+            let removed =
+                match jobs::run_job(&mut client, Operation::RemoveNode(request), job).await? {
+                    Waited::Done(job::Result::Removed(removed)) => removed,
+                    Waited::Done(_) => return Err(unexpected()),
+                    Waited::NotWaited(code) => return Ok(code),
+                };
             println!(
                 "Node {name} removed; configuration serial {}.",
                 removed.config_serial
@@ -239,13 +265,15 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             }
             output::warnings(&removed.warnings);
         }
-        NodeCommand::Modify { offline, name } => {
-            let node = connect(paths)
-                .await?
-                .modify_node(ModifyNodeRequest { name, offline })
-                .await
-                .map_err(status)?
-                .into_inner();
+        NodeCommand::Modify { offline, name, job } => {
+            let mut client = connect(paths).await?;
+            let request = ModifyNodeRequest { name, offline };
+            let node = match jobs::run_job(&mut client, Operation::ModifyNode(request), job).await?
+            {
+                Waited::Done(job::Result::Modified(node)) => node,
+                Waited::Done(_) => return Err(unexpected()),
+                Waited::NotWaited(code) => return Ok(code),
+            };
             let name = node.addresses.map(|a| a.name).unwrap_or_default();
             println!(
                 "Node {name} is now {}.",

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gnt_core::clock::unix_now;
 use gnt_core::error::{Classify, ErrorKind};
@@ -322,11 +323,16 @@ impl ConfigStore {
     }
 }
 
-/// The daemon's configuration: read by anyone, changed one change at a time.
+/// The daemon's configuration: read by anyone at any time, changed one change at a time.
+///
+/// Readers take a copy of the current configuration without waiting for a change in
+/// progress (a node add holds the writer's lock only for its commit, but a token creation
+/// and a job's commit must still not interleave); writers queue on their own lock.
 #[derive(Debug)]
 pub struct ConfigHandle {
     store: ConfigStore,
-    current: Mutex<ClusterConfig>,
+    writer: Mutex<()>,
+    current: std::sync::RwLock<Arc<ClusterConfig>>,
 }
 
 impl ConfigHandle {
@@ -334,21 +340,33 @@ impl ConfigHandle {
     pub fn new(store: ConfigStore, config: ClusterConfig) -> Self {
         Self {
             store,
-            current: Mutex::new(config),
+            writer: Mutex::new(()),
+            current: std::sync::RwLock::new(Arc::new(config)),
         }
     }
 
-    /// A copy of the current configuration.
+    /// The current configuration; never waits for a change in progress.
     pub async fn snapshot(&self) -> ClusterConfig {
-        self.current.lock().await.clone()
+        self.current().as_ref().clone()
     }
 
-    /// Holds the configuration for a change that needs to talk to nodes first (node add):
-    /// no other change can start until the returned guard is dropped.
+    fn current(&self) -> Arc<ClusterConfig> {
+        // A poisoned lock only means a panic elsewhere while swapping an `Arc`: the value
+        // inside is whole either way.
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Holds the right to change the configuration: no other change can start until the
+    /// returned guard is dropped.
     pub async fn lock(&self) -> ConfigGuard<'_> {
+        let writer = self.writer.lock().await;
         ConfigGuard {
-            store: &self.store,
-            current: self.current.lock().await,
+            handle: self,
+            _writer: writer,
+            current: self.current(),
         }
     }
 
@@ -365,11 +383,12 @@ impl ConfigHandle {
     }
 }
 
-/// Exclusive access to the configuration.
+/// The right to change the configuration.
 #[derive(Debug)]
 pub struct ConfigGuard<'a> {
-    store: &'a ConfigStore,
-    current: tokio::sync::MutexGuard<'a, ClusterConfig>,
+    handle: &'a ConfigHandle,
+    _writer: tokio::sync::MutexGuard<'a, ()>,
+    current: Arc<ClusterConfig>,
 }
 
 impl ConfigGuard<'_> {
@@ -386,16 +405,22 @@ impl ConfigGuard<'_> {
     where
         E: From<ConfigError>,
     {
-        let mut next = self.current.clone();
+        let mut next = self.current.as_ref().clone();
         let value = change(&mut next)?;
         next.serial += 1;
         next.modified_at = unix_now();
         let now = next.modified_at;
         next.join_tokens
             .retain(|t| t.used_by.is_some() || t.expires_at > now);
-        self.store.save(&next)?;
-        *self.current = next.clone();
-        Ok((value, next))
+        self.handle.store.save(&next)?;
+        let next = Arc::new(next);
+        *self
+            .handle
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next.clone();
+        self.current = next.clone();
+        Ok((value, next.as_ref().clone()))
     }
 }
 

@@ -1,5 +1,6 @@
 //! `gnt-masterd`: loads the master, holds the lock that makes it the only master daemon of
-//! its state directory, and serves the master API on a Unix socket until told to stop.
+//! its state directory, serves the master API on a Unix socket, and runs the job queue
+//! (recovering first what a previous master left unfinished) until told to stop.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use gnt_transports::{GrpcServer, ListenError, Listener, ServeError, ServerSettin
 use tokio_util::sync::CancellationToken;
 
 use crate::error::MasterError;
+use crate::jobs::record::JobStoreError;
+use crate::jobs::{JobQueue, JobStore};
 use crate::master::Master;
 use crate::paths::MasterPaths;
 use crate::service::MasterService;
@@ -28,6 +31,9 @@ pub enum DaemonError {
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The job queue cannot be read.
+    #[error(transparent)]
+    Jobs(#[from] JobStoreError),
 }
 
 impl Classify for DaemonError {
@@ -36,6 +42,7 @@ impl Classify for DaemonError {
             Self::Load(e) => e.kind(),
             Self::Listen(e) => e.kind(),
             Self::Serve(e) => e.kind(),
+            Self::Jobs(e) => e.kind(),
         }
     }
 }
@@ -43,8 +50,10 @@ impl Classify for DaemonError {
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let (master, _lock) = Master::load(state_dir)?;
+    let master = Arc::new(master);
     let paths = MasterPaths::new(state_dir);
     let config = master.config.snapshot().await;
+    let (jobs, worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
     let listener = Listener::unix(&paths.socket, 0o600)?;
     let server = GrpcServer::new("gnt-masterd")
         .settings(ServerSettings {
@@ -52,9 +61,11 @@ pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), Da
             shutdown_grace: Duration::from_secs(30),
             ..ServerSettings::default()
         })
-        .add_service(MasterServer::new(MasterService::new(Arc::new(master))))
+        .add_service(MasterServer::new(MasterService::new(master.clone(), jobs)))
         .start(vec![listener])
         .await?;
+    let stop_jobs = CancellationToken::new();
+    let worker = tokio::spawn(worker.run(master, stop_jobs.clone()));
     tracing::info!(
         cluster = %config.cluster_name,
         nodes = config.nodes.len(),
@@ -63,6 +74,15 @@ pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), Da
         "master daemon ready"
     );
     shutdown.cancelled().await;
+    // The job running now is let finish (within the server's grace), so that callers
+    // waiting for it get its end; queued jobs stay queued for the next start.
+    stop_jobs.cancel();
+    if tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("a job is still running at shutdown; the next start will recover it");
+    }
     server.shutdown().await?;
     Ok(())
 }

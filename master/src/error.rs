@@ -13,6 +13,7 @@ use gnt_transports::TlsConfigError;
 use gnt_transports::join::JoinError;
 
 use crate::config::ConfigError;
+use crate::jobs::record::JobStoreError;
 use crate::operations::token::TokenError;
 use crate::pki::PkiError;
 use crate::procedure::ProcedureError;
@@ -96,7 +97,7 @@ pub enum MasterError {
     /// The node joined but does not answer over mutual TLS (Ganeti's words, and how to
     /// reset the node).
     #[error(
-        "Can't get version information from node {node}: {failure}; it joined but was not added: on {node}, stop gnt-noded and empty its state directory, then retry"
+        "Can't get version information from node {node}: {failure}; it joined but was not added: once it answers, run `gnt node add` again (a node that joined this cluster is taken in as it is)"
     )]
     NoVersion {
         /// The node.
@@ -147,6 +148,25 @@ pub enum MasterError {
     /// A procedure call could not be prepared.
     #[error(transparent)]
     Procedure(#[from] ProcedureError),
+    /// A job's step could not be written down, so it was not taken.
+    #[error("cannot record the job's progress")]
+    JobRecord(#[source] JobStoreError),
+    /// No such job.
+    #[error("job {0} does not exist; `gnt job list` shows the jobs")]
+    UnknownJob(u64),
+    /// The master is stopping and takes no more jobs.
+    #[error("the master daemon is stopping; submit the job again once it runs")]
+    Stopping,
+    /// A node that says it is a member of this cluster could not be shown to be one.
+    #[error(
+        "{node} says it already belongs to this cluster, but {why}; on {node}, stop gnt-noded and empty its state directory (all but join-ledger), then retry"
+    )]
+    NotAdoptable {
+        /// The node.
+        node: Hostname,
+        /// What the check found.
+        why: String,
+    },
 }
 
 impl Classify for MasterError {
@@ -177,6 +197,10 @@ impl Classify for MasterError {
             Self::Resolver(e) => e.kind(),
             Self::Ssconf(e) => e.kind(),
             Self::Procedure(e) => e.kind(),
+            Self::JobRecord(e) => e.kind(),
+            Self::UnknownJob(_) => ErrorKind::UnknownEntity,
+            Self::Stopping => ErrorKind::Unavailable,
+            Self::NotAdoptable { .. } => ErrorKind::WrongState,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`pki`]: the cluster CA and the certificates it issues;
 //! - [`master`]: the master as the daemon holds it (configuration, CA, channels, resolver);
 //! - [`operations`]: what the master does, one module per operation;
+//! - [`jobs`]: operations that change the cluster, recorded and run one at a time;
 //! - [`channels`]: one HTTP/2 channel per node;
 //! - [`procedure`]: any node procedure by name, with JSON in and out (`gnt rpc call`);
 //! - [`service`]: the gRPC master API;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod jobs;
 pub mod master;
 pub mod operations;
 pub mod paths;

@@ -25,10 +25,12 @@ pub struct Master {
     pub channels: NodeChannels,
     /// Name resolution (the master host's `/etc/hosts` and DNS).
     pub resolver: Arc<Resolver>,
+    /// Where its files are.
+    pub paths: MasterPaths,
 }
 
 /// A node as the API shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeView {
     /// Its name.
     pub name: Hostname,
@@ -69,6 +71,7 @@ impl Master {
             ca,
             channels,
             resolver: Arc::new(Resolver::system()?),
+            paths,
         })
     }
 

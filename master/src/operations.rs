@@ -8,18 +8,21 @@
 //! | [`node_add`] | `gnt node add`: checks, Join, version check, commit, distribute | `LUNodeAdd` |
 //! | [`node_remove`] | `gnt node remove` | `LUNodeRemove` |
 //! | [`node_modify`] | `gnt node modify --offline` | `LUNodeSetParams` |
+//! | [`probe`] | is a node a member of this cluster? (adopting, recovery) | (`gnt node add --readd`'s check) |
 //! | [`redistribute`] | ssconf to every online node after a change | `RedistributeAncillaryFiles` |
 //! | [`verify`] | `gnt cluster verify`'s network test | `LUClusterVerifyGroup` |
 //! | [`rpc_call`] | fan-out calls, and `gnt rpc call` | `rpc.RpcRunner` |
 //!
-//! Every change holds the configuration for its whole duration, network checks and Join
-//! included, so two operator commands never interleave; a change is committed only after
-//! everything it depends on succeeded, so a failure leaves the configuration as it was.
+//! Every change runs as a job ([`crate::jobs`]), one at a time, so two operator commands
+//! never interleave; the configuration itself is locked only for each commit, so reading it
+//! never waits for a Join. A change is committed only after everything it depends on
+//! succeeded, so a failure leaves the configuration as it was.
 
 pub mod init;
 pub mod node_add;
 pub mod node_modify;
 pub mod node_remove;
+pub mod probe;
 pub mod redistribute;
 pub mod rpc_call;
 pub mod token;

@@ -3,6 +3,11 @@
 //! ([`operations`](crate::operations)), and converts the result back; shared types cross
 //! through `gnt_core::wire`.
 //!
+//! Operations that change the cluster run as jobs ([`crate::jobs`]): `AddNode`,
+//! `RemoveNode` and `ModifyNode` submit one and wait for it, and a caller that goes away
+//! leaves the job running; `SubmitJob`, `WatchJob`, `GetJob` and `ListJobs` are the queue
+//! itself. Read-only calls never wait for a job.
+//!
 //! The API is served on a Unix socket readable by root only: the file's permissions are its
 //! authentication, as for Ganeti's master socket.
 
@@ -17,16 +22,20 @@ use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::master::v1::{
     AddNodeRequest, AddNodeResponse, CallNodesRequest, CallStatus, ClusterInfoRequest,
-    ClusterInfoResponse, CreateJoinTokenRequest, CreateJoinTokenResponse, GetNodeRequest,
-    ListNodesRequest, ListNodesResponse, ModifyNodeRequest, NetworkKind, NodeCallResult,
-    NodeRecord, RemoveNodeRequest, RemoveNodeResponse, VerifyClusterRequest, VerifyClusterResponse,
-    VerifyProblem, master_server,
+    ClusterInfoResponse, CreateJoinTokenRequest, CreateJoinTokenResponse, GetJobRequest,
+    GetNodeRequest, Job, JobReference, ListJobsRequest, ListJobsResponse, ListNodesRequest,
+    ListNodesResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
+    RemoveNodeRequest, RemoveNodeResponse, SubmitJobRequest, VerifyClusterRequest,
+    VerifyClusterResponse, VerifyProblem, WatchJobRequest, job, master_server, submit_job_request,
 };
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::MasterError;
+use crate::jobs::JobQueue;
+use crate::jobs::queue::Submission;
+use crate::jobs::wire::{failure_status, node_record};
 use crate::master::{Master, NodeView};
 use crate::operations::node_add::AddNode;
 use crate::operations::token::TokenError;
@@ -40,27 +49,69 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone)]
 pub struct MasterService {
     master: Arc<Master>,
+    jobs: JobQueue,
 }
 
 impl MasterService {
-    /// Serves `master`.
-    pub fn new(master: Arc<Master>) -> Self {
-        Self { master }
+    /// Serves `master`, running changes as jobs of `jobs`.
+    pub fn new(master: Arc<Master>, jobs: JobQueue) -> Self {
+        Self { master, jobs }
     }
+
+    /// Submits `submission` and waits for the job to end: its record, or the status of
+    /// its failure. The job does not depend on this wait: dropping it leaves the job running.
+    async fn run(&self, submission: Submission) -> Result<Job, Status> {
+        let mut submitted = self.jobs.submit(submission).map_err(status)?;
+        let record = submitted
+            .record
+            .wait_for(|record| record.state.ended())
+            .await
+            .map_err(|_| status(MasterError::Stopping))?
+            .clone();
+        match &record.failure {
+            Some(failure) => Err(failure_status(failure)),
+            None => Ok(Job::from(&record)),
+        }
+    }
+}
+
+/// The operation of a `SubmitJobRequest`.
+fn submission(request: SubmitJobRequest) -> Result<Submission, Status> {
+    match request.operation {
+        Some(submit_job_request::Operation::AddNode(add)) => add_submission(add),
+        Some(submit_job_request::Operation::RemoveNode(remove)) => {
+            Ok(Submission::RemoveNode { name: remove.name })
+        }
+        Some(submit_job_request::Operation::ModifyNode(modify)) => Ok(Submission::ModifyNode {
+            name: modify.name,
+            offline: modify.offline,
+        }),
+        None => Err(Status::invalid_argument(
+            "the job names no operation (set add_node, remove_node or modify_node)",
+        )),
+    }
+}
+
+fn add_submission(request: AddNodeRequest) -> Result<Submission, Status> {
+    let token: JoinToken = request
+        .join_token
+        .parse()
+        .map_err(|e| status(TokenError::from(e).into()))?;
+    Ok(Submission::AddNode(AddNode {
+        name: request.name,
+        secondary: Some(request.secondary_ip).filter(|s| !s.is_empty()),
+        token,
+    }))
+}
+
+/// The result a job that succeeded carries; a job of another kind is a defect.
+fn unexpected(job: &Job) -> Status {
+    Status::internal(format!("job {} ended without the expected result", job.id))
 }
 
 fn status(error: MasterError) -> Status {
     tracing::warn!(error = %Chain(&error), "request refused");
     to_status(&error)
-}
-
-fn record(view: &NodeView) -> NodeRecord {
-    NodeRecord {
-        addresses: Some(NodeAddresses::from(&view.node())),
-        master: view.master,
-        offline: view.node.offline,
-        certificate_sha256: view.node.certificate_sha256.clone(),
-    }
 }
 
 fn problem(problem: Problem) -> VerifyProblem {
@@ -136,38 +187,23 @@ impl master_server::Master for MasterService {
         &self,
         request: Request<AddNodeRequest>,
     ) -> Result<Response<AddNodeResponse>, Status> {
-        let request = request.into_inner();
-        let token: JoinToken = request
-            .join_token
-            .parse()
-            .map_err(|e| status(TokenError::from(e).into()))?;
-        let add = AddNode {
-            name: request.name,
-            secondary: Some(request.secondary_ip).filter(|s| !s.is_empty()),
-            token,
-        };
-        let (view, changed) = self.master.add_node(add).await.map_err(status)?;
-        Ok(Response::new(AddNodeResponse {
-            node: Some(record(&view)),
-            config_serial: changed.serial,
-            warnings: changed.warnings,
-        }))
+        let job = self.run(add_submission(request.into_inner())?).await?;
+        match job.result {
+            Some(job::Result::Added(added)) => Ok(Response::new(added)),
+            _ => Err(unexpected(&job)),
+        }
     }
 
     async fn remove_node(
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
-        let (changed, left) = self
-            .master
-            .remove_node(&request.into_inner().name)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(RemoveNodeResponse {
-            config_serial: changed.serial,
-            warnings: changed.warnings,
-            left,
-        }))
+        let name = request.into_inner().name;
+        let job = self.run(Submission::RemoveNode { name }).await?;
+        match job.result {
+            Some(job::Result::Removed(removed)) => Ok(Response::new(removed)),
+            _ => Err(unexpected(&job)),
+        }
     }
 
     async fn list_nodes(
@@ -186,7 +222,7 @@ impl master_server::Master for MasterService {
             .collect();
         views.sort_by(|a, b| nice_cmp(a.name.as_str(), b.name.as_str()));
         Ok(Response::new(ListNodesResponse {
-            nodes: views.iter().map(record).collect(),
+            nodes: views.iter().map(node_record).collect(),
         }))
     }
 
@@ -199,7 +235,7 @@ impl master_server::Master for MasterService {
             .node(&request.into_inner().name)
             .await
             .map_err(status)?;
-        Ok(Response::new(record(&view)))
+        Ok(Response::new(node_record(&view)))
     }
 
     async fn modify_node(
@@ -207,15 +243,16 @@ impl master_server::Master for MasterService {
         request: Request<ModifyNodeRequest>,
     ) -> Result<Response<NodeRecord>, Status> {
         let request = request.into_inner();
-        let (view, changed) = self
-            .master
-            .set_offline(&request.name, request.offline)
-            .await
-            .map_err(status)?;
-        for warning in &changed.warnings {
-            tracing::warn!(%warning, "after modifying a node");
+        let job = self
+            .run(Submission::ModifyNode {
+                name: request.name,
+                offline: request.offline,
+            })
+            .await?;
+        match job.result {
+            Some(job::Result::Modified(node)) => Ok(Response::new(node)),
+            _ => Err(unexpected(&job)),
         }
-        Ok(Response::new(record(&view)))
     }
 
     type CallNodesStream = std::pin::Pin<
@@ -247,6 +284,58 @@ impl master_server::Master for MasterService {
         Ok(Response::new(VerifyClusterResponse {
             problems: verification.problems.into_iter().map(problem).collect(),
             nodes_checked: u32::try_from(verification.nodes_checked).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<JobReference>, Status> {
+        let submitted = self
+            .jobs
+            .submit(submission(request.into_inner())?)
+            .map_err(status)?;
+        Ok(Response::new(JobReference {
+            job_id: submitted.id,
+        }))
+    }
+
+    type WatchJobStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Job, Status>> + Send + 'static>>;
+
+    async fn watch_job(
+        &self,
+        request: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let record = self
+            .jobs
+            .watch(request.into_inner().job_id)
+            .map_err(status)?;
+        // The record now, then at every change until it has ended. Changes that come
+        // faster than the caller reads are seen as one: the record holds every step.
+        let stream = futures_util::stream::unfold(Some((record, true)), |state| async move {
+            let (mut record, first) = state?;
+            if !first && record.changed().await.is_err() {
+                return None;
+            }
+            let job = Job::from(&*record.borrow_and_update());
+            let ended = job.ended_at_unix != 0;
+            Some((Ok(job), (!ended).then_some((record, false))))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        let record = self.jobs.get(request.into_inner().job_id).map_err(status)?;
+        Ok(Response::new(Job::from(&record)))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        Ok(Response::new(ListJobsResponse {
+            jobs: self.jobs.list().iter().map(Job::from).collect(),
         }))
     }
 }

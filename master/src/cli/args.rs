@@ -1,6 +1,6 @@
 //! The command line of `gnt`: clap's declarations, Ganeti's idiom
 //! (`gnt cluster init|info|verify`, `gnt node token create|add|list|info|remove|modify`,
-//! `gnt rpc call`).
+//! `gnt job list|info|watch`, `gnt rpc call`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +45,39 @@ pub enum Command {
     /// Calling node procedures directly, for debugging.
     #[command(subcommand)]
     Rpc(RpcCommand),
+    /// The master's jobs: every change to the cluster runs as one.
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+/// `gnt job ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum JobCommand {
+    /// List the jobs, oldest first.
+    List {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show one job: its steps, its result, and what recovery did.
+    Info {
+        /// The job's id.
+        id: u64,
+    },
+    /// Follow a job's steps until it ends; exits as the job ended.
+    Watch {
+        /// The job's id.
+        id: u64,
+    },
+}
+
+/// How a command that changes the cluster waits for its job.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JobArgs {
+    /// Print the job's id and return at once; the job runs in the master all the same
+    /// (`gnt job watch ID` follows it).
+    #[arg(long)]
+    pub submit: bool,
 }
 
 /// `gnt cluster ...`.
@@ -132,6 +165,9 @@ pub enum NodeCommand {
         join_token: String,
         /// The node's name; it must resolve in the cluster's primary IP version.
         name: String,
+        /// How to wait for the job.
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// List the nodes.
     List {
@@ -148,6 +184,9 @@ pub enum NodeCommand {
     Remove {
         /// The node.
         name: String,
+        /// How to wait for the job.
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// Change a node's flags.
     Modify {
@@ -156,6 +195,9 @@ pub enum NodeCommand {
         offline: bool,
         /// The node.
         name: String,
+        /// How to wait for the job.
+        #[command(flatten)]
+        job: JobArgs,
     },
 }
 

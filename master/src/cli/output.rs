@@ -182,7 +182,7 @@ pub(super) fn node_info(node: &NodeRecord) {
     println!("Certificate:  SHA256 {}", node.certificate_sha256);
 }
 
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+pub(super) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

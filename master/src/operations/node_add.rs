@@ -3,27 +3,32 @@
 //! version check over mutual TLS, the commit, and the new ssconf for every node.
 //!
 //! [`Master::add_node`] reads top to bottom as those steps; each is a function below it.
-//! The configuration is held from the first check to the commit, so two adds never both
-//! pass the uniqueness checks. A node that joined but then fails the version check is not
-//! added, and the message says how to reset it.
+//! It runs as a job (one change at a time: the queue sees to that), reporting each step
+//! before it goes on. Nothing is committed before the node answers as a member; a node that
+//! says it joined this cluster already (a Join whose answer was lost, an add that failed
+//! after the Join) is taken in once it proves it over mutual TLS, so retrying an add never
+//! needs the node wiped.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::join::JoinToken;
 use gnt_core::netutils::{PingOptions, parse_name, tcp_ping};
 use gnt_core::node::{Node, NodeAddrs};
 use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
-use gnt_transports::join::{JoinPlan, Joined, join};
-use gnt_transports::{Connector, DialOptions, fingerprint};
+use gnt_transports::join::{JoinError, JoinPlan, join};
+use gnt_transports::{Connector, DialOptions, Identity, fingerprint};
 use tonic::transport::Channel;
 
 use super::Changed;
+use super::probe::Membership;
 use super::rpc_call::{failed, timed};
 use super::token::check_token;
-use crate::config::{ClusterConfig, ConfigGuard, NodeConfig};
+use crate::config::{ClusterConfig, NodeConfig};
 use crate::error::MasterError;
+use crate::jobs::{Progress, Step};
 use crate::master::{Master, NodeView};
 
 /// How long a node may take to answer over mutual TLS after its Join (Ganeti's
@@ -54,31 +59,53 @@ struct Candidate {
 }
 
 impl Master {
-    /// Adds a node (see the module docs).
-    pub async fn add_node(&self, request: AddNode) -> Result<(NodeView, Changed), MasterError> {
-        let mut guard = self.config.lock().await;
-        let config = guard.config().clone();
+    /// Adds a node (see the module docs), reporting each step to `progress`.
+    pub async fn add_node(
+        &self,
+        request: AddNode,
+        progress: &dyn Progress,
+    ) -> Result<(NodeView, Changed), MasterError> {
+        let config = self.config.snapshot().await;
         let candidate = self.check(&config, request).await?;
         check_reachable(&config, &candidate.node).await?;
-        let joined = self
+        let node = &candidate.node;
+        progress.step(Step::Checked {
+            primary: node.addrs.primary,
+            secondary: node.addrs.secondary,
+        })?;
+        progress.step(Step::Joining)?;
+        let certificate_sha256 = match self
             .join_node(
                 &config,
-                &candidate.node,
+                node,
                 candidate.token.clone(),
                 candidate.token_expires_at,
             )
-            .await?;
-        self.check_version(&candidate.node).await?;
-        let (record, committed) = commit(&mut guard, &candidate, &joined)?;
-        drop(guard);
-        let node = candidate.node;
-        tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, version = %joined.software_version, serial = committed.serial, "node added");
-        let warnings = self.redistribute(&committed).await;
-        let view = NodeView {
-            node: record,
-            name: node.name,
-            master: false,
+            .await
+        {
+            Ok(joined) => {
+                tracing::info!(node = %node.name, version = %joined.software_version, "node joined");
+                fingerprint(&joined.certificate_sha256)
+            }
+            Err(error) if says_already_member(&error) => self.adopt(node).await?,
+            Err(error) => return Err(error),
         };
+        progress.step(Step::Joined {
+            certificate_sha256: certificate_sha256.clone(),
+        })?;
+        self.check_version(node).await?;
+        progress.step(Step::VersionChecked)?;
+        let (view, committed) = self
+            .commit_added(node, candidate.token.id(), certificate_sha256)
+            .await?;
+        progress.step(Step::Committed {
+            serial: committed.serial,
+        })?;
+        tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, serial = committed.serial, "node added");
+        let warnings = self.redistribute(&committed).await;
+        progress.step(Step::Distributed {
+            missed: warnings.len(),
+        })?;
         Ok((
             view,
             Changed {
@@ -86,6 +113,59 @@ impl Master {
                 warnings,
             },
         ))
+    }
+
+    /// Takes in `node`, which says it is a member already: only if it proves it over mutual
+    /// TLS with this cluster's CA. Returns its certificate's fingerprint.
+    async fn adopt(&self, node: &Node) -> Result<String, MasterError> {
+        match self.probe_membership(node).await? {
+            Membership::Member {
+                certificate_sha256, ..
+            } => {
+                tracing::info!(node = %node.name, "the node had joined already: taking it in");
+                Ok(certificate_sha256)
+            }
+            Membership::NotMember(why) | Membership::Unreachable(why) => {
+                Err(MasterError::NotAdoptable {
+                    node: node.name.clone(),
+                    why,
+                })
+            }
+        }
+    }
+
+    /// Enters `node`, which joined with the token `token_id` and holds the certificate
+    /// `certificate_sha256`, into the configuration, and marks the token used. The
+    /// uniqueness checks are made again against the configuration being changed: a check
+    /// passed before the Join must still hold at the commit.
+    pub async fn commit_added(
+        &self,
+        node: &Node,
+        token_id: &str,
+        certificate_sha256: String,
+    ) -> Result<(NodeView, ClusterConfig), MasterError> {
+        let mut record = NodeConfig::new(node.addrs);
+        record.certificate_sha256 = certificate_sha256;
+        let ((), committed) = self
+            .config
+            .update(|c| {
+                if c.nodes.contains_key(&node.name) {
+                    return Err(MasterError::NodeExists(node.name.clone()));
+                }
+                check_unique(c, &node.addrs)?;
+                c.nodes.insert(node.name.clone(), record.clone());
+                if let Some(used) = c.join_tokens.iter_mut().find(|t| t.id == token_id) {
+                    used.used_by = Some(node.name.clone());
+                }
+                Ok::<_, MasterError>(())
+            })
+            .await?;
+        let view = NodeView {
+            node: record,
+            name: node.name.clone(),
+            master: false,
+        };
+        Ok((view, committed))
     }
 
     /// The checks that need no more than the configuration and name resolution: the name,
@@ -125,13 +205,15 @@ impl Master {
         node: &Node,
         token: JoinToken,
         token_expires_at: i64,
-    ) -> Result<Joined, MasterError> {
+    ) -> Result<gnt_transports::join::Joined, MasterError> {
         let mut planned = config.clone();
         planned
             .nodes
             .insert(node.name.clone(), NodeConfig::new(node.addrs));
         let offer = planned.join_offer(node.clone(), self.ca.cert_pem())?;
-        let plan = JoinPlan::new(token, token_expires_at, offer);
+        let identity =
+            Identity::from_files(&self.paths.pki.master_cert, &self.paths.pki.master_key)?;
+        let plan = JoinPlan::new(token, token_expires_at, offer).presenting(identity);
         let connector = Connector::tcp_addr(
             SocketAddr::new(node.addrs.primary, config.node_port),
             DialOptions::new(config.policy),
@@ -230,28 +312,11 @@ async fn check_reachable(config: &ClusterConfig, node: &Node) -> Result<(), Mast
     })
 }
 
-/// Enters the joined node into the configuration and marks its token used; returns the
-/// node's record and the new configuration.
-fn commit(
-    guard: &mut ConfigGuard<'_>,
-    candidate: &Candidate,
-    joined: &Joined,
-) -> Result<(NodeConfig, ClusterConfig), MasterError> {
-    let node = &candidate.node;
-    let mut record = NodeConfig::new(node.addrs);
-    record.certificate_sha256 = fingerprint(&joined.certificate_sha256);
-    let ((), committed) = guard.commit(|c| {
-        c.nodes.insert(node.name.clone(), record.clone());
-        if let Some(used) = c
-            .join_tokens
-            .iter_mut()
-            .find(|t| t.id == candidate.token.id())
-        {
-            used.used_by = Some(node.name.clone());
-        }
-        Ok::<_, MasterError>(())
-    })?;
-    Ok((record, committed))
+/// Whether a Join failed because the node says it is a member of a cluster already.
+fn says_already_member(error: &MasterError) -> bool {
+    matches!(error, MasterError::Join { source, .. }
+        if matches!(source.as_ref(), JoinError::Refused { .. })
+            && source.kind() == ErrorKind::AlreadyExists)
 }
 
 /// Calls Version on `channel` until `node` answers (its member listener may take a moment

@@ -3,14 +3,16 @@
 
 use super::Changed;
 use crate::error::MasterError;
+use crate::jobs::{Progress, Step};
 use crate::master::{Master, NodeView};
 
 impl Master {
-    /// Marks node `name` offline or back online.
+    /// Marks node `name` offline or back online, reporting each step to `progress`.
     pub async fn set_offline(
         &self,
         name: &str,
         offline: bool,
+        progress: &dyn Progress,
     ) -> Result<(NodeView, Changed), MasterError> {
         let view = self.node(name).await?;
         if view.master && offline {
@@ -29,7 +31,13 @@ impl Master {
             })
             .await?;
         tracing::info!(node = %view.name, offline, serial = committed.serial, "node modified");
+        progress.step(Step::Committed {
+            serial: committed.serial,
+        })?;
         let warnings = self.redistribute(&committed).await;
+        progress.step(Step::Distributed {
+            missed: warnings.len(),
+        })?;
         Ok((
             NodeView { node, ..view },
             Changed {

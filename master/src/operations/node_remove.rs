@@ -9,38 +9,49 @@ use gnt_core::runner::CallFailure;
 use gnt_proto::node::v1::LeaveClusterRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 
+use gnt_core::netutils::Hostname;
+
 use super::Changed;
 use super::rpc_call::{failed, timed};
+use crate::config::ClusterConfig;
 use crate::error::MasterError;
+use crate::jobs::{Progress, Step};
 use crate::master::{Master, NodeView};
 
 /// How long a node may take to leave.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Master {
-    /// Removes node `name` (see the module docs); says whether the node left.
-    pub async fn remove_node(&self, name: &str) -> Result<(Changed, bool), MasterError> {
+    /// Removes node `name` (see the module docs), reporting each step to `progress`; says
+    /// whether the node left.
+    pub async fn remove_node(
+        &self,
+        name: &str,
+        progress: &dyn Progress,
+    ) -> Result<(Changed, bool), MasterError> {
         let view = self.node(name).await?;
         if view.master {
             return Err(MasterError::RemoveMaster);
         }
-        let mut guard = self.config.lock().await;
-        let mut warnings = Vec::new();
+        progress.step(Step::Leaving)?;
         let left = self.tell_to_leave(&view).await?;
+        progress.step(Step::Left { left: left.is_ok() })?;
+        let mut warnings = Vec::new();
         if let Err(why) = &left {
             warnings.push(format!(
                 "{} {why}; on it, stop gnt-noded and empty its state directory (all but join-ledger)",
                 view.name
             ));
         }
-        let ((), committed) = guard.commit(|c| {
-            c.nodes.remove(&view.name);
-            Ok::<_, MasterError>(())
+        let committed = self.commit_removed(&view.name).await?;
+        progress.step(Step::Committed {
+            serial: committed.serial,
         })?;
-        drop(guard);
-        self.channels.forget(view.name.as_str());
-        tracing::info!(node = %view.name, serial = committed.serial, "node removed");
-        warnings.extend(self.redistribute(&committed).await);
+        let missed = self.redistribute(&committed).await;
+        progress.step(Step::Distributed {
+            missed: missed.len(),
+        })?;
+        warnings.extend(missed);
         Ok((
             Changed {
                 serial: committed.serial,
@@ -50,9 +61,27 @@ impl Master {
         ))
     }
 
+    /// Takes node `name` out of the configuration (a node already out is not an error:
+    /// recovery may repeat this step).
+    pub async fn commit_removed(&self, name: &Hostname) -> Result<ClusterConfig, MasterError> {
+        let ((), committed) = self
+            .config
+            .update(|c| {
+                c.nodes.remove(name);
+                Ok::<_, MasterError>(())
+            })
+            .await?;
+        self.channels.forget(name.as_str());
+        tracing::info!(node = %name, serial = committed.serial, "node removed");
+        Ok(committed)
+    }
+
     /// Calls LeaveCluster on the node: `Ok(Err(_))` says why it did not leave, which does
     /// not stop the removal; `Err` is a master that cannot call nodes at all, which does.
-    async fn tell_to_leave(&self, view: &NodeView) -> Result<Result<(), NotLeft>, MasterError> {
+    pub(crate) async fn tell_to_leave(
+        &self,
+        view: &NodeView,
+    ) -> Result<Result<(), NotLeft>, MasterError> {
         if view.node.offline {
             return Ok(Err(NotLeft::Offline));
         }
@@ -69,7 +98,7 @@ impl Master {
 
 /// Why a removed node was not wiped.
 #[derive(Debug, thiserror::Error)]
-enum NotLeft {
+pub(crate) enum NotLeft {
     #[error("is offline and was not told to leave")]
     Offline,
     #[error("did not leave ({0})")]

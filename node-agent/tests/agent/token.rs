@@ -226,11 +226,7 @@ fn a_member_whose_ledger_was_lost_still_spends_the_token_it_joined_with() {
     agent.wait_member();
     drop(agent);
     std::fs::remove_file(state.join("join-ledger")).unwrap();
-    let agent = Agent::start_with(
-        topology.host("node1"),
-        &state,
-        TokenSource::File(file),
-    );
+    let agent = Agent::start_with(topology.host("node1"), &state, TokenSource::File(file));
     agent.wait_member();
     leave(&topology);
     agent.wait(|s| matches!(s, AgentStatus::Bootstrap(_)));

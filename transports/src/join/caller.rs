@@ -21,7 +21,7 @@ use tonic::Streaming;
 
 use crate::connect::Connector;
 use crate::error::TlsConfigError;
-use crate::tls::{ClientTls, Pem};
+use crate::tls::{ClientTls, Identity, Pem};
 
 /// Issues node certificates: the cluster CA's signature over a node's public key.
 pub trait CertificateIssuer: Send + Sync {
@@ -47,6 +47,10 @@ pub struct JoinPlan {
     pub expires_at_unix: i64,
     /// The offer; its node certificate is filled in here.
     pub offer: JoinOffer,
+    /// The master's own certificate, presented in the handshake: a node that is a member
+    /// already (its listener requires a cluster certificate) then answers with why it
+    /// refuses, instead of failing the handshake.
+    presenting: Option<Identity>,
     #[cfg(feature = "testing")]
     rewrite: Option<RequestRewrite>,
 }
@@ -68,9 +72,16 @@ impl JoinPlan {
             token,
             expires_at_unix,
             offer,
+            presenting: None,
             #[cfg(feature = "testing")]
             rewrite: None,
         }
+    }
+
+    /// Presents `identity` (the master's certificate) in the handshake.
+    pub fn presenting(mut self, identity: Identity) -> Self {
+        self.presenting = Some(identity);
+        self
     }
 
     /// Sends the request as `rewrite` leaves it instead of the offer's faithful form: for
@@ -175,7 +186,7 @@ pub async fn join(
     issuer: &dyn CertificateIssuer,
 ) -> Result<Joined, JoinError> {
     let target = bootstrap.target();
-    let tls = ClientTls::danger_unverified_server(None)?;
+    let tls = ClientTls::danger_unverified_server(plan.presenting.as_ref())?;
     let channel = bootstrap
         .with_tls(tls.clone())
         .channel()

@@ -1,0 +1,348 @@
+//! A job as it is written down: the operation, each step as it is taken, and how the job
+//! ended. One JSON file per job in `<state>/master/jobs/` (0600, replaced atomically at
+//! every step), so that a master killed at any moment finds, at its next start, every job
+//! it had begun and how far each got.
+//!
+//! A join token's secret is never written: an add records the token's id only. Recovery
+//! never needs the secret (it rolls back what had not reached the node, and finds out from
+//! the node what had).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use gnt_core::error::{Chain, Classify};
+use gnt_core::fs_atomic::{self, FsError};
+use serde::{Deserialize, Serialize};
+
+use crate::master::NodeView;
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum JobOp {
+    /// `gnt node add`.
+    AddNode {
+        /// The node's name, as given.
+        name: String,
+        /// `-s`, as given.
+        secondary: Option<String>,
+        /// The join token's id (never its secret).
+        token_id: String,
+    },
+    /// `gnt node remove`.
+    RemoveNode {
+        /// The node's name, as given.
+        name: String,
+    },
+    /// `gnt node modify --offline`.
+    ModifyNode {
+        /// The node's name, as given.
+        name: String,
+        /// The new offline flag.
+        offline: bool,
+    },
+}
+
+impl JobOp {
+    /// The operation in words.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::AddNode { name, .. } => format!("add node {name}"),
+            Self::RemoveNode { name } => format!("remove node {name}"),
+            Self::ModifyNode { name, offline } => format!(
+                "mark node {name} {}",
+                if *offline { "offline" } else { "online" }
+            ),
+        }
+    }
+}
+
+/// A step a job took, with what recovery needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Every check passed (add): the node's addresses, as resolved.
+    Checked {
+        /// Primary address.
+        primary: IpAddr,
+        /// Secondary address.
+        secondary: IpAddr,
+    },
+    /// The Join is about to be sent (add): from here on the node may have joined.
+    Joining,
+    /// The node joined (add).
+    Joined {
+        /// Its certificate's SHA-256 fingerprint.
+        certificate_sha256: String,
+    },
+    /// The node answered over mutual TLS with our protocol (add).
+    VersionChecked,
+    /// The node is being told to leave (remove).
+    Leaving,
+    /// It left, or could not be told to (remove).
+    Left {
+        /// Whether it left.
+        left: bool,
+    },
+    /// The change is in the configuration.
+    Committed {
+        /// The configuration serial after it.
+        serial: u64,
+    },
+    /// The new ssconf went to the online nodes.
+    Distributed {
+        /// Nodes that did not take it (they catch up later).
+        missed: usize,
+    },
+}
+
+impl Step {
+    /// The step's name, as `gnt job info` shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Checked { .. } => "checked",
+            Self::Joining => "joining",
+            Self::Joined { .. } => "joined",
+            Self::VersionChecked => "version-checked",
+            Self::Leaving => "leaving",
+            Self::Left { .. } => "left",
+            Self::Committed { .. } => "committed",
+            Self::Distributed { .. } => "distributed",
+        }
+    }
+
+    /// What the step found or did, in one line.
+    pub fn note(&self) -> String {
+        match self {
+            Self::Checked { primary, secondary } => {
+                format!("primary {primary}, secondary {secondary}")
+            }
+            Self::Joining | Self::VersionChecked | Self::Leaving => String::new(),
+            Self::Joined { certificate_sha256 } => format!("certificate {certificate_sha256}"),
+            Self::Left { left } => if *left {
+                "the node left"
+            } else {
+                "the node was not told to leave"
+            }
+            .to_owned(),
+            Self::Committed { serial } => format!("configuration serial {serial}"),
+            Self::Distributed { missed: 0 } => "every online node has the new ssconf".to_owned(),
+            Self::Distributed { missed } => {
+                format!("{missed} node(s) did not take the new ssconf yet")
+            }
+        }
+    }
+}
+
+/// A step as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step.
+    #[serde(flatten)]
+    pub step: Step,
+    /// When, seconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Recorded, waiting for the jobs before it.
+    Queued,
+    /// Running.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Refused or failed.
+    Failed,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn ended(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// What a job that succeeded did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum JobOutcome {
+    /// A node was added.
+    Added {
+        /// The node.
+        node: NodeView,
+        /// The configuration serial after it.
+        serial: u64,
+    },
+    /// A node was removed.
+    Removed {
+        /// The configuration serial after it.
+        serial: u64,
+        /// Whether the node left (wiped its state).
+        left: bool,
+    },
+    /// A node's flags changed.
+    Modified {
+        /// The node.
+        node: NodeView,
+        /// The configuration serial after it.
+        serial: u64,
+    },
+}
+
+/// Why a job failed: its kind (as `ErrorKind::code`) and its message with causes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// The kind's code.
+    pub kind: String,
+    /// One line.
+    pub message: String,
+}
+
+impl JobFailure {
+    /// The failure of `error`.
+    pub fn of<E: Classify>(error: &E) -> Self {
+        Self {
+            kind: error.kind().code().to_owned(),
+            message: Chain(error).to_string(),
+        }
+    }
+}
+
+/// A job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Its id.
+    pub id: u64,
+    /// What it does.
+    pub op: JobOp,
+    /// Where it is.
+    pub state: JobState,
+    /// The steps taken.
+    pub steps: Vec<StepRecord>,
+    /// When it was submitted.
+    pub submitted_at: i64,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+    /// What it did, if it succeeded.
+    pub outcome: Option<JobOutcome>,
+    /// Problems that did not undo it.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Why it failed, if it did.
+    pub failure: Option<JobFailure>,
+    /// What recovery did, if a restart of the master interrupted it.
+    pub recovery: Option<String>,
+}
+
+impl JobRecord {
+    /// Whether the job took `name`.
+    pub fn took(&self, name: &str) -> bool {
+        self.steps.iter().any(|s| s.step.name() == name)
+    }
+
+    /// The first step named `name`, if taken.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps
+            .iter()
+            .map(|s| &s.step)
+            .find(|step| step.name() == name)
+    }
+}
+
+/// The directory of job files.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    dir: PathBuf,
+}
+
+/// A job file that cannot be read or written.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum JobStoreError {
+    /// The file system failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// A file does not parse.
+    #[error("the job file {} is corrupt", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        source: serde_json::Error,
+    },
+}
+
+impl Classify for JobStoreError {
+    fn kind(&self) -> gnt_core::ErrorKind {
+        match self {
+            Self::Fs(e) => e.kind(),
+            Self::Corrupt { .. } => gnt_core::ErrorKind::Environment,
+        }
+    }
+}
+
+impl JobStore {
+    /// The jobs of master directory `master_dir`.
+    pub fn new(master_dir: &Path) -> Self {
+        Self {
+            dir: master_dir.join("jobs"),
+        }
+    }
+
+    fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:010}.json"))
+    }
+
+    /// Writes `record`, atomically and durably.
+    pub fn save(&self, record: &JobRecord) -> Result<(), JobStoreError> {
+        fs_atomic::ensure_dir(&self.dir, 0o700)?;
+        let path = self.path(record.id);
+        let mut text =
+            serde_json::to_vec_pretty(record).map_err(|source| JobStoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        text.push(b'\n');
+        fs_atomic::write_atomic(&path, &text, 0o600)?;
+        Ok(())
+    }
+
+    /// Every job, oldest first.
+    pub fn load_all(&self) -> Result<Vec<JobRecord>, JobStoreError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(FsError::new("list", &self.dir, e).into()),
+        };
+        let mut jobs = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| FsError::new("list", &self.dir, e))?
+                .path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read(&path).map_err(|e| FsError::new("read", &path, e))?;
+            let record: JobRecord = serde_json::from_slice(&text)
+                .map_err(|source| JobStoreError::Corrupt { path, source })?;
+            jobs.push(record);
+        }
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
+    }
+
+    /// Removes the files of ended jobs beyond the newest `keep`.
+    pub fn prune(&self, jobs: &[JobRecord], keep: usize) -> Vec<u64> {
+        let ended: Vec<&JobRecord> = jobs.iter().filter(|j| j.state.ended()).collect();
+        let excess = ended.len().saturating_sub(keep);
+        ended
+            .iter()
+            .take(excess)
+            .filter(|job| std::fs::remove_file(self.path(job.id)).is_ok())
+            .map(|job| job.id)
+            .collect()
+    }
+}

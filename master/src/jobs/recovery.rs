@@ -1,0 +1,269 @@
+//! Recovery: at start, the master takes every job a previous master left unfinished to an
+//! end, by the last step its record shows. The rule: what had reached a node is rolled
+//! forward (the record says so, or the node does), what had not is rolled back (nothing to
+//! undo: the job fails, saying so). Each rule, and why, is in `docs/design.md` ("Jobs").
+//!
+//! | job | last step recorded | recovery |
+//! |---|---|---|
+//! | add | none, `checked` | failed: nothing reached the node |
+//! | add | `joining`, `joined`, `version-checked` | ask the node: a member is committed; a node that is not one failed; an unreachable one is committed if `joined` was recorded, else failed (a later add takes it in) |
+//! | add | `committed` and on | ssconf redistributed: succeeded |
+//! | remove | none | failed: nothing done |
+//! | remove | `leaving`, `left` | told to leave again if still a member, removed from the configuration |
+//! | remove | `committed` and on | ssconf redistributed: succeeded |
+//! | modify | none | failed: nothing done |
+//! | modify | `committed` and on | ssconf redistributed: succeeded |
+//!
+//! A queued remove or modify needs nothing the record lacks and is simply run; a queued add
+//! cannot be (its token's secret was never written down) and fails.
+
+use std::time::Duration;
+
+use gnt_core::error::{Chain, ErrorKind};
+use gnt_core::netutils::parse_name;
+use gnt_core::node::{Node, NodeAddrs};
+
+use super::record::{JobFailure, JobOp, JobOutcome, JobRecord};
+use super::{Progress, Step};
+use crate::error::MasterError;
+use crate::master::Master;
+use crate::operations::probe::Membership;
+
+/// How often, and after which pauses, an unreachable node is asked again.
+const PROBE_PAUSES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(6),
+];
+
+/// How a job was taken to its end.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The job's result.
+    pub result: Result<(JobOutcome, Vec<String>), JobFailure>,
+    /// What recovery found and did, in one line.
+    pub note: String,
+}
+
+impl Recovered {
+    fn failed(note: impl Into<String>) -> Self {
+        let note = note.into();
+        Self {
+            result: Err(JobFailure {
+                kind: ErrorKind::Unavailable.code().to_owned(),
+                message: format!("the master daemon stopped during the job: {note}"),
+            }),
+            note,
+        }
+    }
+
+    fn error(error: &MasterError, note: impl Into<String>) -> Self {
+        Self {
+            result: Err(JobFailure::of(error)),
+            note: format!("{}: {}", note.into(), Chain(error)),
+        }
+    }
+
+    fn done(outcome: (JobOutcome, Vec<String>), note: impl Into<String>) -> Self {
+        Self {
+            result: Ok(outcome),
+            note: note.into(),
+        }
+    }
+}
+
+/// Takes `record`, which a previous master left unfinished, to an end.
+pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progress) -> Recovered {
+    match &record.op {
+        JobOp::AddNode { name, token_id, .. } => {
+            recover_add(master, record, name, token_id, progress).await
+        }
+        JobOp::RemoveNode { name } => recover_remove(master, record, name, progress).await,
+        JobOp::ModifyNode { name, .. } => {
+            if !record.took("committed") {
+                return Recovered::failed("it had changed nothing; run it again");
+            }
+            let view = match master.node(name).await {
+                Ok(view) => view,
+                Err(error) => return Recovered::error(&error, "committed, but the node is gone"),
+            };
+            let (serial, missed) = redistribute(master, progress).await;
+            let outcome = JobOutcome::Modified { node: view, serial };
+            Recovered::done(
+                (outcome, missed),
+                "committed before the stop: ssconf redistributed",
+            )
+        }
+    }
+}
+
+async fn recover_add(
+    master: &Master,
+    record: &JobRecord,
+    name: &str,
+    token_id: &str,
+    progress: &dyn Progress,
+) -> Recovered {
+    if record.took("committed") {
+        return match master.node(name).await {
+            Ok(node) => {
+                let (serial, missed) = redistribute(master, progress).await;
+                let outcome = JobOutcome::Added { node, serial };
+                Recovered::done(
+                    (outcome, missed),
+                    "committed before the stop: ssconf redistributed",
+                )
+            }
+            Err(error) => Recovered::error(&error, "committed, but the node is gone"),
+        };
+    }
+    let Some(Step::Checked { primary, secondary }) = record.step("checked").cloned() else {
+        return Recovered::failed("nothing had reached the node; run `gnt node add` again");
+    };
+    if !record.took("joining") {
+        return Recovered::failed("nothing had reached the node; run `gnt node add` again");
+    }
+    let node = match parse_name("node name", name) {
+        Ok(name) => Node {
+            name,
+            addrs: NodeAddrs { primary, secondary },
+        },
+        Err(error) => return Recovered::error(&error.into(), "the recorded name is invalid"),
+    };
+    let recorded = match record.step("joined") {
+        Some(Step::Joined { certificate_sha256 }) => Some(certificate_sha256.clone()),
+        _ => None,
+    };
+    let certificate_sha256 = match ask_patiently(master, &node).await {
+        Ok(Membership::Member {
+            certificate_sha256, ..
+        }) => certificate_sha256,
+        Ok(Membership::NotMember(why)) => {
+            return Recovered::failed(format!(
+                "the Join had not reached {} ({why}): nothing to undo; run `gnt node add` again (with a new token if the node says this one is used)",
+                node.name
+            ));
+        }
+        Ok(Membership::Unreachable(why)) => match &recorded {
+            Some(certificate_sha256) => {
+                tracing::warn!(node = %node.name, %why, "unreachable, but its Join was recorded: committing it");
+                certificate_sha256.clone()
+            }
+            None => {
+                return Recovered::failed(format!(
+                    "{} did not answer ({why}), so whether the Join reached it is unknown; once it answers, run `gnt node add` again: a node that joined is taken in",
+                    node.name
+                ));
+            }
+        },
+        Err(error) => return Recovered::error(&error, "cannot ask the node"),
+    };
+    if recorded.is_none()
+        && let Err(error) = progress.step(Step::Joined {
+            certificate_sha256: certificate_sha256.clone(),
+        })
+    {
+        return Recovered::error(&error, "cannot record the job");
+    }
+    let committed = match master
+        .commit_added(&node, token_id, certificate_sha256)
+        .await
+    {
+        Ok((view, committed)) => {
+            if let Err(error) = progress.step(Step::Committed {
+                serial: committed.serial,
+            }) {
+                return Recovered::error(&error, "committed, but cannot record the job");
+            }
+            view
+        }
+        Err(error) => {
+            return Recovered::error(&error, "the node had joined but cannot be committed");
+        }
+    };
+    let (serial, missed) = redistribute(master, progress).await;
+    let outcome = JobOutcome::Added {
+        node: committed,
+        serial,
+    };
+    Recovered::done(
+        (outcome, missed),
+        "the master stopped after the Join; the node had joined: committed it",
+    )
+}
+
+async fn recover_remove(
+    master: &Master,
+    record: &JobRecord,
+    name: &str,
+    progress: &dyn Progress,
+) -> Recovered {
+    if !record.took("leaving") {
+        return Recovered::failed("nothing had been done; run `gnt node remove` again");
+    }
+    let mut left = matches!(record.step("left"), Some(Step::Left { left: true }));
+    if !record.took("committed") {
+        let view = match master.node(name).await {
+            Ok(view) => view,
+            Err(error) => return Recovered::error(&error, "the node is not in the configuration"),
+        };
+        if !left && !view.node.offline {
+            match ask_patiently(master, &view.node()).await {
+                Ok(Membership::Member { .. }) => {
+                    left = matches!(master.tell_to_leave(&view).await, Ok(Ok(())));
+                }
+                Ok(Membership::NotMember(_)) => left = true,
+                Ok(Membership::Unreachable(_)) | Err(_) => {}
+            }
+        }
+        if let Err(error) = progress.step(Step::Left { left }) {
+            return Recovered::error(&error, "cannot record the job");
+        }
+        match master.commit_removed(&view.name).await {
+            Ok(committed) => {
+                if let Err(error) = progress.step(Step::Committed {
+                    serial: committed.serial,
+                }) {
+                    return Recovered::error(&error, "removed, but cannot record the job");
+                }
+            }
+            Err(error) => return Recovered::error(&error, "cannot remove the node"),
+        }
+    }
+    let (serial, mut warnings) = redistribute(master, progress).await;
+    if !left {
+        warnings.push(format!(
+            "{name} was not told to leave; on it, stop gnt-noded and empty its state directory (all but join-ledger)"
+        ));
+    }
+    Recovered::done(
+        (JobOutcome::Removed { serial, left }, warnings),
+        "the master stopped while removing the node: finished the removal",
+    )
+}
+
+/// Asks `node` whether it is a member, again after pauses while it does not answer.
+async fn ask_patiently(master: &Master, node: &Node) -> Result<Membership, MasterError> {
+    let mut answer = master.probe_membership(node).await?;
+    for pause in PROBE_PAUSES {
+        if !matches!(answer, Membership::Unreachable(_)) {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        answer = master.probe_membership(node).await?;
+    }
+    Ok(answer)
+}
+
+/// Sends the current ssconf to every online node; records the step; returns the serial
+/// and one warning per node that missed it.
+async fn redistribute(master: &Master, progress: &dyn Progress) -> (u64, Vec<String>) {
+    let config = master.config.snapshot().await;
+    let missed = master.redistribute(&config).await;
+    if let Err(error) = progress.step(Step::Distributed {
+        missed: missed.len(),
+    }) {
+        tracing::warn!(error = %Chain(&error), "cannot record the redistribution");
+    }
+    (config.serial, missed)
+}

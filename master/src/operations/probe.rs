@@ -1,0 +1,101 @@
+//! Whether a node is a member of this cluster, asked over mutual TLS with the cluster CA:
+//! what node add needs before taking in a node that says it joined already, and what
+//! recovery needs to learn whether an interrupted Join reached the node.
+//!
+//! A member presents a certificate of our CA valid for its name and answers `Version` to
+//! the master; a node in bootstrap mode (self-signed certificate) or of another cluster
+//! fails the handshake while its port answers; a node whose port does not answer is
+//! unreachable, and nothing can be concluded about it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gnt_core::error::Chain;
+use gnt_core::netutils::{PingOptions, tcp_ping};
+use gnt_core::node::Node;
+use gnt_proto::node::v1::VersionRequest;
+use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+use gnt_transports::{Connector, DialOptions, fingerprint};
+
+use super::rpc_call::timed;
+use crate::error::MasterError;
+use crate::master::{Master, node_client_tls};
+
+/// How long the handshake and the Version call may take, each.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a node is, as far as this cluster is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// A member: its certificate's SHA-256 fingerprint, and its protocol version.
+    Member {
+        /// The fingerprint of the certificate it presented.
+        certificate_sha256: String,
+        /// Its protocol version.
+        protocol_version: u32,
+    },
+    /// It answers, but not as a member of this cluster: why.
+    NotMember(String),
+    /// Nothing answers: why.
+    Unreachable(String),
+}
+
+impl Master {
+    /// Asks `node` at its primary address whether it is a member of this cluster.
+    pub async fn probe_membership(&self, node: &Node) -> Result<Membership, MasterError> {
+        let config = self.config.snapshot().await;
+        let addr = SocketAddr::new(node.addrs.primary, config.node_port);
+        // A fresh client configuration: its last session is this probe's, nobody else's.
+        let tls = node_client_tls(&self.paths)?.with_server_name(node.name.as_str())?;
+        let connector =
+            Connector::tcp_addr(addr, DialOptions::new(config.policy)).with_tls(tls.clone());
+        let channel = match tokio::time::timeout(PROBE_TIMEOUT, connector.channel()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(error)) if port_answers(addr).await => {
+                return Ok(Membership::NotMember(format!(
+                    "it refuses mutual TLS with this cluster's CA ({})",
+                    Chain(&error)
+                )));
+            }
+            Ok(Err(error)) => return Ok(Membership::Unreachable(Chain(&error).to_string())),
+            Err(_) => {
+                return Ok(Membership::Unreachable(format!(
+                    "no TLS handshake within {}s",
+                    PROBE_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        let Some(certificate_sha256) = tls
+            .last_session()
+            .and_then(|session| session.identity)
+            .map(|identity| fingerprint(&identity.sha256))
+        else {
+            return Ok(Membership::NotMember(
+                "it presented no readable certificate".to_owned(),
+            ));
+        };
+        let request = timed(VersionRequest {}, PROBE_TIMEOUT);
+        match NodeAgentClient::new(channel).version(request).await {
+            Ok(reply) => Ok(Membership::Member {
+                certificate_sha256,
+                protocol_version: reply.into_inner().protocol_version,
+            }),
+            Err(status) => Ok(Membership::NotMember(format!(
+                "it does not answer the master as a member ({})",
+                status.message()
+            ))),
+        }
+    }
+}
+
+/// Whether anything accepts a TCP connection at `addr`.
+async fn port_answers(addr: SocketAddr) -> bool {
+    let options = PingOptions {
+        timeout: PROBE_TIMEOUT,
+        source: None,
+        live_port_needed: true,
+    };
+    tcp_ping(addr, &options)
+        .await
+        .is_ok_and(|outcome| outcome.is_alive(true))
+}
