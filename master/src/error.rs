@@ -94,6 +94,16 @@ pub enum MasterError {
         #[source]
         source: Box<JoinError>,
     },
+    /// The node stopped answering during the Join.
+    #[error(
+        "{node} did not finish the Join within {seconds}s, so whether it joined is unknown; once it answers, run `gnt node add` again (a node that joined this cluster is taken in as it is)"
+    )]
+    JoinTimeout {
+        /// The node.
+        node: Hostname,
+        /// The limit.
+        seconds: u64,
+    },
     /// The node joined but does not answer over mutual TLS (Ganeti's words, and how to
     /// reset the node).
     #[error(
@@ -185,6 +195,7 @@ impl Classify for MasterError {
             Self::PrimaryUnreachable { .. }
             | Self::SecondaryUnreachable { .. }
             | Self::NoVersion { .. } => ErrorKind::Environment,
+            Self::JoinTimeout { .. } => ErrorKind::Timeout,
             Self::VersionMismatch { .. } | Self::RemoveMaster | Self::OfflineMaster => {
                 ErrorKind::WrongState
             }

@@ -36,3 +36,6 @@ impl Progress for Untracked {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

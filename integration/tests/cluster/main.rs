@@ -12,6 +12,7 @@
 mod faults;
 mod flood;
 mod init;
+mod jobs;
 mod lifecycle;
 mod operations;
 mod refusals;

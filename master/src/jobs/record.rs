@@ -266,7 +266,7 @@ pub enum JobStoreError {
     #[error(transparent)]
     Fs(#[from] FsError),
     /// A file does not parse.
-    #[error("the job file {} is corrupt", path.display())]
+    #[error("the job file {} is corrupt; move it out of that directory to start without it", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,

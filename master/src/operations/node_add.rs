@@ -36,6 +36,8 @@ use crate::master::{Master, NodeView};
 const VERSION_PATIENCE: Duration = Duration::from_secs(10);
 /// Timeout of each Version call while waiting.
 const VERSION_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the whole Join exchange may take.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ganeti's TCP ping timeout for node add.
 const ADD_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -213,13 +215,20 @@ impl Master {
         let offer = planned.join_offer(node.clone(), self.ca.cert_pem())?;
         let identity =
             Identity::from_files(&self.paths.pki.master_cert, &self.paths.pki.master_key)?;
-        let plan = JoinPlan::new(token, token_expires_at, offer).presenting(identity);
+        let mut plan = JoinPlan::new(token, token_expires_at, offer);
+        plan.presenting = Some(identity);
         let connector = Connector::tcp_addr(
             SocketAddr::new(node.addrs.primary, config.node_port),
             DialOptions::new(config.policy),
         );
-        join(connector, plan, &self.ca)
+        // The node answers each step within seconds; one that stops answering must not
+        // hold the job queue.
+        tokio::time::timeout(JOIN_TIMEOUT, join(connector, plan, &self.ca))
             .await
+            .map_err(|_| MasterError::JoinTimeout {
+                node: node.name.clone(),
+                seconds: JOIN_TIMEOUT.as_secs(),
+            })?
             .map_err(|source| MasterError::Join {
                 node: node.name.clone(),
                 source: Box::new(source),

@@ -6,8 +6,10 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use gnt_core::error::Chain;
 use gnt_core::join::{JoinToken, Side};
 use gnt_core::policy::IpPolicy;
+use gnt_integration::cluster::TestMaster;
 use gnt_node_agent::AgentStatus;
 use gnt_proto::bootstrap::v1::{
     JoinClientMessage, JoinRequest, JoinServerMessage, MasterHello, NodeHello,
@@ -383,6 +385,36 @@ fn a_second_join_and_a_replayed_join_are_refused() {
     assert!(
         again.is_err(),
         "a Join without a cluster certificate got through: {again:?}"
+    );
+    // A master that presents its certificate, as the real one does, learns why.
+    let identity =
+        Identity::from_files(&topology.master.cert.cert, &topology.master.cert.key).unwrap();
+    let again = topology.join("node1", IpPolicy::HybridIpv6, any(1811), |plan| {
+        plan.presenting = Some(identity)
+    });
+    let message = again.map(drop).map_err(|e| Chain(&e).to_string());
+    assert!(
+        message
+            .as_ref()
+            .is_err_and(|m| m.contains(&format!("already belongs to cluster '{CLUSTER}'"))),
+        "{message:?}"
+    );
+    // So does the master of another cluster, whose certificate the node cannot accept.
+    let foreign_dir = topology.dir.path().join("foreign");
+    std::fs::create_dir(&foreign_dir).unwrap();
+    let foreign = Arc::new(TestMaster::new(&foreign_dir, "master.lab.test").unwrap());
+    let identity = Identity::from_files(&foreign.cert.cert, &foreign.cert.key).unwrap();
+    let foreign_join =
+        topology.join_from(&foreign, "node1", IpPolicy::HybridIpv6, any(1811), |plan| {
+            plan.presenting = Some(identity)
+        });
+    let message = foreign_join.map(drop).map_err(|e| Chain(&e).to_string());
+    println!("foreign: {message:?}");
+    assert!(
+        message
+            .as_ref()
+            .is_err_and(|m| !m.ends_with("transport error")),
+        "{message:?}"
     );
     // With the master's certificate, Join on the member listener is refused explicitly.
     let connector = topology

@@ -49,8 +49,8 @@ pub struct JoinPlan {
     pub offer: JoinOffer,
     /// The master's own certificate, presented in the handshake: a node that is a member
     /// already (its listener requires a cluster certificate) then answers with why it
-    /// refuses, instead of failing the handshake.
-    presenting: Option<Identity>,
+    /// refuses, instead of failing the handshake. `None` by default.
+    pub presenting: Option<Identity>,
     #[cfg(feature = "testing")]
     rewrite: Option<RequestRewrite>,
 }
@@ -76,12 +76,6 @@ impl JoinPlan {
             #[cfg(feature = "testing")]
             rewrite: None,
         }
-    }
-
-    /// Presents `identity` (the master's certificate) in the handshake.
-    pub fn presenting(mut self, identity: Identity) -> Self {
-        self.presenting = Some(identity);
-        self
     }
 
     /// Sends the request as `rewrite` leaves it instead of the offer's faithful form: for
@@ -137,6 +131,17 @@ pub enum JoinError {
         /// The address.
         target: String,
     },
+    /// The node presented a certificate of another cluster's CA: it is a member there (a
+    /// node waiting for a Join presents its own self-signed certificate).
+    #[error(
+        "the node at {target} belongs to another cluster (its certificate is issued by '{issuer}', not this cluster's CA); remove it from that cluster first (`gnt node remove` on that cluster's master)"
+    )]
+    MemberElsewhere {
+        /// The address.
+        target: String,
+        /// The issuer of its certificate.
+        issuer: String,
+    },
     /// The node refused.
     #[error("the node refused to join: {}", status.message())]
     Refused {
@@ -169,6 +174,7 @@ impl Classify for JoinError {
         match self {
             Self::Connect { .. } => ErrorKind::Unavailable,
             Self::NodeNotAuthentic { .. } => ErrorKind::Unauthenticated,
+            Self::MemberElsewhere { .. } => ErrorKind::WrongState,
             Self::Refused { status } => kind_of_status(status),
             Self::NoNodeKey { .. }
             | Self::Protocol { .. }
@@ -198,18 +204,25 @@ pub async fn join(
     let session = tls
         .last_session()
         .ok_or_else(|| out_of_turn(&target, "a TLS session", "none"))?;
-    let node_spki = session
+    let node_certificate = session
         .certificates
         .first()
         .and_then(|cert| {
             use x509_parser::prelude::FromDer;
             x509_parser::certificate::X509Certificate::from_der(cert.as_ref())
                 .ok()
-                .map(|(_, parsed)| parsed.public_key().raw.to_vec())
+                .map(|(_, parsed)| parsed)
         })
         .ok_or_else(|| JoinError::NoNodeKey {
             target: target.clone(),
         })?;
+    // A member of another cluster would refuse this master's certificate in the handshake's
+    // last flight, which reaches us only as "transport error": say what it is instead.
+    // (Only a message depends on this; trust still comes from the token's proofs.)
+    if let Some(issuer) = foreign_issuer(&node_certificate, &plan.offer.ca_certificate_pem) {
+        return Err(JoinError::MemberElsewhere { target, issuer });
+    }
+    let node_spki = node_certificate.public_key().raw.to_vec();
 
     // Step 1: our proof; step 2: the node's.
     let hello = MasterHello {
@@ -281,6 +294,28 @@ struct Exchange {
     target: String,
     outbound: mpsc::Sender<JoinClientMessage>,
     inbound: Streaming<JoinServerMessage>,
+}
+
+/// The issuer of `certificate` when it is neither self-signed (a node waiting for a Join)
+/// nor signed by the CA of `ca_pem` (a member of this cluster).
+fn foreign_issuer(
+    certificate: &x509_parser::certificate::X509Certificate<'_>,
+    ca_pem: &str,
+) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let issuer = certificate.issuer();
+    if issuer == certificate.subject() {
+        return None;
+    }
+    let ours = Pem::from_bytes("the cluster CA", ca_pem.as_bytes().to_vec())
+        .certificates("CA certificate")
+        .ok()?
+        .into_iter()
+        .next()?;
+    let (_, ca) = x509_parser::certificate::X509Certificate::from_der(ours.as_ref()).ok()?;
+    let issued_by_ours =
+        issuer == ca.subject() && certificate.verify_signature(Some(ca.public_key())).is_ok();
+    (!issued_by_ours).then(|| issuer.to_string())
 }
 
 impl Exchange {

@@ -1,0 +1,114 @@
+//! The job store and queue without a cluster: records survive a reopen exactly, a corrupt
+//! file is named, the oldest ended jobs are pruned, and a submitted job is on disk before
+//! `submit` returns.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is a failed assertion"
+)]
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::queue::Submission;
+use super::record::{JobOp, JobRecord, JobState, StepRecord};
+use super::{JobQueue, JobStore, Step};
+
+fn record(id: u64, state: JobState) -> JobRecord {
+    JobRecord {
+        id,
+        op: JobOp::RemoveNode {
+            name: format!("node{id}.lab.test"),
+        },
+        state,
+        steps: vec![StepRecord {
+            step: Step::Committed { serial: id },
+            at: 1_700_000_000,
+        }],
+        submitted_at: 1_700_000_000,
+        ended_at: state.ended().then_some(1_700_000_001),
+        outcome: None,
+        warnings: Vec::new(),
+        failure: None,
+        recovery: None,
+    }
+}
+
+#[test]
+fn a_record_reads_back_as_written_and_its_file_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::new(dir.path());
+    let written = record(7, JobState::Running);
+    store.save(&written).unwrap();
+    assert_eq!(store.load_all().unwrap(), vec![written]);
+    let mode = std::fs::metadata(dir.path().join("jobs/0000000007.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_corrupt_job_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::new(dir.path());
+    store.save(&record(1, JobState::Succeeded)).unwrap();
+    std::fs::write(dir.path().join("jobs/0000000002.json"), b"{\"id\": 2,").unwrap();
+    let error = store.load_all().unwrap_err().to_string();
+    assert!(error.contains("0000000002.json is corrupt"), "{error}");
+}
+
+#[test]
+fn reopening_finds_the_unfinished_jobs_and_the_next_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::new(dir.path());
+    for (id, state) in [
+        (1, JobState::Succeeded),
+        (2, JobState::Running),
+        (3, JobState::Queued),
+        (4, JobState::Failed),
+    ] {
+        store.save(&record(id, state)).unwrap();
+    }
+    let (queue, _worker) = JobQueue::open(store.clone()).unwrap();
+    let ids: Vec<u64> = queue.list().iter().map(|job| job.id).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4]);
+    assert_eq!(queue.get(2).unwrap().state, JobState::Running);
+    assert!(queue.get(9).is_err());
+
+    let submitted = queue
+        .submit(Submission::ModifyNode {
+            name: "node1.lab.test".to_owned(),
+            offline: true,
+        })
+        .unwrap();
+    assert_eq!(submitted.id, 5);
+    // On disk before `submit` returned, as queued.
+    let on_disk = store.load_all().unwrap();
+    let job = on_disk.iter().find(|job| job.id == 5).unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.op.summary(), "mark node node1.lab.test offline");
+}
+
+#[test]
+fn only_the_oldest_ended_jobs_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::new(dir.path());
+    let jobs: Vec<JobRecord> = (1..=6)
+        .map(|id| {
+            let state = if id == 2 {
+                JobState::Running
+            } else {
+                JobState::Failed
+            };
+            record(id, state)
+        })
+        .collect();
+    for job in &jobs {
+        store.save(job).unwrap();
+    }
+    let mut pruned = store.prune(&jobs, 3);
+    pruned.sort_unstable();
+    assert_eq!(pruned, vec![1, 3]);
+    let left: Vec<u64> = store.load_all().unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(left, vec![2, 4, 5, 6]);
+}
