@@ -25,6 +25,15 @@ pub trait Progress: Send + Sync {
     /// Records `step` before the operation goes on; an error stops the operation (a step
     /// that cannot be recorded must not be taken).
     fn step(&self, step: Step) -> Result<(), MasterError>;
+
+    /// Records `step`, taken after the change was committed: a failure to record it is
+    /// logged, not returned, because the change is done (recovery finds it in the
+    /// configuration and only redistributes).
+    fn step_after_commit(&self, step: Step) {
+        if let Err(error) = self.step(step) {
+            tracing::warn!(error = %gnt_core::error::Chain(&error), "cannot record a step after the commit");
+        }
+    }
 }
 
 /// Progress nobody records: for operations run outside a job (tests, benchmarks).

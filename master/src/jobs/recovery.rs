@@ -14,8 +14,10 @@
 //! | modify | none | failed: nothing done |
 //! | modify | `committed` and on | ssconf redistributed: succeeded |
 //!
-//! A queued remove or modify needs nothing the record lacks and is simply run; a queued add
-//! cannot be (its token's secret was never written down) and fails.
+//! A commit whose step could not be recorded (the disk filled just then) shows in the
+//! configuration, and counts as recorded. A queued remove or modify needs nothing the record
+//! lacks and is simply run; a queued add cannot be (its token's secret was never written
+//! down) and fails.
 
 use std::time::Duration;
 
@@ -79,14 +81,15 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
             recover_add(master, record, name, token_id, progress).await
         }
         JobOp::RemoveNode { name } => recover_remove(master, record, name, progress).await,
-        JobOp::ModifyNode { name, .. } => {
-            if !record.took("committed") {
-                return Recovered::failed("it had changed nothing; run it again");
-            }
+        JobOp::ModifyNode { name, offline } => {
             let view = match master.node(name).await {
                 Ok(view) => view,
-                Err(error) => return Recovered::error(&error, "committed, but the node is gone"),
+                Err(error) => return Recovered::error(&error, "the node is gone"),
             };
+            // A commit whose step could not be recorded shows in the configuration.
+            if !record.took("committed") && view.node.offline != *offline {
+                return Recovered::failed("it had changed nothing; run it again");
+            }
             let (serial, missed) = redistribute(master, progress).await;
             let outcome = JobOutcome::Modified { node: view, serial };
             Recovered::done(
@@ -104,7 +107,9 @@ async fn recover_add(
     token_id: &str,
     progress: &dyn Progress,
 ) -> Recovered {
-    if record.took("committed") {
+    // Jobs run one at a time and the add checked that the name was free: a node of that
+    // name in the configuration is this job's commit, recorded or not.
+    if record.took("committed") || (record.took("joining") && master.node(name).await.is_ok()) {
         return match master.node(name).await {
             Ok(node) => {
                 let (serial, missed) = redistribute(master, progress).await;
@@ -202,11 +207,12 @@ async fn recover_remove(
         return Recovered::failed("nothing had been done; run `gnt node remove` again");
     }
     let mut left = matches!(record.step("left"), Some(Step::Left { left: true }));
-    if !record.took("committed") {
-        let view = match master.node(name).await {
-            Ok(view) => view,
-            Err(error) => return Recovered::error(&error, "the node is not in the configuration"),
-        };
+    // A node no longer in the configuration was removed by this job, recorded or not.
+    let view = match master.node(name).await {
+        Ok(view) if !record.took("committed") => Some(view),
+        _ => None,
+    };
+    if let Some(view) = view {
         if !left && !view.node.offline {
             match ask_patiently(master, &view.node()).await {
                 Ok(Membership::Member { .. }) => {

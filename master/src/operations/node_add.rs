@@ -100,14 +100,14 @@ impl Master {
         let (view, committed) = self
             .commit_added(node, candidate.token.id(), certificate_sha256)
             .await?;
-        progress.step(Step::Committed {
+        progress.step_after_commit(Step::Committed {
             serial: committed.serial,
-        })?;
+        });
         tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, serial = committed.serial, "node added");
         let warnings = self.redistribute(&committed).await;
-        progress.step(Step::Distributed {
+        progress.step_after_commit(Step::Distributed {
             missed: warnings.len(),
-        })?;
+        });
         Ok((
             view,
             Changed {

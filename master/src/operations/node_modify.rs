@@ -31,13 +31,13 @@ impl Master {
             })
             .await?;
         tracing::info!(node = %view.name, offline, serial = committed.serial, "node modified");
-        progress.step(Step::Committed {
+        progress.step_after_commit(Step::Committed {
             serial: committed.serial,
-        })?;
+        });
         let warnings = self.redistribute(&committed).await;
-        progress.step(Step::Distributed {
+        progress.step_after_commit(Step::Distributed {
             missed: warnings.len(),
-        })?;
+        });
         Ok((
             NodeView { node, ..view },
             Changed {

@@ -44,13 +44,13 @@ impl Master {
             ));
         }
         let committed = self.commit_removed(&view.name).await?;
-        progress.step(Step::Committed {
+        progress.step_after_commit(Step::Committed {
             serial: committed.serial,
-        })?;
+        });
         let missed = self.redistribute(&committed).await;
-        progress.step(Step::Distributed {
+        progress.step_after_commit(Step::Distributed {
             missed: missed.len(),
-        })?;
+        });
         warnings.extend(missed);
         Ok((
             Changed {
