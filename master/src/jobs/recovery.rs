@@ -6,10 +6,10 @@
 //! | job | last step recorded | recovery |
 //! |---|---|---|
 //! | add | none, `checked` | failed: nothing reached the node |
-//! | add | `joining`, `joined`, `version-checked` | ask the node: a member is committed; a node that is not one failed; an unreachable one is committed if `joined` was recorded, else failed (a later add takes it in) |
+//! | add | `joining`, `joined`, `version-checked` | in the configuration already (killed between its write and the record): as `committed`; else ask the node: a member is committed; a node that is not one (said twice, a pause apart) failed; an unreachable one is committed if `joined` was recorded, else failed (a later add takes it in) |
 //! | add | `committed` and on | ssconf redistributed: succeeded |
 //! | remove | none | failed: nothing done |
-//! | remove | `leaving`, `left` | told to leave again if still a member, removed from the configuration |
+//! | remove | `leaving`, `left` | out of the configuration already (killed between its write and the record): as `committed`; else told to leave again if still a member, removed from the configuration |
 //! | remove | `committed` and on | ssconf redistributed: succeeded |
 //! | modify | none | failed: nothing done |
 //! | modify | `committed` and on | ssconf redistributed: succeeded |
@@ -107,17 +107,22 @@ async fn recover_add(
     token_id: &str,
     progress: &dyn Progress,
 ) -> Recovered {
-    // Jobs run one at a time and the add checked that the name was free: a node of that
-    // name in the configuration is this job's commit, recorded or not.
-    if record.took("committed") || (record.took("joining") && master.node(name).await.is_ok()) {
+    // A master killed between writing the configuration and recording the commit leaves
+    // the node in it: this job put it there (its checks refused a node listed already, and
+    // jobs run one at a time), so the commit is done. Committing again failed ("already
+    // in the configuration") and left the other nodes' ssconf without the node.
+    let listed = record.took("joining") && master.node(name).await.is_ok();
+    if record.took("committed") || listed {
+        let note = if record.took("committed") {
+            "committed before the stop: ssconf redistributed"
+        } else {
+            "committed before the stop, not yet recorded: ssconf redistributed"
+        };
         return match master.node(name).await {
             Ok(node) => {
                 let (serial, missed) = redistribute(master, progress).await;
                 let outcome = JobOutcome::Added { node, serial };
-                Recovered::done(
-                    (outcome, missed),
-                    "committed before the stop: ssconf redistributed",
-                )
+                Recovered::done((outcome, missed), note)
             }
             Err(error) => Recovered::error(&error, "committed, but the node is gone"),
         };
@@ -207,12 +212,18 @@ async fn recover_remove(
         return Recovered::failed("nothing had been done; run `gnt node remove` again");
     }
     let mut left = matches!(record.step("left"), Some(Step::Left { left: true }));
-    // A node no longer in the configuration was removed by this job, recorded or not.
-    let view = match master.node(name).await {
-        Ok(view) if !record.took("committed") => Some(view),
-        _ => None,
+    // A master killed between writing the configuration and recording the commit leaves
+    // the node out of it: this job took it out (it began with the node listed, and jobs
+    // run one at a time), so only the redistribution is missing. Failing here left the
+    // other nodes' ssconf listing the removed node.
+    let listed = match master.node(name).await {
+        Ok(view) => Some(view),
+        Err(MasterError::UnknownNode(_)) => None,
+        Err(error) => return Recovered::error(&error, "cannot read the configuration"),
     };
-    if let Some(view) = view {
+    if !record.took("committed")
+        && let Some(view) = listed
+    {
         if !left && !view.node.offline {
             match ask_patiently(master, &view.node()).await {
                 Ok(Membership::Member { .. }) => {
@@ -248,12 +259,19 @@ async fn recover_remove(
     )
 }
 
-/// Asks `node` whether it is a member, again after pauses while it does not answer.
+/// Asks `node` whether it is a member: again after pauses while it does not answer, and
+/// once more after a pause when it says it is not one. A node still committing the Join it
+/// got just before the stop answers from its bootstrap listener for that moment; taken at
+/// its word, its add failed and it became a member outside the configuration.
 async fn ask_patiently(master: &Master, node: &Node) -> Result<Membership, MasterError> {
     let mut answer = master.probe_membership(node).await?;
+    let mut denied_before = false;
     for pause in PROBE_PAUSES {
-        if !matches!(answer, Membership::Unreachable(_)) {
-            break;
+        match answer {
+            Membership::Member { .. } => break,
+            Membership::NotMember(_) if denied_before => break,
+            Membership::NotMember(_) => denied_before = true,
+            Membership::Unreachable(_) => {}
         }
         tokio::time::sleep(pause).await;
         answer = master.probe_membership(node).await?;

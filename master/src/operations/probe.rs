@@ -10,12 +10,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gnt_core::error::Chain;
+use gnt_core::error::{Chain, find_cause};
 use gnt_core::netutils::{PingOptions, tcp_ping};
 use gnt_core::node::Node;
 use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
-use gnt_transports::{Connector, DialOptions, fingerprint};
+use gnt_transports::{ConnectError, Connector, DialOptions, fingerprint};
 
 use super::rpc_call::timed;
 use crate::error::MasterError;
@@ -51,6 +51,13 @@ impl Master {
             Connector::tcp_addr(addr, DialOptions::new(config.policy)).with_tls(tls.clone());
         let channel = match tokio::time::timeout(PROBE_TIMEOUT, connector.channel()).await {
             Ok(Ok(channel)) => channel,
+            // Nothing listened when we dialled: whatever listens a moment later (a node
+            // switching listeners after a Join) says nothing about this attempt.
+            Ok(Err(error))
+                if find_cause::<ConnectError>(&error).is_some_and(ConnectError::is_refused) =>
+            {
+                return Ok(Membership::Unreachable(Chain(&error).to_string()));
+            }
             Ok(Err(error)) if port_answers(addr).await => {
                 return Ok(Membership::NotMember(format!(
                     "it refuses mutual TLS with this cluster's CA ({})",

@@ -261,15 +261,21 @@ async fn exchange(
     *committed = Some(offer.cluster.to_string());
     tracing::info!(cluster = %offer.cluster, node = %offer.node.name, listen = %offer.listen, "joined the cluster");
 
-    // Step 4.
+    // Step 4. The node is a member from the commit on, whether or not the master hears
+    // so: a master killed at this moment learns it over mutual TLS (its recovery, or the
+    // next add, asks), which only the member listener answers. Left in bootstrap mode, the
+    // node refused both until it was restarted.
     let accepted = JoinAccepted {
         listen: offer.listen,
     };
-    send(
+    let answered = send(
         tx,
         join_server_message::Step::Result(JoinResult::from(&accepted)),
     )
-    .await?;
+    .await;
+    if answered.is_err() {
+        tracing::warn!(cluster = %offer.cluster, "the master went away before the Join's result reached it; serving as a member all the same");
+    }
     let _ = inner
         .ready
         .send(MemberReady {
