@@ -252,6 +252,13 @@ impl JobRecord {
     }
 }
 
+/// Whether `path` is a temporary file of an atomic write (`.<name>.tmp-<pid>-<n>`).
+fn is_leftover_temporary(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with('.') && name.contains(".tmp-"))
+}
+
 /// The directory of job files.
 #[derive(Debug, Clone)]
 pub struct JobStore {
@@ -322,6 +329,11 @@ impl JobStore {
             let path = entry
                 .map_err(|e| FsError::new("list", &self.dir, e))?
                 .path();
+            if is_leftover_temporary(&path) {
+                // A write a kill interrupted: the record it was replacing is whole.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }

@@ -39,7 +39,14 @@ fn a_record_reads_back_as_written_and_its_file_is_private() {
     let store = JobStore::new(dir.path());
     let written = record(7, JobState::Running);
     store.save(&written).unwrap();
+    // What a kill in the middle of the next write leaves behind.
+    let leftover = dir.path().join("jobs/.0000000007.json.tmp-4242-1");
+    std::fs::write(&leftover, b"{\"id\": 7, \"op\"").unwrap();
     assert_eq!(store.load_all().unwrap(), vec![written]);
+    assert!(
+        !leftover.exists(),
+        "the interrupted write was not cleaned up"
+    );
     let mode = std::fs::metadata(dir.path().join("jobs/0000000007.json"))
         .unwrap()
         .permissions()
