@@ -1,6 +1,7 @@
 //! Operations as jobs, seen by the operator: `--submit` and `gnt job list|info|watch`, a
-//! failed job, reads that do not wait behind a running job, and a node that joined this
-//! cluster already taken in again by `gnt node add` without wiping it.
+//! failed job, reads that do not wait behind a running job, a frozen node that holds a job
+//! only as long as the Join's time limit, and a node that joined this cluster already taken
+//! in again by `gnt node add` without wiping it.
 
 use std::time::{Duration, Instant};
 
@@ -123,7 +124,7 @@ fn a_submitted_job_runs_on_its_own_and_gnt_job_shows_every_step() {
 }
 
 #[test]
-fn reads_do_not_wait_for_a_job_held_up_by_a_frozen_node() {
+fn reads_do_not_wait_for_a_job_held_up_by_a_frozen_node_and_the_join_has_a_time_limit() {
     let cluster = master_and_a_spare_host(IpPolicy::Ipv4);
     let token = cluster.token().unwrap();
     cluster.start_noded("node1", Some(&token)).unwrap();
@@ -160,9 +161,25 @@ fn reads_do_not_wait_for_a_job_held_up_by_a_frozen_node() {
     gnt_ok(&cluster, &["cluster", "info"]);
     gnt_ok(&cluster, &["node", "token", "create"]);
     assert_eq!(listed(&cluster, &id)["status"], "running");
+    // The node never answers: the TLS handshake's time limit (10 s, within the Join's
+    // 30 s) ends the job, and the queue moves on.
+    assert_eq!(wait_ended(&cluster, &id), "error");
+    let info = gnt_ok(&cluster, &["job", "info", &id]);
+    assert!(
+        info.stdout.contains("joining node1.lab.test failed")
+            && info.stdout.contains("TLS handshake timed out"),
+        "{info}"
+    );
     signal("-CONT");
-    assert_eq!(wait_ended(&cluster, &id), "success");
-    assert!(node_names(&cluster).contains(&"node1.lab.test".to_owned()));
+    // The thawed node never saw the Join: the same token adds it.
+    let added = gnt_ok(
+        &cluster,
+        &["node", "add", "--join-token", &token, "node1.lab.test"],
+    );
+    assert!(
+        added.stdout.contains("Node node1.lab.test added"),
+        "{added}"
+    );
 }
 
 #[test]
