@@ -210,6 +210,9 @@ impl Master {
         planned
             .nodes
             .insert(node.name.clone(), NodeConfig::new(node.addrs));
+        // The serial `ConfigGuard::commit` gives the configuration that lists the node, so
+        // the node's first set carries the serial it has once the add is committed.
+        planned.serial += 1;
         let offer = planned.join_offer(node.clone(), self.ca.cert_pem())?;
         let identity =
             Identity::from_files(&self.paths.pki.master_cert, &self.paths.pki.master_key)?;
