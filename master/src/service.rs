@@ -25,9 +25,9 @@ use gnt_proto::master::v1::{
     ClusterInfoResponse, CreateJoinTokenRequest, CreateJoinTokenResponse, GetJobRequest,
     GetNodeRequest, Job, JobReference, ListJobsRequest, ListJobsResponse, ListNodesRequest,
     ListNodesResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
-    RedistributeConfigRequest, RedistributeConfigResponse, RemoveNodeRequest,
-    RemoveNodeResponse, SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse,
-    VerifyCode, VerifyProblem, WatchJobRequest, job, master_server, submit_job_request,
+    RedistributeConfigRequest, RedistributeConfigResponse, RemoveNodeRequest, RemoveNodeResponse,
+    SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem,
+    WatchJobRequest, job, master_server, submit_job_request,
 };
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;

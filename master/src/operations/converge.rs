@@ -289,7 +289,11 @@ impl Converger {
     /// from, when this round sent it the set.
     fn current(&mut self, name: &Hostname, serial: u64, from: Option<u64>) {
         let track = self.tracks.remove(name);
-        let after = track.as_ref().map(|t| t.since.elapsed());
+        // How long it was behind, as far as the converger knew (zero: found and fixed at once).
+        let after = track
+            .as_ref()
+            .map(|t| t.since.elapsed())
+            .unwrap_or_default();
         match (from, track.and_then(|t| t.reported)) {
             (Some(from), _) => {
                 tracing::info!(node = %name, from, serial, after = ?after, "ssconf of a lagging node brought up to date");

@@ -48,7 +48,12 @@ impl Master {
     pub async fn redistribute_config(&self) -> Result<Redistribution, MasterError> {
         let config = self.config.snapshot().await;
         let results = self.push_ssconf(&config).await?;
-        tracing::info!(serial = config.serial, "ssconf redistributed on request");
+        let missed = results.iter().filter(|r| missed(r)).count();
+        tracing::info!(
+            serial = config.serial,
+            missed,
+            "ssconf redistributed on request"
+        );
         Ok(Redistribution {
             serial: config.serial,
             results,
@@ -62,10 +67,7 @@ impl Master {
         config: &ClusterConfig,
     ) -> Result<Vec<NodeResult<Hostname, ()>>, SsconfError> {
         let results = self.write_ssconf(config, None).await?;
-        if results
-            .iter()
-            .any(|r| matches!(&r.outcome, Err(f) if *f != CallFailure::Offline))
-        {
+        if results.iter().any(missed) {
             self.converger.wake();
         }
         Ok(results)
@@ -98,4 +100,9 @@ impl Master {
         )
         .await)
     }
+}
+
+/// Whether an online node did not take the set (an offline one was not sent it).
+fn missed(result: &NodeResult<Hostname, ()>) -> bool {
+    matches!(&result.outcome, Err(failure) if *failure != CallFailure::Offline)
 }

@@ -250,25 +250,21 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
     // The same serial is written again; an older one is refused and changes nothing.
     write(values.clone(), 5).unwrap();
     let before = snapshot(&topology.state_dir("node1"));
-    let err = write(values.clone(), 4).unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(
-        err.message()
-            .contains("this node's ssconf is at configuration serial 5, newer than the offered 4"),
-        "{}",
-        err.message()
+    let refused = |err: tonic::Status, expected: &str| {
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains(expected), "{}", err.message());
+    };
+    refused(
+        write(values.clone(), 4).unwrap_err(),
+        "this node's ssconf is at configuration serial 5, newer than the offered 4",
     );
     assert_eq!(snapshot(&topology.state_dir("node1")), before);
     assert_eq!(serial(), 5);
 
     values.insert("cluster_name".to_owned(), "other.lab.test".to_owned());
-    let err = write(values, 6).unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(
-        err.message()
-            .contains("belongs to cluster 'cluster.lab.test', not to 'other.lab.test'"),
-        "{}",
-        err.message()
+    refused(
+        write(values, 6).unwrap_err(),
+        "belongs to cluster 'cluster.lab.test', not to 'other.lab.test'",
     );
     assert_eq!(
         std::fs::read_to_string(topology.state_dir("node1").join("ssconf_cluster_name")).unwrap(),
