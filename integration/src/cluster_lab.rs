@@ -59,6 +59,7 @@ pub struct ClusterLab {
     masterd: PathBuf,
     noded: PathBuf,
     fd_limit: Option<u64>,
+    masterd_args: Vec<String>,
     processes: Mutex<BTreeMap<String, LabProcess>>,
 }
 
@@ -137,6 +138,7 @@ impl ClusterLab {
             masterd: locate("gnt-masterd")?,
             noded: locate("gnt-noded")?,
             fd_limit: None,
+            masterd_args: Vec::new(),
             processes: Mutex::new(BTreeMap::new()),
         })
     }
@@ -146,6 +148,13 @@ impl ClusterLab {
     /// daemon in its own process.
     pub fn with_fd_limit(mut self, limit: u64) -> Self {
         self.fd_limit = Some(limit);
+        self
+    }
+
+    /// Starts gnt-masterd with `args` besides its state directory (for example
+    /// `--converge-interval 0`).
+    pub fn with_masterd_args(mut self, args: &[&str]) -> Self {
+        self.masterd_args = args.iter().map(|a| (*a).to_owned()).collect();
         self
     }
 
@@ -338,12 +347,13 @@ impl ClusterLab {
     /// Starts gnt-masterd on the master host and waits until it answers.
     pub fn start_masterd(&self) -> Result<(), ClusterLabError> {
         let state = self.state_dir("master");
-        let state = state.to_str().unwrap_or_default();
+        let mut args = vec!["--state-dir", state.to_str().unwrap_or_default()];
+        args.extend(self.masterd_args.iter().map(String::as_str));
         self.spawn(
             "gnt-masterd".to_owned(),
             "master",
             &self.masterd,
-            &["--state-dir", state],
+            &args,
             None,
         )?;
         self.wait_until("gnt-masterd answers", || {

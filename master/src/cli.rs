@@ -1,4 +1,4 @@
-//! `gnt`, the operator CLI, in Ganeti's idiom: `gnt cluster init|info|verify`,
+//! `gnt`, the operator CLI, in Ganeti's idiom: `gnt cluster init|info|verify|redist-conf`,
 //! `gnt node token create|add|list|info|remove|modify`, `gnt job list|info|watch`,
 //! `gnt rpc call`.
 //!
@@ -22,8 +22,8 @@ use gnt_proto::master::v1::master_client::MasterClient;
 use gnt_proto::master::v1::submit_job_request::Operation;
 use gnt_proto::master::v1::{
     AddNodeRequest, CallNodesRequest, CallStatus, ClusterInfoRequest, CreateJoinTokenRequest,
-    GetNodeRequest, ListNodesRequest, ModifyNodeRequest, RemoveNodeRequest, VerifyClusterRequest,
-    job,
+    GetNodeRequest, ListNodesRequest, ModifyNodeRequest, RedistributeConfigRequest,
+    RemoveNodeRequest, VerifyClusterRequest, job,
 };
 use gnt_transports::{ConnectError, Connector};
 use tonic::transport::Channel;
@@ -93,6 +93,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster(ClusterCommand::Verify) => cluster_verify(&paths).await,
+        Command::Cluster(ClusterCommand::RedistConf) => {
+            let done = connect(&paths)
+                .await?
+                .redistribute_config(RedistributeConfigRequest {})
+                .await;
+            Ok(output::redistribution(
+                done.map_err(|s| Failure::status(&s))?.into_inner(),
+            ))
+        }
         Command::Node(command) => node(&paths, command).await,
         Command::Rpc(RpcCommand::Call {
             procedure,
@@ -179,7 +188,7 @@ async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
         .map_err(|s| Failure::status(&s))?
         .into_inner();
     println!(
-        "Verifying cluster {}: network test from every online node to every online node",
+        "Verifying cluster {}: network test from every online node to every online node, ssconf of every online node",
         info.cluster_name
     );
     let verdict = client

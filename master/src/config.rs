@@ -181,8 +181,9 @@ impl ClusterConfig {
     }
 
     /// What Join offers `node`, which this configuration lists already (so its ssconf is
-    /// the one the node will have as a member): the cluster CA `ca_pem`, the policy's
-    /// listen address on the node port, and no certificate yet.
+    /// the one the node will have as a member, with this configuration's serial): the
+    /// cluster CA `ca_pem`, the policy's listen address on the node port, and no
+    /// certificate yet.
     pub fn join_offer(&self, node: Node, ca_pem: &str) -> Result<JoinOffer, SsconfError> {
         let ssconf = self.ssconf()?;
         // `ssconf` refuses a configuration whose master is not a node.
@@ -198,6 +199,7 @@ impl ClusterConfig {
             ca_certificate_pem: ca_pem.to_owned(),
             node_certificate_pem: String::new(),
             ssconf,
+            ssconf_serial: self.serial,
         })
     }
 }

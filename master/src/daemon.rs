@@ -1,6 +1,7 @@
 //! `gnt-masterd`: loads the master, holds the lock that makes it the only master daemon of
 //! its state directory, serves the master API on a Unix socket, and runs the job queue
-//! (recovering first what a previous master left unfinished) until told to stop.
+//! (recovering first what a previous master left unfinished) and the converger
+//! (`operations::converge`) until told to stop.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::error::MasterError;
 use crate::jobs::record::JobStoreError;
 use crate::jobs::{JobQueue, JobStore};
 use crate::master::Master;
+use crate::operations::converge::{self, Converger};
 use crate::paths::MasterPaths;
 use crate::service::MasterService;
 
@@ -47,8 +49,34 @@ impl Classify for DaemonError {
     }
 }
 
-/// Runs the daemon until `shutdown` is cancelled.
+/// How the daemon runs, beyond its state directory.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// How often the converger checks every online node's ssconf serial; `None` runs no
+    /// converger at all (not at start, nor after failed redistributions: for tests that
+    /// need a node to stay behind).
+    pub converge_interval: Option<Duration>,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        Self {
+            converge_interval: Some(converge::DEFAULT_INTERVAL),
+        }
+    }
+}
+
+/// Runs the daemon, with the default options, until `shutdown` is cancelled.
 pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_with(state_dir, &DaemonOptions::default(), shutdown).await
+}
+
+/// Runs the daemon with `options` until `shutdown` is cancelled.
+pub async fn run_with(
+    state_dir: &Path,
+    options: &DaemonOptions,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let (master, _lock) = Master::load(state_dir)?;
     let master = Arc::new(master);
     let paths = MasterPaths::new(state_dir);
@@ -65,7 +93,7 @@ pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), Da
         .start(vec![listener])
         .await?;
     let stop_jobs = CancellationToken::new();
-    let worker = tokio::spawn(worker.run(master, stop_jobs.clone()));
+    let worker = tokio::spawn(worker.run(master.clone(), stop_jobs.clone()));
     tracing::info!(
         cluster = %config.cluster_name,
         nodes = config.nodes.len(),
@@ -73,6 +101,17 @@ pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), Da
         socket = %paths.socket.display(),
         "master daemon ready"
     );
+    let converger = match options.converge_interval {
+        Some(interval) => Some(tokio::spawn(
+            Converger::new(master.clone(), interval).run(shutdown.child_token()),
+        )),
+        None => {
+            tracing::warn!(
+                "the converger is off: nodes that miss a redistribution stay behind until `gnt cluster redist-conf`"
+            );
+            None
+        }
+    };
     shutdown.cancelled().await;
     // The job running now is let finish (within the server's grace), so that callers
     // waiting for it get its end; queued jobs stay queued for the next start.
@@ -84,5 +123,9 @@ pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), Da
         tracing::warn!("a job is still running at shutdown; the next start will recover it");
     }
     server.shutdown().await?;
+    if let Some(converger) = converger {
+        // It stops at once on the cancelled token; a panic in it is not the server's.
+        let _ = converger.await;
+    }
     Ok(())
 }

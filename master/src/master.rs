@@ -1,5 +1,6 @@
-//! The master as the daemon holds it: the configuration, the CA, one channel per node and
-//! the resolver; loading it from the state directory; looking nodes up by name.
+//! The master as the daemon holds it: the configuration, the CA, one channel per node, the
+//! resolver and the converger's wake-up; loading it from the state directory; looking nodes
+//! up by name.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,10 +12,11 @@ use gnt_transports::{ClientTls, Identity, Pem, TlsConfigError};
 use crate::channels::NodeChannels;
 use crate::config::{ConfigHandle, ConfigStore, NodeConfig};
 use crate::error::MasterError;
+use crate::operations::converge::Wakeup;
 use crate::paths::MasterPaths;
 use crate::pki::ClusterCa;
 
-/// The master: configuration, CA, channels, resolver.
+/// The master: configuration, CA, channels, resolver, converger wake-up.
 #[derive(Debug)]
 pub struct Master {
     /// The configuration.
@@ -27,6 +29,8 @@ pub struct Master {
     pub resolver: Arc<Resolver>,
     /// Where its files are.
     pub paths: MasterPaths,
+    /// Wakes the converger (`operations::converge`) when a node did not take a set.
+    pub converger: Wakeup,
 }
 
 /// A node as the API shows it.
@@ -72,6 +76,7 @@ impl Master {
             channels,
             resolver: Arc::new(Resolver::system()?),
             paths,
+            converger: Wakeup::default(),
         })
     }
 

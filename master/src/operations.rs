@@ -9,15 +9,19 @@
 //! | [`node_remove`] | `gnt node remove` | `LUNodeRemove` |
 //! | [`node_modify`] | `gnt node modify --offline` | `LUNodeSetParams` |
 //! | [`probe`] | is a node a member of this cluster? (adopting, recovery) | (`gnt node add --readd`'s check) |
-//! | [`redistribute`] | ssconf to every online node after a change | `RedistributeAncillaryFiles` |
-//! | [`verify`] | `gnt cluster verify`'s network test | `LUClusterVerifyGroup` |
+//! | [`redistribute`] | ssconf to every online node after a change, and `gnt cluster redist-conf` | `RedistributeAncillaryFiles`, `LUClusterRedistConf` |
+//! | [`converge`] | bringing lagging nodes' ssconf up to date, in the background | |
+//! | [`verify`] | `gnt cluster verify`: the network test, every node's ssconf serial | `LUClusterVerifyGroup` |
 //! | [`rpc_call`] | fan-out calls, and `gnt rpc call` | `rpc.RpcRunner` |
 //!
 //! Every change runs as a job ([`crate::jobs`]), one at a time, so two operator commands
 //! never interleave; the configuration itself is locked only for each commit, so reading it
 //! never waits for a Join. A change is committed only after everything it depends on
-//! succeeded, so a failure leaves the configuration as it was.
+//! succeeded, so a failure leaves the configuration as it was. Every commit, a join
+//! token's included, is followed by a redistribution, so a node that took it holds the
+//! configuration's serial; nodes that did not are the converger's.
 
+pub mod converge;
 pub mod init;
 pub mod node_add;
 pub mod node_modify;

@@ -25,8 +25,9 @@ use gnt_proto::master::v1::{
     ClusterInfoResponse, CreateJoinTokenRequest, CreateJoinTokenResponse, GetJobRequest,
     GetNodeRequest, Job, JobReference, ListJobsRequest, ListJobsResponse, ListNodesRequest,
     ListNodesResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
-    RemoveNodeRequest, RemoveNodeResponse, SubmitJobRequest, VerifyClusterRequest,
-    VerifyClusterResponse, VerifyProblem, WatchJobRequest, job, master_server, submit_job_request,
+    RedistributeConfigRequest, RedistributeConfigResponse, RemoveNodeRequest, RemoveNodeResponse,
+    SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem,
+    WatchJobRequest, job, master_server, submit_job_request,
 };
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -39,7 +40,7 @@ use crate::jobs::wire::{failure_status, node_record};
 use crate::master::{Master, NodeView};
 use crate::operations::node_add::AddNode;
 use crate::operations::token::TokenError;
-use crate::operations::verify::Problem;
+use crate::operations::verify::{Check, Problem};
 use crate::procedure::PreparedCall;
 
 /// The default lifetime of a join token.
@@ -115,7 +116,12 @@ fn status(error: MasterError) -> Status {
 }
 
 fn problem(problem: Problem) -> VerifyProblem {
+    let code = match problem.check {
+        Check::NodeNet => VerifyCode::NodeNet,
+        Check::NodeSsconf => VerifyCode::NodeSsconf,
+    };
     VerifyProblem {
+        code: code.into(),
         node: problem.node.to_string(),
         target: problem.target.unwrap_or_default(),
         network: problem
@@ -284,6 +290,30 @@ impl master_server::Master for MasterService {
         Ok(Response::new(VerifyClusterResponse {
             problems: verification.problems.into_iter().map(problem).collect(),
             nodes_checked: u32::try_from(verification.nodes_checked).unwrap_or(u32::MAX),
+            config_serial: verification.serial,
+        }))
+    }
+
+    async fn redistribute_config(
+        &self,
+        _request: Request<RedistributeConfigRequest>,
+    ) -> Result<Response<RedistributeConfigResponse>, Status> {
+        let done = self.master.redistribute_config().await.map_err(status)?;
+        let mut results = done.results;
+        results.sort_by(|a, b| nice_cmp(a.key.as_str(), b.key.as_str()));
+        let nodes = results
+            .into_iter()
+            .map(|r| {
+                call_result(NodeResult {
+                    key: r.key,
+                    outcome: r.outcome.map(|()| String::new()),
+                    elapsed: r.elapsed,
+                })
+            })
+            .collect();
+        Ok(Response::new(RedistributeConfigResponse {
+            config_serial: done.serial,
+            nodes,
         }))
     }
 

@@ -6,6 +6,7 @@
 //! in flight (the Join itself, a LeaveCluster) finish within the grace period.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -277,6 +278,7 @@ async fn member(
         leave: leave_tx,
         masters: masters.clone(),
         ssconf_writes: tokio::sync::Mutex::new(()),
+        ssconf_serial: AtomicU64::new(membership.ssconf_serial),
         tokens: config.join_token.clone(),
         pings: ping_slots(),
     };
@@ -296,7 +298,7 @@ async fn member(
         )))
         .start(vec![listener])
         .await?;
-    tracing::info!(cluster = %membership.cluster_name, node = %membership.node_name, policy = %membership.policy, "member of the cluster");
+    tracing::info!(cluster = %membership.cluster_name, node = %membership.node_name, policy = %membership.policy, ssconf_serial = membership.ssconf_serial, "member of the cluster");
     status.send_replace(AgentStatus::Member {
         cluster: membership.cluster_name.to_string(),
         listening: server.local_addrs().to_vec(),

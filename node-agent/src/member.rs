@@ -9,13 +9,14 @@
 mod network_test;
 mod upload;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use gnt_core::error::{Classify, ErrorKind, to_status};
 use gnt_core::netutils::{Hostname, all_interface_addresses, owns_address, tcp_ping};
 use gnt_core::node::Node;
-use gnt_core::ssconf::{SsconfError, SsconfSet};
+use gnt_core::ssconf::{Published, SsconfError, SsconfSet};
 use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
@@ -54,6 +55,9 @@ pub(crate) struct MemberContext {
     /// Held by WriteSsconf from writing the set to updating `masters`, so that the set on
     /// disk and the allow-list in memory are always the same one.
     pub(crate) ssconf_writes: tokio::sync::Mutex<()>,
+    /// The configuration serial of the set on disk, as `Version` reports it; changed only
+    /// under `ssconf_writes`, so WriteSsconf compares with the set it replaces.
+    pub(crate) ssconf_serial: AtomicU64,
     /// Where the join token comes from (spent before leaving, if the ledger lacks it).
     pub(crate) tokens: TokenSource,
     /// NetworkTest's pings in flight (`network_test::MAX_PINGS_IN_FLIGHT`).
@@ -66,11 +70,13 @@ pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<[u8; 32]>, Sscon
     ssconf.master_certificate_digests()
 }
 
-/// What `Version` answers: the node protocol this agent speaks, and its release.
+/// What `Version` answers: the node protocol this agent speaks, and its release (the
+/// member's handler adds its ssconf serial).
 pub fn version() -> VersionResponse {
     VersionResponse {
         protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        ssconf_serial: 0,
     }
 }
 
@@ -165,7 +171,10 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         _request: Request<VersionRequest>,
     ) -> Result<Response<VersionResponse>, Status> {
-        Ok(Response::new(version()))
+        Ok(Response::new(VersionResponse {
+            ssconf_serial: self.ctx.ssconf_serial.load(Ordering::Acquire),
+            ..version()
+        }))
     }
 
     async fn node_info(
@@ -208,8 +217,8 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         request: Request<WriteSsconfRequest>,
     ) -> Result<Response<WriteSsconfResponse>, Status> {
         let peer = caller(&request);
-        let wire = request.into_inner().ssconf.unwrap_or_default();
-        let set = SsconfSet::try_from(wire).map_err(|e| to_status(&e))?;
+        let Published { set, serial } =
+            Published::try_from(request.into_inner()).map_err(|e| to_status(&e))?;
         // A partial set would leave this node running on defaults (no allowed master, the
         // IPv4 policy): refused whole, before anything is written.
         set.check_member().map_err(|e| to_status(&e))?;
@@ -222,13 +231,26 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         }
         let masters = allowed_masters(&set).map_err(|e| to_status(&e))?;
         let _writing = self.ctx.ssconf_writes.lock().await;
+        // Never back: a master working from an older configuration, or a redistribution
+        // overtaken by a later one, must not undo a newer set. The same serial is written
+        // again (`gnt cluster redist-conf`, a retried push whose answer was lost).
+        let current = self.ctx.ssconf_serial.load(Ordering::Acquire);
+        if serial < current {
+            let refused = SsconfError::OlderSerial {
+                current,
+                offered: serial,
+            };
+            tracing::warn!(%peer, reason = %refused, "ssconf write refused");
+            return Err(to_status(&refused));
+        }
         self.ctx
             .state
             .ssconf()
-            .replace(&set)
+            .replace(&set, serial)
             .map_err(|e| to_status(&e))?;
+        self.ctx.ssconf_serial.store(serial, Ordering::Release);
         *self.ctx.masters.write().unwrap_or_else(|p| p.into_inner()) = masters;
-        tracing::info!(%peer, keys = set.len(), "ssconf replaced");
+        tracing::info!(%peer, keys = set.len(), serial, "ssconf replaced");
         Ok(Response::new(WriteSsconfResponse {
             keys_written: u32::try_from(set.len()).unwrap_or(u32::MAX),
         }))

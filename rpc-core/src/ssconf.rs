@@ -11,6 +11,9 @@
 //! - [`SsconfStore`]: the on-disk store. Ganeti writes file by file, so a reader can see
 //!   keys of two versions; here a whole set is replaced atomically (see the store's docs),
 //!   while every `ssconf_<key>` path stays readable by Ganeti's reader.
+//! - [`Published`]: a set with the configuration serial it was built from, which the store
+//!   keeps in the generation's manifest (never as a 35th key), so a node knows, and tells
+//!   the master, how current its set is.
 //!
 //! Limits as in Ganeti: a value (with its trailing newline) is at most 131072 bytes; a file
 //! larger than that is an error naming it, not silently truncated (Ganeti's Haskell reader
@@ -18,7 +21,9 @@
 
 mod build;
 mod key;
+mod manifest;
 mod order;
+mod published;
 mod set;
 mod store;
 
@@ -29,6 +34,7 @@ use std::time::Duration;
 pub use build::{ClusterFacts, NodeFacts};
 pub use key::{FILE_PREFIX, SsconfKey};
 pub use order::nice_cmp;
+pub use published::Published;
 pub use set::SsconfSet;
 pub use store::SsconfStore;
 
@@ -125,6 +131,16 @@ pub enum SsconfError {
         /// The cluster the refused set names.
         offered: String,
     },
+    /// The set is older than the node's: a master must never roll a node back.
+    #[error(
+        "this node's ssconf is at configuration serial {current}, newer than the offered {offered}; is the master's configuration an older copy?"
+    )]
+    OlderSerial {
+        /// The serial of the node's set.
+        current: u64,
+        /// The serial of the refused set.
+        offered: u64,
+    },
 }
 
 impl Classify for SsconfError {
@@ -136,7 +152,7 @@ impl Classify for SsconfError {
             | Self::Missing { location } => location.kind(),
             Self::UnknownFile { .. } | Self::Fs(_) => ErrorKind::Environment,
             Self::LockTimeout { .. } => ErrorKind::Unavailable,
-            Self::ClusterMismatch { .. } => ErrorKind::WrongState,
+            Self::ClusterMismatch { .. } | Self::OlderSerial { .. } => ErrorKind::WrongState,
         }
     }
 }

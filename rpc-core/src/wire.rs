@@ -12,6 +12,7 @@
 //! | [`IpPolicy`] | `gnt.cluster.v1.PrimaryIpVersion` | both ways |
 //! | [`Node`], [`Peer`] | `gnt.cluster.v1.NodeAddresses` | both ways (a node: with the policy's rule; a peer to test: as given) |
 //! | [`SsconfSet`] | `gnt.cluster.v1.SsconfSet` | both ways |
+//! | [`Published`] (a set and its serial) | `gnt.node.v1.WriteSsconfRequest` | both ways |
 //! | [`Network`] | `gnt.node.v1.Network`, `gnt.master.v1.NetworkKind` | both ways, out |
 //! | [`PingOptions`] and a target, [`PingOutcome`] | `gnt.node.v1.TcpPingRequest`, `TcpPingResponse` | in, out |
 //! | [`TimeoutClass`], [`CallFailure`] | `gnt.master.v1.TimeoutClass`, `CallStatus` | both ways, out |
@@ -30,6 +31,7 @@ use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion, SsconfSet as WireS
 use gnt_proto::master::v1::{CallStatus, NetworkKind, TimeoutClass as WireTimeoutClass};
 use gnt_proto::node::v1::{
     Network as WireNetwork, PingOutcome as WirePingOutcome, TcpPingRequest, TcpPingResponse,
+    WriteSsconfRequest,
 };
 
 use crate::error::{Classify, ErrorKind};
@@ -37,7 +39,7 @@ use crate::netutils::{Hostname, NameError, PingOptions, PingOutcome, parse_ip, p
 use crate::node::{Network, Node, NodeAddrs, NodeAddrsError, Peer};
 use crate::policy::IpPolicy;
 use crate::runner::{CallFailure, TimeoutClass};
-use crate::ssconf::{SsconfError, SsconfSet};
+use crate::ssconf::{Published, SsconfError, SsconfSet};
 
 /// A message that does not make a valid domain value.
 #[non_exhaustive]
@@ -224,6 +226,26 @@ impl TryFrom<WireSsconfSet> for SsconfSet {
 
     fn try_from(wire: WireSsconfSet) -> Result<Self, SsconfError> {
         Self::from_wire(wire.values)
+    }
+}
+
+impl From<&Published> for WriteSsconfRequest {
+    fn from(published: &Published) -> Self {
+        Self {
+            ssconf: Some(WireSsconfSet::from(&published.set)),
+            serial: published.serial,
+        }
+    }
+}
+
+/// The set and serial a WriteSsconf carries; an absent set is an empty one (which a member
+/// then refuses as incomplete).
+impl TryFrom<WriteSsconfRequest> for Published {
+    type Error = SsconfError;
+
+    fn try_from(request: WriteSsconfRequest) -> Result<Self, SsconfError> {
+        let set = SsconfSet::try_from(request.ssconf.unwrap_or_default())?;
+        Ok(Self::new(set, request.serial))
     }
 }
 

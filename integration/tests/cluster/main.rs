@@ -9,6 +9,7 @@
     reason = "test code: a panic is a failed assertion"
 )]
 
+mod convergence;
 mod crash;
 mod faults;
 mod flood;

@@ -1,6 +1,7 @@
 //! A running cluster for each test, and small readers of `gnt`'s output.
 
 use gnt_core::policy::IpPolicy;
+use gnt_core::ssconf::{Published, SsconfStore};
 use gnt_integration::cluster_lab::{ClusterLab, CommandOutput};
 
 pub(crate) struct Running {
@@ -31,6 +32,15 @@ pub(crate) fn empty(
 ) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let cluster = ClusterLab::with_aliases(dir.path(), policy, nodes, aliases).unwrap();
+    Running { cluster, _dir: dir }
+}
+
+/// Like [`empty`] (no aliases), gnt-masterd started with `args` besides its state directory.
+pub(crate) fn empty_with_masterd_args(policy: IpPolicy, nodes: u8, args: &[&str]) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = ClusterLab::new(dir.path(), policy, nodes)
+        .unwrap()
+        .with_masterd_args(args);
     Running { cluster, _dir: dir }
 }
 
@@ -96,4 +106,11 @@ pub(crate) fn rpc_statuses(
 /// The lines of `host`'s ssconf file `key`.
 pub(crate) fn ssconf(cluster: &ClusterLab, host: &str, key: &str) -> Option<String> {
     std::fs::read_to_string(cluster.state_dir(host).join(format!("ssconf_{key}"))).ok()
+}
+
+/// `host`'s ssconf as its store holds it: the set's serial, and the set.
+pub(crate) fn ssconf_published(cluster: &ClusterLab, host: &str) -> Published {
+    SsconfStore::new(cluster.state_dir(host))
+        .read_published()
+        .unwrap()
 }

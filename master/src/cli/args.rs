@@ -1,6 +1,7 @@
 //! The command line of `gnt`: clap's declarations, Ganeti's idiom
-//! (`gnt cluster init|info|verify`, `gnt node token create|add|list|info|remove|modify`,
-//! `gnt job list|info|watch`, `gnt rpc call`).
+//! (`gnt cluster init|info|verify|redist-conf`,
+//! `gnt node token create|add|list|info|remove|modify`, `gnt job list|info|watch`,
+//! `gnt rpc call`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -91,8 +92,12 @@ pub enum ClusterCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Test the network from every online node to every online node, on both networks.
+    /// Test the network from every online node to every online node, on both networks, and
+    /// check that every online node holds the configuration's ssconf.
     Verify,
+    /// Send the configuration's ssconf to every online node now, and report per node.
+    #[command(name = "redist-conf")]
+    RedistConf,
 }
 
 /// `gnt cluster init` arguments.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gnt_core::policy::IpPolicy;
 use gnt_proto::master::v1::{
     AddNodeResponse, CallStatus, ClusterInfoResponse, CreateJoinTokenResponse, NetworkKind,
-    NodeCallResult, NodeRecord, VerifyClusterResponse,
+    NodeCallResult, NodeRecord, RedistributeConfigResponse, VerifyClusterResponse, VerifyCode,
 };
 use serde_json::json;
 
@@ -205,20 +205,21 @@ pub(super) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
 
 pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
     for problem in &verdict.problems {
-        let network = match problem.network() {
-            NetworkKind::Primary => "ENODENET:primary",
-            NetworkKind::Secondary => "ENODENET:secondary",
-            NetworkKind::Unspecified => "ENODENET",
+        let code = match (problem.code(), problem.network()) {
+            (VerifyCode::NodeSsconf, _) => "ENODESSCONF",
+            (_, NetworkKind::Primary) => "ENODENET:primary",
+            (_, NetworkKind::Secondary) => "ENODENET:secondary",
+            (_, NetworkKind::Unspecified) => "ENODENET",
         };
         println!(
-            "  - ERROR:{network}: node {}: {}",
+            "  - ERROR:{code}: node {}: {}",
             problem.node, problem.message
         );
     }
     if verdict.problems.is_empty() {
         println!(
-            "Cluster verify passed: {} nodes reach each other on both networks.",
-            verdict.nodes_checked
+            "Cluster verify passed: {} nodes reach each other on both networks and hold the ssconf of configuration serial {}.",
+            verdict.nodes_checked, verdict.config_serial
         );
         ExitCode::SUCCESS
     } else {
@@ -229,6 +230,28 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
         );
         ExitCode::from(1)
     }
+}
+
+/// `gnt cluster redist-conf`'s report: a line per node; exit code 1 if an online node did
+/// not take the set.
+pub(super) fn redistribution(done: RedistributeConfigResponse) -> ExitCode {
+    println!(
+        "Sending the ssconf of configuration serial {} to every online node:",
+        done.config_serial
+    );
+    let mut results = done.nodes;
+    call_results(&mut results, Output::Text);
+    let failed = results
+        .iter()
+        .filter(|r| !matches!(r.status(), CallStatus::Ok | CallStatus::Offline))
+        .count();
+    if failed == 0 {
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{failed} node(s) did not take it; gnt-masterd retries them until they do, or until they are marked offline."
+    );
+    ExitCode::from(1)
 }
 
 fn status_name(status: CallStatus) -> &'static str {

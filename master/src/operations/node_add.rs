@@ -212,6 +212,12 @@ impl Master {
         planned
             .nodes
             .insert(node.name.clone(), NodeConfig::new(node.addrs));
+        // The serial `ConfigGuard::commit` gives the configuration that lists the node, so
+        // the node's first set carries the serial it has once the add is committed. Should
+        // another commit (a join token's) land between the Join and the add's commit, the
+        // node's set is merely older than the configuration: the add's redistribution, or
+        // else the converger, brings it up. It is never newer: serials only grow.
+        planned.serial += 1;
         let offer = planned.join_offer(node.clone(), self.ca.cert_pem())?;
         let identity =
             Identity::from_files(&self.paths.pki.master_cert, &self.paths.pki.master_key)?;

@@ -1,37 +1,93 @@
 //! Redistribution: after every change, each online node gets the ssconf of the new
-//! configuration, as one set (Ganeti's `RedistributeAncillaryFiles`, ssconf part). A node
-//! that does not take it is a warning of the change, not a failure: the change is
-//! committed already, and the node catches up with the next one.
+//! configuration, as one set with the configuration's serial (Ganeti's
+//! `RedistributeAncillaryFiles`, ssconf part); and `gnt cluster redist-conf`, which does the
+//! same for the current configuration on demand.
+//!
+//! A node that does not take the set is a warning of the change, not a failure: the change
+//! is committed already. Every such failure wakes the converger (`converge`), which brings
+//! the node up to date once it answers again, with no operator action.
 
-use gnt_core::runner::{CallFailure, TimeoutClass};
-use gnt_proto::cluster::v1::SsconfSet as WireSsconfSet;
+use gnt_core::netutils::Hostname;
+use gnt_core::runner::{CallFailure, NodeResult, TimeoutClass};
+use gnt_core::ssconf::{Published, SsconfError};
 use gnt_proto::node::v1::WriteSsconfRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 
 use super::rpc_call::{failed, fan_out_on, timed};
 use crate::config::ClusterConfig;
+use crate::error::MasterError;
 use crate::master::Master;
+
+/// What `gnt cluster redist-conf` did.
+#[derive(Debug, Clone)]
+pub struct Redistribution {
+    /// The configuration serial of the set sent.
+    pub serial: u64,
+    /// One result per node (offline nodes as [`CallFailure::Offline`], nothing sent).
+    pub results: Vec<NodeResult<Hostname, ()>>,
+}
 
 impl Master {
     /// Sends `config`'s ssconf to every online node; returns one warning per node that did
     /// not take it.
     pub async fn redistribute(&self, config: &ClusterConfig) -> Vec<String> {
-        let ssconf = match config.ssconf() {
-            Ok(set) => WireSsconfSet::from(&set),
-            Err(error) => return vec![format!("cannot build ssconf: {error}")],
-        };
-        let results = fan_out_on(
+        match self.push_ssconf(config).await {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|r| match r.outcome {
+                    Ok(()) | Err(CallFailure::Offline) => None,
+                    Err(failure) => Some(format!("ssconf not updated on {}: {failure}", r.key)),
+                })
+                .collect(),
+            Err(error) => vec![format!("cannot build ssconf: {error}")],
+        }
+    }
+
+    /// `gnt cluster redist-conf`: the current configuration's ssconf to every online node,
+    /// now, with a result per node. Thin on purpose: a job can run it as one step.
+    pub async fn redistribute_config(&self) -> Result<Redistribution, MasterError> {
+        let config = self.config.snapshot().await;
+        let results = self.push_ssconf(&config).await?;
+        let missed = results.iter().filter(|r| missed(r)).count();
+        tracing::info!(
+            serial = config.serial,
+            missed,
+            "ssconf redistributed on request"
+        );
+        Ok(Redistribution {
+            serial: config.serial,
+            results,
+        })
+    }
+
+    /// Sends `config`'s ssconf to every online node; a node that does not take it wakes the
+    /// converger.
+    async fn push_ssconf(
+        &self,
+        config: &ClusterConfig,
+    ) -> Result<Vec<NodeResult<Hostname, ()>>, SsconfError> {
+        let results = self.write_ssconf(config, None).await?;
+        if results.iter().any(missed) {
+            self.converger.wake();
+        }
+        Ok(results)
+    }
+
+    /// Sends `config`'s ssconf, with its serial, to the online nodes among `names` (all
+    /// when `None`); one result per node. Wakes no one: the converger calls it too.
+    pub(crate) async fn write_ssconf(
+        &self,
+        config: &ClusterConfig,
+        names: Option<&[Hostname]>,
+    ) -> Result<Vec<NodeResult<Hostname, ()>>, SsconfError> {
+        let request = WriteSsconfRequest::from(&Published::new(config.ssconf()?, config.serial));
+        Ok(fan_out_on(
             &self.channels,
             config,
-            None,
+            names,
             TimeoutClass::Fast,
             |channel, timeout| {
-                let request = timed(
-                    WriteSsconfRequest {
-                        ssconf: Some(ssconf.clone()),
-                    },
-                    timeout,
-                );
+                let request = timed(request.clone(), timeout);
                 async move {
                     NodeAgentClient::new(channel)
                         .write_ssconf(request)
@@ -42,13 +98,11 @@ impl Master {
             },
             |_| {},
         )
-        .await;
-        results
-            .into_iter()
-            .filter_map(|r| match r.outcome {
-                Ok(()) | Err(CallFailure::Offline) => None,
-                Err(failure) => Some(format!("ssconf not updated on {}: {failure}", r.key)),
-            })
-            .collect()
+        .await)
     }
+}
+
+/// Whether an online node did not take the set (an offline one was not sent it).
+fn missed(result: &NodeResult<Hostname, ()>) -> bool {
+    matches!(&result.outcome, Err(failure) if *failure != CallFailure::Offline)
 }

@@ -76,13 +76,19 @@ impl Master {
             expires_at,
             used_by: None,
         };
-        self.config
+        let ((), committed) = self
+            .config
             .update(|c| {
                 c.join_tokens.push(record);
                 Ok::<_, MasterError>(())
             })
             .await?;
-        tracing::info!(token = %token, expires = %utc(expires_at), "join token created");
+        tracing::info!(token = %token, expires = %utc(expires_at), serial = committed.serial, "join token created");
+        // The set is unchanged, but its serial is the configuration's: without it every
+        // node would lag after each token (the converger retries those that miss it).
+        for warning in self.redistribute(&committed).await {
+            tracing::warn!(%warning, "after creating a join token");
+        }
         Ok((token, expires_at))
     }
 }

@@ -1,26 +1,45 @@
-//! `gnt cluster verify`'s network test: every online node pings every online node on both
-//! networks (Ganeti 3.x tests the secondary only when the primary fails, hiding a broken
-//! replication network), and every failed ping or silent node is a problem.
+//! `gnt cluster verify`: the network test, where every online node pings every online node
+//! on both networks (Ganeti 3.x tests the secondary only when the primary fails, hiding a
+//! broken replication network), and every failed ping or silent node is a problem
+//! (`ENODENET`); and the ssconf check, where every online node whose ssconf serial is not
+//! the configuration's is a problem (`ENODESSCONF`). Both run at once.
+//!
+//! A node that does not tell its serial is not reported twice: the network test reports it
+//! silent already. A node is reported ahead of the configuration only if it is ahead of the
+//! configuration as it is once the answers are in, so a change committed during the check
+//! is not mistaken for an older configuration.
 
 use std::time::Duration;
 
 use gnt_core::netutils::Hostname;
 use gnt_core::node::{Network, Node};
-use gnt_core::runner::{CallFailure, TimeoutClass};
+use gnt_core::runner::{CallFailure, NodeResult, TimeoutClass};
 use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
 
+use super::converge::SerialCheck;
 use super::rpc_call::{failed, fan_out_on, timed};
 use crate::master::Master;
 
 /// Timeout of each ping of `cluster verify`.
 const VERIFY_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Which check found a problem, as Ganeti's error codes name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// `ENODENET`: the network test.
+    NodeNet,
+    /// `ENODESSCONF`: the node's ssconf serial.
+    NodeSsconf,
+}
+
 /// One failed check of `cluster verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The check.
+    pub check: Check,
     /// The node that ran the test, or that did not answer.
     pub node: Hostname,
     /// The node it could not reach, if the problem is a ping.
@@ -38,10 +57,13 @@ pub struct Verification {
     pub nodes_checked: usize,
     /// Every failed check, by node.
     pub problems: Vec<Problem>,
+    /// The configuration serial the nodes' ssconf was compared with.
+    pub serial: u64,
 }
 
 impl Master {
-    /// Runs the network test on every online node (see the module docs).
+    /// Runs the network test and the ssconf check on every online node (see the module
+    /// docs).
     pub async fn verify(&self) -> Verification {
         let config = self.config.snapshot().await;
         let online: Vec<NodeAddresses> = config
@@ -56,7 +78,7 @@ impl Master {
             })
             .collect();
         let port = u32::from(config.node_port);
-        let results = fan_out_on(
+        let network_test = fan_out_on(
             &self.channels,
             &config,
             None,
@@ -79,14 +101,15 @@ impl Master {
                 }
             },
             |_| {},
-        )
-        .await;
-        let mut problems = Vec::new();
+        );
+        let (results, serials) = tokio::join!(network_test, self.ssconf_serials(&config, None));
+        let mut problems = self.ssconf_problems(config.serial, serials).await;
         let mut checked = 0;
         for result in results {
             match result.outcome {
                 Err(CallFailure::Offline) => {}
                 Err(failure) => problems.push(Problem {
+                    check: Check::NodeNet,
                     node: result.key,
                     target: None,
                     network: None,
@@ -105,7 +128,54 @@ impl Master {
         Verification {
             nodes_checked: checked,
             problems,
+            serial: config.serial,
         }
+    }
+
+    /// The nodes among `serials` whose ssconf is not that of configuration `serial`.
+    async fn ssconf_problems(
+        &self,
+        serial: u64,
+        serials: Vec<NodeResult<Hostname, u64>>,
+    ) -> Vec<Problem> {
+        let answers: Vec<(Hostname, SerialCheck)> = serials
+            .into_iter()
+            .filter_map(|r| Some((r.key, SerialCheck::of(r.outcome.ok()?, serial))))
+            .collect();
+        let ahead = answers
+            .iter()
+            .any(|(_, check)| matches!(check, SerialCheck::Ahead { .. }));
+        let latest = if ahead {
+            self.config.snapshot().await.serial
+        } else {
+            serial
+        };
+        let problem = |node, message| Problem {
+            check: Check::NodeSsconf,
+            node,
+            target: None,
+            network: None,
+            message,
+        };
+        answers
+            .into_iter()
+            .filter_map(|(node, check)| match check {
+                SerialCheck::Current => None,
+                SerialCheck::Lags { node: held } => Some(problem(
+                    node,
+                    format!(
+                        "ssconf is out of date: serial {held}, the configuration's is {serial}; gnt-masterd retries the node, `gnt cluster redist-conf` sends it now"
+                    ),
+                )),
+                SerialCheck::Ahead { node: held } if held > latest => Some(problem(
+                    node,
+                    format!(
+                        "ssconf is newer than the configuration: serial {held}, the configuration's is {latest}; the master's configuration is an older copy"
+                    ),
+                )),
+                SerialCheck::Ahead { .. } => None,
+            })
+            .collect()
     }
 }
 
@@ -115,6 +185,7 @@ fn unreachable(node: &Hostname, verdict: NetworkVerdict) -> Problem {
     // without a network of its own.
     let network = Network::try_from(verdict.network()).ok();
     Problem {
+        check: Check::NodeNet,
         node: node.clone(),
         message: format!(
             "tcp communication with node '{}' on the {} network failed: {}",

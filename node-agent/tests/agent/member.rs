@@ -212,16 +212,31 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
         ],
     );
     let mut values = WireSsconf::from(&set).values;
-    let write = |values: std::collections::HashMap<String, String>| {
-        call(&topology, master.clone(), |ch| async move {
+    let write = |values: std::collections::HashMap<String, String>, serial: u64| {
+        call(&topology, master.clone(), move |ch| async move {
             NodeAgentClient::new(ch)
                 .write_ssconf(WriteSsconfRequest {
                     ssconf: Some(WireSsconf { values }),
+                    serial,
                 })
                 .await
         })
     };
-    let written = write(values.clone()).unwrap().into_inner();
+    let serial = || {
+        call(&topology, master.clone(), |ch| async move {
+            NodeAgentClient::new(ch).version(VersionRequest {}).await
+        })
+        .unwrap()
+        .into_inner()
+        .ssconf_serial
+    };
+    let stored = || {
+        gnt_core::ssconf::SsconfStore::new(topology.state_dir("node1"))
+            .read_published()
+            .unwrap()
+    };
+    assert_eq!(serial(), 1, "the serial Join brought");
+    let written = write(values.clone(), 5).unwrap().into_inner();
     assert_eq!(written.keys_written as usize, values.len());
     let node_list =
         std::fs::read_to_string(topology.state_dir("node1").join("ssconf_node_list")).unwrap();
@@ -229,14 +244,27 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
         node_list,
         "master.lab.test\nnode1.lab.test\nnode2.lab.test\n"
     );
+    assert_eq!(serial(), 5);
+    assert_eq!(stored().serial, 5, "stored with the set");
+
+    // The same serial is written again; an older one is refused and changes nothing.
+    write(values.clone(), 5).unwrap();
+    let before = snapshot(&topology.state_dir("node1"));
+    let refused = |err: tonic::Status, expected: &str| {
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains(expected), "{}", err.message());
+    };
+    refused(
+        write(values.clone(), 4).unwrap_err(),
+        "this node's ssconf is at configuration serial 5, newer than the offered 4",
+    );
+    assert_eq!(snapshot(&topology.state_dir("node1")), before);
+    assert_eq!(serial(), 5);
+
     values.insert("cluster_name".to_owned(), "other.lab.test".to_owned());
-    let err = write(values).unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(
-        err.message()
-            .contains("belongs to cluster 'cluster.lab.test', not to 'other.lab.test'"),
-        "{}",
-        err.message()
+    refused(
+        write(values, 6).unwrap_err(),
+        "belongs to cluster 'cluster.lab.test', not to 'other.lab.test'",
     );
     assert_eq!(
         std::fs::read_to_string(topology.state_dir("node1").join("ssconf_cluster_name")).unwrap(),
@@ -305,6 +333,7 @@ fn a_partial_or_malformed_ssconf_set_is_refused_whole_and_the_master_keeps_its_p
             NodeAgentClient::new(ch)
                 .write_ssconf(WriteSsconfRequest {
                     ssconf: Some(WireSsconf { values }),
+                    serial: 9,
                 })
                 .await
         })

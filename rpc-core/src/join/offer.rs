@@ -33,6 +33,9 @@ pub struct JoinOffer {
     pub node_certificate_pem: String,
     /// The node's first ssconf set.
     pub ssconf: SsconfSet,
+    /// The configuration serial of that set: the serial the configuration will have once
+    /// the node is in it (the node is committed after its Join).
+    pub ssconf_serial: u64,
 }
 
 /// The node's answer to an accepted offer: where its member API now listens.

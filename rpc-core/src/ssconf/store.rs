@@ -6,7 +6,7 @@
 //! D/ssconf_<key>           -> .ssconf/current/ssconf_<key>   (one stable link per key)
 //! D/.ssconf/current        -> gen-<n>-<r>                    (switched atomically)
 //! D/.ssconf/gen-<n>-<r>/ssconf_<key>                         (complete, immutable sets, 0444)
-//! D/.ssconf/gen-<n>-<r>/MANIFEST                             (the keys of that set)
+//! D/.ssconf/gen-<n>-<r>/MANIFEST                             (its keys and serial)
 //! D/.ssconf/lock                                             (writers' lock)
 //! ```
 //!
@@ -14,7 +14,9 @@
 //! directory, renames it to `gen-<n>-<r>` (`<r>` random, so a name is never reused, even
 //! after `clear` restarts the numbering), and then replaces the `current` link with one
 //! `rename`. Readers of this module resolve `current` once, read the generation's MANIFEST
-//! and then exactly the files it lists, so they never see keys of two versions.
+//! and then exactly the files it lists, so they never see keys of two versions. The
+//! manifest also carries the configuration serial of the set (see `manifest`), so the set
+//! and its serial are published, and read, together.
 //! Generations are immutable, and the previous one is kept when a new one is published, so
 //! a reader that resolved `current` just before the switch can finish; a reader that loses
 //! even that race (its generation collected under it) finds a listed file missing and
@@ -37,7 +39,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Location, MAX_VALUE_BYTES, SsconfError, SsconfKey, SsconfSet};
+use super::manifest::Manifest;
+use super::{Location, MAX_VALUE_BYTES, Published, SsconfError, SsconfKey, SsconfSet};
 use crate::fs_atomic::{self, FsError};
 
 const META_DIR: &str = ".ssconf";
@@ -81,17 +84,28 @@ impl SsconfStore {
 
     /// The current set, read consistently; an empty set when there is no ssconf at all.
     pub fn read(&self) -> Result<SsconfSet, SsconfError> {
+        self.read_published().map(|published| published.set)
+    }
+
+    /// The current set and its serial, both from the same generation; an empty set of
+    /// serial 0 when there is no ssconf at all, and serial 0 for files Ganeti wrote.
+    pub fn read_published(&self) -> Result<Published, SsconfError> {
         for _ in 0..READ_ATTEMPTS {
             let generation = match fs::read_link(self.meta().join(CURRENT)) {
                 Ok(target) => self.generation_dir(&target)?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return self.read_loose_files(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return self.read_loose_files().map(|set| Published::new(set, 0));
+                }
                 Err(e) => {
                     return Err(FsError::new("read link", self.meta().join(CURRENT), e).into());
                 }
             };
             match self.read_generation(&generation) {
                 Err(SsconfError::Fs(e)) if e.is_not_found() => continue, // collected meanwhile
-                other => return other.map(|set| set.read_from(&self.dir)),
+                other => {
+                    return other
+                        .map(|(set, serial)| Published::new(set.read_from(&self.dir), serial));
+                }
             }
         }
         Err(SsconfError::Fs(FsError::new(
@@ -113,8 +127,11 @@ impl SsconfStore {
         }
     }
 
-    /// Replaces the whole set with `set`, atomically. Returns the new generation number.
-    pub fn replace(&self, set: &SsconfSet) -> Result<u64, SsconfError> {
+    /// Replaces the whole set with `set`, built from the configuration with serial
+    /// `serial`, atomically: set and serial become current together. Returns the new
+    /// generation number. Whether an older serial may replace a newer one is the caller's
+    /// rule (the node agent's), not the store's.
+    pub fn replace(&self, set: &SsconfSet, serial: u64) -> Result<u64, SsconfError> {
         set.check_writable()?;
         let meta = self.meta();
         fs_atomic::ensure_dir(&meta, DIR_MODE)?;
@@ -130,7 +147,7 @@ impl SsconfStore {
         // 1. The complete new generation, invisible until renamed.
         let temp = meta.join(format!("{TEMP_PREFIX}{number}"));
         fs::create_dir(&temp).map_err(|e| FsError::new("create directory", &temp, e))?;
-        let built = write_generation(&temp, set).and_then(|()| {
+        let built = write_generation(&temp, set, serial).and_then(|()| {
             fs::rename(&temp, meta.join(&name))
                 .map_err(|e| FsError::new("rename", &temp, e))
                 .and_then(|()| fs_atomic::sync_dir(&meta))
@@ -176,7 +193,7 @@ impl SsconfStore {
                 remove_tree(&meta.join(old))?;
             }
         }
-        tracing::debug!(dir = %self.dir.display(), generation = number, keys = set.len(), "ssconf replaced");
+        tracing::debug!(dir = %self.dir.display(), generation = number, keys = set.len(), serial, "ssconf replaced");
         Ok(number)
     }
 
@@ -217,24 +234,20 @@ impl SsconfStore {
         fs_atomic::sync_dir(&self.dir).map_err(Into::into)
     }
 
-    /// The keys its MANIFEST lists, from generation directory `dir`. A missing manifest or
-    /// file is a `NotFound` error: the generation is being collected.
-    fn read_generation(&self, dir: &Path) -> Result<SsconfSet, SsconfError> {
+    /// The keys its MANIFEST lists, and its serial, from generation directory `dir`. A
+    /// missing manifest or file is a `NotFound` error: the generation is being collected.
+    fn read_generation(&self, dir: &Path) -> Result<(SsconfSet, u64), SsconfError> {
         let manifest_path = dir.join(MANIFEST);
-        let manifest = fs::read_to_string(&manifest_path)
+        let text = fs::read_to_string(&manifest_path)
             .map_err(|e| FsError::new("read", &manifest_path, e))?;
+        let manifest = Manifest::parse(&manifest_path, &text)?;
         let mut set = SsconfSet::new();
-        for (index, name) in manifest.lines().enumerate() {
-            let key: SsconfKey = name.parse().map_err(|_| SsconfError::Malformed {
-                location: Location::File(manifest_path.clone()),
-                line: index + 1,
-                reason: format!("'{name}' is not an ssconf key"),
-            })?;
+        for key in manifest.keys {
             let path = dir.join(key.file_name());
             let bytes = read_limited(&path)?;
             set.insert_read(key, decode(&self.dir.join(key.file_name()), bytes)?);
         }
-        Ok(set)
+        Ok((set, manifest.serial))
     }
 
     /// Files written directly as `D/ssconf_<key>` (by Ganeti, or left by a crash during
@@ -345,14 +358,14 @@ fn stable_target(key: SsconfKey) -> PathBuf {
     Path::new(META_DIR).join(CURRENT).join(key.file_name())
 }
 
-fn write_generation(dir: &Path, set: &SsconfSet) -> Result<(), FsError> {
-    let mut manifest = String::new();
+fn write_generation(dir: &Path, set: &SsconfSet, serial: u64) -> Result<(), FsError> {
+    let mut keys = Vec::with_capacity(set.len());
     for (key, _) in set.iter() {
         let contents = set.file_contents(key).unwrap_or_default();
         fs_atomic::write_new_file(&dir.join(key.file_name()), &contents, FILE_MODE)?;
-        manifest.push_str(key.as_str());
-        manifest.push('\n');
+        keys.push(key);
     }
+    let manifest = Manifest::encode(serial, &keys);
     fs_atomic::write_new_file(&dir.join(MANIFEST), manifest.as_bytes(), FILE_MODE)?;
     fs_atomic::sync_dir(dir)?;
     fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(DIR_MODE))

@@ -24,6 +24,7 @@ impl From<&JoinOffer> for JoinRequest {
             ca_certificate_pem: offer.ca_certificate_pem.clone(),
             node_certificate_pem: offer.node_certificate_pem.clone(),
             ssconf: Some(WireSsconfSet::from(&offer.ssconf)),
+            ssconf_serial: offer.ssconf_serial,
         }
     }
 }
@@ -78,6 +79,7 @@ impl TryFrom<&JoinRequest> for JoinOffer {
             ca_certificate_pem: request.ca_certificate_pem.clone(),
             node_certificate_pem: request.node_certificate_pem.clone(),
             ssconf,
+            ssconf_serial: request.ssconf_serial,
         })
     }
 }

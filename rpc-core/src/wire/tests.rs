@@ -52,6 +52,7 @@ fn offer() -> JoinOffer {
         ca_certificate_pem: "CA".to_owned(),
         node_certificate_pem: String::new(),
         ssconf,
+        ssconf_serial: 7,
     }
 }
 
@@ -81,6 +82,7 @@ fn a_join_offer_survives_the_wire_unchanged() {
     let request = JoinRequest::from(&offer);
     assert_eq!(request.bind_address, "::");
     assert_eq!(request.port, 1811);
+    assert_eq!(request.ssconf_serial, 7);
     assert_eq!(JoinOffer::try_from(&request).unwrap(), offer);
 }
 
@@ -182,4 +184,20 @@ fn timeout_classes_and_call_failures_map_one_to_one() {
         CallStatus::TimedOut
     );
     assert_eq!(CallStatus::from(&CallFailure::Offline), CallStatus::Offline);
+}
+
+#[test]
+fn a_write_ssconf_request_carries_the_set_and_its_serial() {
+    let published = Published::new(offer().ssconf, 42);
+    let request = WriteSsconfRequest::from(&published);
+    assert_eq!(request.serial, 42);
+    assert_eq!(Published::try_from(request).unwrap(), published);
+    // An absent set is an empty one, of the serial given.
+    let empty = Published::try_from(WriteSsconfRequest {
+        ssconf: None,
+        serial: 3,
+    })
+    .unwrap();
+    assert!(empty.set.is_empty());
+    assert_eq!(empty.serial, 3);
 }

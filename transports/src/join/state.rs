@@ -78,6 +78,8 @@ pub struct Membership {
     pub ca: Pem,
     /// The ssconf set.
     pub ssconf: SsconfSet,
+    /// The configuration serial the set came with (0: none, an older node's set).
+    pub ssconf_serial: u64,
 }
 
 /// `member.conf`: what Join said that ssconf does not say.
@@ -202,7 +204,8 @@ impl NodeState {
 
     /// The mode the state puts the agent in.
     pub fn mode(&self) -> Result<Mode, StateError> {
-        let ssconf = self.ssconf.read()?;
+        let published = self.ssconf.read_published()?;
+        let (ssconf, ssconf_serial) = (published.set, published.serial);
         if ssconf.is_empty() {
             return Ok(Mode::Bootstrap);
         }
@@ -242,6 +245,7 @@ impl NodeState {
             identity,
             ca: Pem::read("CA certificate", &self.path(CA_CERT))?,
             ssconf,
+            ssconf_serial,
         })))
     }
 
@@ -315,7 +319,8 @@ impl NodeState {
         }))
     }
 
-    /// Writes what an accepted offer brings, ssconf last.
+    /// Writes what an accepted offer brings, ssconf last (with the offer's serial: the node
+    /// has no set yet, so there is nothing to compare it with).
     pub fn commit_join(&self, offer: &JoinOffer) -> Result<(), StateError> {
         fs_atomic::write_atomic(
             &self.path(CA_CERT),
@@ -333,7 +338,7 @@ impl NodeState {
             format_host_port(offer.listen.ip(), offer.listen.port()),
         );
         fs_atomic::write_atomic(&self.path(MEMBER_CONF), conf.as_bytes(), 0o644)?;
-        self.ssconf.replace(&offer.ssconf)?;
+        self.ssconf.replace(&offer.ssconf, offer.ssconf_serial)?;
         Ok(())
     }
 
@@ -429,6 +434,7 @@ mod tests {
             ca_certificate_pem: cert.clone(),
             node_certificate_pem: cert,
             ssconf,
+            ssconf_serial: 3,
         };
         state.commit_join(&offer).unwrap();
         offer
@@ -443,6 +449,10 @@ mod tests {
             panic!("a committed offer makes a member");
         };
         assert_eq!(membership.node_name.as_str(), "node1.example.com");
+        assert_eq!(
+            membership.ssconf_serial, offer.ssconf_serial,
+            "Join's serial"
+        );
         assert_eq!(membership.listen_address(None, None), offer.listen);
         assert_eq!(
             membership.listen_address(Some("0.0.0.0".parse().unwrap()), Some(1811)),
@@ -474,7 +484,7 @@ mod tests {
                 offer.cluster.as_str(),
             )
             .unwrap();
-        state.ssconf().replace(&partial).unwrap();
+        state.ssconf().replace(&partial, 1).unwrap();
         let err = state.mode().unwrap_err();
         assert!(err.to_string().contains("is missing"), "{err}");
     }
@@ -512,7 +522,7 @@ mod tests {
             "cluster.example.com",
         )
         .unwrap();
-        state.ssconf().replace(&set).unwrap();
+        state.ssconf().replace(&set, 1).unwrap();
         let err = state.mode().unwrap_err();
         assert!(err.to_string().contains("is inconsistent"), "{err}");
         state.wipe().unwrap();
