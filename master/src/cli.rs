@@ -93,14 +93,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster(ClusterCommand::Verify) => cluster_verify(&paths).await,
-        Command::Cluster(ClusterCommand::RedistConf) => {
-            let done = connect(&paths)
-                .await?
-                .redistribute_config(RedistributeConfigRequest {})
-                .await;
-            Ok(output::redistribution(
-                done.map_err(|s| Failure::status(&s))?.into_inner(),
-            ))
+        Command::Cluster(ClusterCommand::RedistConf { job }) => {
+            let mut client = connect(&paths).await?;
+            let operation = Operation::RedistributeConfig(RedistributeConfigRequest {});
+            match jobs::run_job(&mut client, operation, job).await? {
+                Waited::Done(job::Result::Redistributed(done)) => Ok(output::redistribution(done)),
+                Waited::Done(_) => Err(unexpected()),
+                Waited::NotWaited(code) => Ok(code),
+            }
         }
         Command::Node(command) => node(&paths, command).await,
         Command::Rpc(RpcCommand::Call {

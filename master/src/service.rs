@@ -87,8 +87,9 @@ fn submission(request: SubmitJobRequest) -> Result<Submission, Status> {
             name: modify.name,
             offline: modify.offline,
         }),
+        Some(submit_job_request::Operation::RedistributeConfig(_)) => Ok(Submission::Redistribute),
         None => Err(Status::invalid_argument(
-            "the job names no operation (set add_node, remove_node or modify_node)",
+            "the job names no operation (set add_node, remove_node, modify_node or redistribute_config)",
         )),
     }
 }
@@ -298,23 +299,11 @@ impl master_server::Master for MasterService {
         &self,
         _request: Request<RedistributeConfigRequest>,
     ) -> Result<Response<RedistributeConfigResponse>, Status> {
-        let done = self.master.redistribute_config().await.map_err(status)?;
-        let mut results = done.results;
-        results.sort_by(|a, b| nice_cmp(a.key.as_str(), b.key.as_str()));
-        let nodes = results
-            .into_iter()
-            .map(|r| {
-                call_result(NodeResult {
-                    key: r.key,
-                    outcome: r.outcome.map(|()| String::new()),
-                    elapsed: r.elapsed,
-                })
-            })
-            .collect();
-        Ok(Response::new(RedistributeConfigResponse {
-            config_serial: done.serial,
-            nodes,
-        }))
+        let job = self.run(Submission::Redistribute).await?;
+        match job.result {
+            Some(job::Result::Redistributed(done)) => Ok(Response::new(done)),
+            _ => Err(unexpected(&job)),
+        }
     }
 
     async fn submit_job(

@@ -164,4 +164,34 @@ fn verify_names_a_node_with_a_stale_ssconf_and_redist_conf_fixes_it() {
         Some("refused")
     );
     assert!(out.stdout.contains("1 node(s) did not take it"), "{out}");
+
+    // It is a job like every change: --submit returns its id, and the job's record tells
+    // the same story.
+    let out = gnt_ok(&cluster, &["cluster", "redist-conf", "--submit"]);
+    let id = out
+        .stdout
+        .trim()
+        .strip_prefix("JobID: ")
+        .unwrap_or_else(|| panic!("no job id: {out}"))
+        .to_owned();
+    let watched = gnt_ok(&cluster, &["job", "watch", &id]);
+    assert!(
+        watched
+            .stdout
+            .contains("distributed: 1 node(s) did not take the new ssconf yet")
+            && watched
+                .stdout
+                .contains("Warning:   node2.lab.test did not take it: connection refused"),
+        "{watched}"
+    );
+    let info = gnt_ok(&cluster, &["job", "info", &id]);
+    assert!(
+        info.stdout
+            .contains("Operation: redistribute the configuration")
+            && info.stdout.contains("Status:    success")
+            && info.stdout.contains(&format!(
+                "Result:    ssconf of configuration serial {current} sent"
+            )),
+        "{info}"
+    );
 }

@@ -1,14 +1,17 @@
 //! Operations as jobs, seen by the operator: `--submit` and `gnt job list|info|watch`, a
 //! failed job, reads that do not wait behind a running job, a frozen node that holds a job
-//! only as long as the Join's time limit, and a node that joined this cluster already taken
-//! in again by `gnt node add` without wiping it.
+//! only as long as the Join's time limit, a node that joined this cluster already taken
+//! in again by `gnt node add` without wiping it, and a redistribution cut short by
+//! `kill -9` of gnt-masterd sent again when it restarts.
 
 use std::time::{Duration, Instant};
 
 use gnt_core::policy::IpPolicy;
 use gnt_integration::cluster_lab::ClusterLab;
 
-use crate::support::{Running, empty, gnt_ok, node_names, running};
+use crate::support::{
+    Running, empty, empty_with_masterd_args, gnt_ok, node_names, running, serial, ssconf_published,
+};
 
 /// A cluster of the master alone, in a lab with one more host (node1) not added.
 fn master_and_a_spare_host(policy: IpPolicy) -> Running {
@@ -123,22 +126,33 @@ fn a_submitted_job_runs_on_its_own_and_gnt_job_shows_every_step() {
     );
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`) to process `key` of the lab.
+fn signal(cluster: &ClusterLab, key: &str, signal: &str) {
+    let pid = cluster.pid(key).unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {key}");
+}
+
+/// Waits (at most 15 s) until job `id` runs.
+fn wait_running(cluster: &ClusterLab, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while listed(cluster, id)["status"] != "running" {
+        assert!(Instant::now() < deadline, "job {id} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn reads_do_not_wait_for_a_job_held_up_by_a_frozen_node_and_the_join_has_a_time_limit() {
     let cluster = master_and_a_spare_host(IpPolicy::Ipv4);
     let token = cluster.token().unwrap();
     cluster.start_noded("node1", Some(&token)).unwrap();
-    let pid = cluster.pid("node1/gnt-noded").unwrap().to_string();
     // Frozen, its port still accepts connections (the kernel answers): the add passes the
     // reachability check and then waits for the Join's answer.
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    signal("-STOP");
+    signal(&cluster, "node1/gnt-noded", "-STOP");
     let submitted = gnt_ok(
         &cluster,
         &[
@@ -151,11 +165,7 @@ fn reads_do_not_wait_for_a_job_held_up_by_a_frozen_node_and_the_join_has_a_time_
         ],
     );
     let id = job_id(&submitted.stdout);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !listed(&cluster, &id).to_string().contains("running") {
-        assert!(Instant::now() < deadline, "the job never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_running(&cluster, &id);
     // Each read answers while the job is still running.
     gnt_ok(&cluster, &["node", "list"]);
     gnt_ok(&cluster, &["cluster", "info"]);
@@ -170,7 +180,7 @@ fn reads_do_not_wait_for_a_job_held_up_by_a_frozen_node_and_the_join_has_a_time_
             && info.stdout.contains("TLS handshake timed out"),
         "{info}"
     );
-    signal("-CONT");
+    signal(&cluster, "node1/gnt-noded", "-CONT");
     // The thawed node never saw the Join: the same token adds it.
     let added = gnt_ok(
         &cluster,
@@ -227,4 +237,56 @@ fn a_node_removed_while_offline_is_taken_in_again_by_node_add() {
     assert!(info.stdout.contains(&fingerprint), "{info}\n{fingerprint}");
     let verify = gnt_ok(&cluster, &["cluster", "verify"]);
     assert!(verify.stdout.contains("Cluster verify passed"), "{verify}");
+}
+
+#[test]
+fn a_redistribution_cut_short_by_kill_9_of_the_master_is_sent_again_when_it_restarts() {
+    // No converger: only the job's recovery can bring node2 up to date.
+    let cluster = empty_with_masterd_args(IpPolicy::Ipv4, 2, &["--converge-interval", "0"]);
+    assert!(cluster.init().unwrap().success());
+    cluster.start_noded("master", None).unwrap();
+    cluster.start_masterd().unwrap();
+    for node in ["node1", "node2"] {
+        let secondary = cluster.default_secondary(node);
+        let added = cluster.add_node(node, secondary.as_deref()).unwrap();
+        assert!(added.success(), "{added}");
+    }
+    cluster.stop_noded("node2", true).unwrap();
+    gnt_ok(
+        &cluster,
+        &["node", "modify", "--offline", "yes", "node1.lab.test"],
+    );
+    cluster.start_noded("node2", None).unwrap();
+    let current = serial(&cluster);
+    assert!(ssconf_published(&cluster, "node2").serial < current);
+
+    // Frozen, node2 holds the redistribution open while gnt-masterd is killed.
+    signal(&cluster, "node2/gnt-noded", "-STOP");
+    let submitted = gnt_ok(&cluster, &["cluster", "redist-conf", "--submit"]);
+    let id = job_id(&submitted.stdout);
+    wait_running(&cluster, &id);
+    cluster.stop_process("master/gnt-masterd", false).unwrap();
+    signal(&cluster, "node2/gnt-noded", "-CONT");
+    assert_eq!(listed_after_restart(&cluster, &id), "running");
+
+    cluster.start_masterd().unwrap();
+    assert_eq!(wait_ended(&cluster, &id), "success");
+    let info = gnt_ok(&cluster, &["job", "info", &id]);
+    assert!(
+        info.stdout
+            .contains("Recovery:  interrupted: the configuration's ssconf sent again"),
+        "{info}"
+    );
+    assert_eq!(ssconf_published(&cluster, "node2").serial, current);
+}
+
+/// Job `id`'s status as its file says, read while no gnt-masterd runs.
+fn listed_after_restart(cluster: &ClusterLab, id: &str) -> String {
+    let path = cluster
+        .state_dir("master")
+        .join("master/jobs")
+        .join(format!("{:010}.json", id.parse::<u64>().unwrap()));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    record["state"].as_str().unwrap().to_owned()
 }

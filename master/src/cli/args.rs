@@ -97,7 +97,11 @@ pub enum ClusterCommand {
     Verify,
     /// Send the configuration's ssconf to every online node now, and report per node.
     #[command(name = "redist-conf")]
-    RedistConf,
+    RedistConf {
+        /// How to wait for the job.
+        #[command(flatten)]
+        job: JobArgs,
+    },
 }
 
 /// `gnt cluster init` arguments.

@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use gnt_core::error::ErrorKind;
 use gnt_proto::master::v1::master_client::MasterClient;
 use gnt_proto::master::v1::{
-    GetJobRequest, Job, JobStatus, ListJobsRequest, SubmitJobRequest, WatchJobRequest, job,
-    submit_job_request,
+    CallStatus, GetJobRequest, Job, JobStatus, ListJobsRequest, SubmitJobRequest, WatchJobRequest,
+    job, submit_job_request,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -237,6 +237,17 @@ fn describe_end(job: &Job) {
             node.addresses.as_ref().map_or("", |a| a.name.as_str()),
             if node.offline { "offline" } else { "online" }
         ),
+        Some(job::Result::Redistributed(done)) => {
+            println!(
+                "Result:    ssconf of configuration serial {} sent",
+                done.config_serial
+            );
+            for node in &done.nodes {
+                if !matches!(node.status(), CallStatus::Ok | CallStatus::Offline) {
+                    println!("Warning:   {} did not take it: {}", node.node, node.failure);
+                }
+            }
+        }
         None if !job.error.is_empty() => println!("Error:     {} ({})", job.error, job.error_kind),
         None => {}
     }

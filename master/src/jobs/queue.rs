@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::record::{
     JobFailure, JobOp, JobOutcome, JobRecord, JobState, JobStore, JobStoreError, StepRecord,
 };
-use super::{Progress, Step, recovery};
+use super::{Progress, Step, recovery, wire};
 use crate::error::MasterError;
 use crate::master::Master;
 use crate::operations::node_add::AddNode;
@@ -44,6 +44,8 @@ pub enum Submission {
         /// The new offline flag.
         offline: bool,
     },
+    /// `gnt cluster redist-conf`.
+    Redistribute,
 }
 
 impl Submission {
@@ -59,6 +61,7 @@ impl Submission {
                 name: name.clone(),
                 offline: *offline,
             },
+            Self::Redistribute => JobOp::Redistribute,
         }
     }
 }
@@ -384,6 +387,10 @@ async fn run_op(
             let (node, changed) = master.set_offline(name, *offline, progress).await?;
             let serial = changed.serial;
             Ok((JobOutcome::Modified { node, serial }, changed.warnings))
+        }
+        JobOp::Redistribute => {
+            let done = master.redistribute_config(progress).await?;
+            Ok((wire::redistributed(&done), Vec::new()))
         }
     }
 }

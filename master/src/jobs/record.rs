@@ -41,6 +41,8 @@ pub enum JobOp {
         /// The new offline flag.
         offline: bool,
     },
+    /// `gnt cluster redist-conf`.
+    Redistribute,
 }
 
 impl JobOp {
@@ -53,6 +55,7 @@ impl JobOp {
                 "mark node {name} {}",
                 if *offline { "offline" } else { "online" }
             ),
+            Self::Redistribute => "redistribute the configuration".to_owned(),
         }
     }
 }
@@ -190,6 +193,27 @@ pub enum JobOutcome {
         /// The configuration serial after it.
         serial: u64,
     },
+    /// The configuration's ssconf was sent to every online node.
+    Redistributed {
+        /// The configuration serial of the set sent.
+        serial: u64,
+        /// What each node did with it, sorted by name.
+        nodes: Vec<Delivery>,
+    },
+}
+
+/// What one node did with a set sent to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The node's name.
+    pub node: String,
+    /// How the call ended, as the master API's `CallStatus` names it (`CALL_STATUS_OK`).
+    pub status: String,
+    /// Why it failed; empty when the node took the set or is offline.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failure: String,
+    /// How long the call took, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
 /// Why a job failed: its kind (as `ErrorKind::code`) and its message with causes.

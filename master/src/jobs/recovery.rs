@@ -13,6 +13,7 @@
 //! | remove | `committed` and on | ssconf redistributed: succeeded |
 //! | modify | none | failed: nothing done |
 //! | modify | `committed` and on | ssconf redistributed: succeeded |
+//! | redistribute | any | sent again: succeeded (it changes nothing, so nothing is undone) |
 //!
 //! A commit whose step could not be recorded (the disk filled just then) shows in the
 //! configuration, and counts as recorded. A queued remove or modify needs nothing the record
@@ -26,7 +27,7 @@ use gnt_core::netutils::parse_name;
 use gnt_core::node::{Node, NodeAddrs};
 
 use super::record::{JobFailure, JobOp, JobOutcome, JobRecord};
-use super::{Progress, Step};
+use super::{Progress, Step, wire};
 use crate::error::MasterError;
 use crate::master::Master;
 use crate::operations::probe::Membership;
@@ -97,6 +98,13 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
                 "committed before the stop: ssconf redistributed",
             )
         }
+        JobOp::Redistribute => match master.redistribute_config(progress).await {
+            Ok(done) => Recovered::done(
+                (wire::redistributed(&done), Vec::new()),
+                "interrupted: the configuration's ssconf sent again",
+            ),
+            Err(error) => Recovered::error(&error, "interrupted, and cannot be sent again"),
+        },
     }
 }
 

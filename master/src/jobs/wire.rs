@@ -1,16 +1,23 @@
 //! Jobs in the master API's terms: a record as `gnt.master.v1.Job`, an outcome as the
 //! response of the call that waited for it, a failure as the status that call ends with.
 
+use std::time::Duration;
+
 use gnt_core::error::{ERROR_KIND_METADATA, ErrorKind};
+use gnt_core::netutils::Hostname;
+use gnt_core::runner::{CallFailure, NodeResult};
+use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::master::v1::{
-    AddNodeResponse, Job, JobStatus, JobStep, NodeRecord, RemoveNodeResponse, job,
+    AddNodeResponse, CallStatus, Job, JobStatus, JobStep, NodeCallResult, NodeRecord,
+    RedistributeConfigResponse, RemoveNodeResponse, job,
 };
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 
-use super::record::{JobFailure, JobOutcome, JobRecord, JobState};
+use super::record::{Delivery, JobFailure, JobOutcome, JobRecord, JobState};
 use crate::master::NodeView;
+use crate::operations::redistribute::Redistribution;
 
 /// A node as the API shows it.
 pub fn node_record(view: &NodeView) -> NodeRecord {
@@ -48,6 +55,50 @@ fn result(outcome: &JobOutcome, warnings: &[String]) -> job::Result {
             left: *left,
         }),
         JobOutcome::Modified { node, .. } => job::Result::Modified(node_record(node)),
+        JobOutcome::Redistributed { serial, nodes } => {
+            job::Result::Redistributed(RedistributeConfigResponse {
+                config_serial: *serial,
+                nodes: nodes.iter().map(NodeCallResult::from).collect(),
+            })
+        }
+    }
+}
+
+/// A redistribution as its job records it: the serial and each node's result, by name.
+pub fn redistributed(done: &Redistribution) -> JobOutcome {
+    let mut nodes: Vec<Delivery> = done.results.iter().map(delivery).collect();
+    nodes.sort_by(|a, b| nice_cmp(&a.node, &b.node));
+    JobOutcome::Redistributed {
+        serial: done.serial,
+        nodes,
+    }
+}
+
+fn delivery(result: &NodeResult<Hostname, ()>) -> Delivery {
+    let (status, failure) = match &result.outcome {
+        Ok(()) => (CallStatus::Ok, String::new()),
+        Err(CallFailure::Offline) => (CallStatus::Offline, String::new()),
+        Err(failure) => (CallStatus::from(failure), failure.to_string()),
+    };
+    Delivery {
+        node: result.key.to_string(),
+        status: status.as_str_name().to_owned(),
+        failure,
+        elapsed_ms: u64::try_from(result.elapsed.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+impl From<&Delivery> for NodeCallResult {
+    fn from(delivery: &Delivery) -> Self {
+        let status = CallStatus::from_str_name(&delivery.status).unwrap_or(CallStatus::Unspecified);
+        Self {
+            node: delivery.node.clone(),
+            status: status.into(),
+            response_json: String::new(),
+            failure: delivery.failure.clone(),
+            elapsed: prost_types::Duration::try_from(Duration::from_millis(delivery.elapsed_ms))
+                .ok(),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use super::rpc_call::{failed, fan_out_on, timed};
 use crate::config::ClusterConfig;
 use crate::error::MasterError;
+use crate::jobs::{Progress, Step};
 use crate::master::Master;
 
 /// What `gnt cluster redist-conf` did.
@@ -44,11 +45,16 @@ impl Master {
     }
 
     /// `gnt cluster redist-conf`: the current configuration's ssconf to every online node,
-    /// now, with a result per node. Thin on purpose: a job can run it as one step.
-    pub async fn redistribute_config(&self) -> Result<Redistribution, MasterError> {
+    /// now, with a result per node. It changes nothing in the configuration, so there is
+    /// nothing to record before it and nothing to undo: an interrupted one is run again.
+    pub async fn redistribute_config(
+        &self,
+        progress: &dyn Progress,
+    ) -> Result<Redistribution, MasterError> {
         let config = self.config.snapshot().await;
         let results = self.push_ssconf(&config).await?;
         let missed = results.iter().filter(|r| missed(r)).count();
+        progress.step_after_commit(Step::Distributed { missed });
         tracing::info!(
             serial = config.serial,
             missed,

@@ -210,8 +210,9 @@ pub(super) fn wait_or_kill(child: &mut Child, patience: Duration) {
 }
 
 /// Every online node of `config` whose ssconf, in its state directory, is not
-/// `config`'s: each as "host: why". For now the whole set is compared; once ssconf carries
-/// the configuration serial, comparing the serial is enough.
+/// `config`'s: each as "host: why". The serial is what the master and `verify` go by; the
+/// set is compared too, so a set sent under the right serial but built from another
+/// configuration would be caught.
 pub(super) fn ssconf_agrees(cluster: &ClusterLab, config: &ClusterConfig) -> Vec<String> {
     let wanted = config.ssconf().unwrap();
     let mut stale = Vec::new();
@@ -220,13 +221,21 @@ pub(super) fn ssconf_agrees(cluster: &ClusterLab, config: &ClusterConfig) -> Vec
             continue;
         }
         let host = name.as_str().split('.').next().unwrap_or_default();
-        let have = match SsconfStore::new(cluster.state_dir(host)).read() {
-            Ok(have) => have,
+        let published = match SsconfStore::new(cluster.state_dir(host)).read_published() {
+            Ok(published) => published,
             Err(error) => {
                 stale.push(format!("{host}: unreadable ssconf: {error}"));
                 continue;
             }
         };
+        if published.serial != config.serial {
+            stale.push(format!(
+                "{host}: ssconf serial {}, the configuration's is {}",
+                published.serial, config.serial
+            ));
+            continue;
+        }
+        let have = published.set;
         if have == wanted {
             continue;
         }
