@@ -68,6 +68,14 @@ impl TestMaster {
         port: u16,
     ) -> ClusterConfig {
         let master = &nodes[0];
+        let record = |node: &Node| {
+            let mut record = NodeConfig::new(node.addrs);
+            if node.name == master.name {
+                record.master_candidate = true;
+                record.master_certificate_sha256 = self.fingerprint.clone();
+            }
+            record
+        };
         ClusterConfig {
             serial: 1,
             cluster_name: Hostname::parse(cluster)
@@ -77,10 +85,11 @@ impl TestMaster {
             master_ip: master.addrs.primary,
             master_netmask: policy.default_master_netmask(),
             node_port: port,
-            master_certificate_sha256: self.fingerprint.clone(),
+            master_epoch: 1,
+            candidate_pool_size: 10,
             nodes: nodes
                 .iter()
-                .map(|node| (node.name.clone(), NodeConfig::new(node.addrs)))
+                .map(|node| (node.name.clone(), record(node)))
                 .collect(),
             join_tokens: Vec::new(),
             created_at: 0,

@@ -2,14 +2,43 @@
 //! node's certificate checked for its name, dialled by the cluster policy at the node's
 //! primary address. Channels connect on first use and reconnect after failures (tonic
 //! does); a node's channel is replaced when its address changes and dropped when it leaves.
+//! Every call carries the master's epoch (`gnt-master-epoch`), which nodes check to fence
+//! a master that a failover replaced.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use gnt_core::policy::IpPolicy;
+use gnt_core::wire::MASTER_EPOCH_METADATA;
 use gnt_transports::{ClientTls, Connector, DialOptions, TlsConfigError};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A channel to one node; every call on it carries the master's epoch.
+pub type NodeChannel = InterceptedService<Channel, EpochStamp>;
+
+/// Stamps the master's epoch on a call.
+#[derive(Debug, Clone)]
+pub struct EpochStamp(MetadataValue<Ascii>);
+
+impl EpochStamp {
+    /// The stamp of epoch `epoch`.
+    pub fn new(epoch: u64) -> Self {
+        Self(MetadataValue::from(epoch))
+    }
+}
+
+impl Interceptor for EpochStamp {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(MASTER_EPOCH_METADATA, self.0.clone());
+        Ok(request)
+    }
+}
 
 /// The channel cache.
 #[derive(Debug)]
@@ -17,35 +46,42 @@ pub struct NodeChannels {
     tls: ClientTls,
     policy: IpPolicy,
     port: u16,
+    epoch: EpochStamp,
     cache: Mutex<HashMap<String, (SocketAddr, Channel)>>,
 }
 
 impl NodeChannels {
-    /// Channels presenting `tls` (the master's identity, the cluster CA).
-    pub fn new(tls: ClientTls, policy: IpPolicy, port: u16) -> Self {
+    /// Channels presenting `tls` (the master's identity, the cluster CA), stamping master
+    /// epoch `epoch` on every call.
+    pub fn new(tls: ClientTls, policy: IpPolicy, port: u16, epoch: u64) -> Self {
         Self {
             tls,
             policy,
             port,
+            epoch: EpochStamp::new(epoch),
             cache: Mutex::new(HashMap::new()),
         }
     }
 
     /// The channel to node `name` at `primary`.
-    pub fn get(&self, name: &str, primary: IpAddr) -> Result<Channel, TlsConfigError> {
+    pub fn get(&self, name: &str, primary: IpAddr) -> Result<NodeChannel, TlsConfigError> {
         let addr = SocketAddr::new(primary, self.port);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached, channel)) = cache.get(name)
             && *cached == addr
         {
-            return Ok(channel.clone());
+            return Ok(self.stamped(channel.clone()));
         }
         let tls = self.tls.clone().with_server_name(name)?;
         let channel = Connector::tcp_addr(addr, DialOptions::new(self.policy))
             .with_tls(tls)
             .channel_lazy();
         cache.insert(name.to_owned(), (addr, channel.clone()));
-        Ok(channel)
+        Ok(self.stamped(channel))
+    }
+
+    fn stamped(&self, channel: Channel) -> NodeChannel {
+        InterceptedService::new(channel, self.epoch.clone())
     }
 
     /// Forgets node `name`'s channel.

@@ -24,7 +24,10 @@ use gnt_core::join::JoinOffer;
 use gnt_core::netutils::Hostname;
 use gnt_core::node::{Node, NodeAddrs};
 use gnt_core::policy::IpPolicy;
-use gnt_core::ssconf::{ClusterFacts, Location, NodeFacts, SsconfError, SsconfKey, SsconfSet};
+use gnt_core::ssconf::{
+    CandidateFacts, ClusterFacts, Location, NodeFacts, SsconfError, SsconfKey, SsconfSet,
+    SsconfVersion,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
@@ -46,8 +49,15 @@ pub struct ClusterConfig {
     pub master_netmask: u8,
     /// The node agents' port.
     pub node_port: u16,
-    /// SHA-256 fingerprint of the master's client certificate, as ssconf lists it.
-    pub master_certificate_sha256: String,
+    /// The master's term: raised by every master failover, stamped on every call to a node,
+    /// which refuses calls of an older epoch than its ssconf's (fencing of a replaced
+    /// master). 1 for a cluster that has never failed over.
+    #[serde(default = "first_epoch")]
+    pub master_epoch: u64,
+    /// How many master candidates (the master included) the cluster wants; a node added
+    /// while there are fewer becomes one (Ganeti's `candidate_pool_size`).
+    #[serde(default = "default_candidate_pool_size")]
+    pub candidate_pool_size: u32,
     /// The nodes, by name.
     #[serde(deserialize_with = "unique_nodes")]
     pub nodes: BTreeMap<Hostname, NodeConfig>,
@@ -72,6 +82,30 @@ pub struct NodeConfig {
     pub certificate_sha256: String,
     /// When it was added.
     pub added_at: i64,
+    /// Whether it is a master candidate: it holds a copy of what a master needs, and may
+    /// become master by `gnt cluster master-failover`. The master always is one.
+    #[serde(default)]
+    pub master_candidate: bool,
+    /// A candidate's master certificate (role `master`, for the node's own key), PEM: what
+    /// it calls node procedures with once it is master. Empty for other nodes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub master_certificate_pem: String,
+    /// That certificate's SHA-256 fingerprint, as ssconf's `master_candidates_certs` lists
+    /// it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub master_certificate_sha256: String,
+}
+
+/// The epoch of a cluster that has never failed over.
+fn first_epoch() -> u64 {
+    1
+}
+
+/// Ganeti's default pool size.
+pub const DEFAULT_CANDIDATE_POOL_SIZE: u32 = 10;
+
+fn default_candidate_pool_size() -> u32 {
+    DEFAULT_CANDIDATE_POOL_SIZE
 }
 
 impl NodeConfig {
@@ -83,6 +117,9 @@ impl NodeConfig {
             offline: false,
             certificate_sha256: String::new(),
             added_at: unix_now(),
+            master_candidate: false,
+            master_certificate_pem: String::new(),
+            master_certificate_sha256: String::new(),
         }
     }
 
@@ -157,8 +194,37 @@ impl ClusterConfig {
         })
     }
 
+    /// The version of this configuration, as ssconf sets built from it carry it.
+    pub fn version(&self) -> SsconfVersion {
+        SsconfVersion::new(self.master_epoch, self.serial)
+    }
+
+    /// The master candidates other than the master.
+    pub fn candidates(&self) -> impl Iterator<Item = (&Hostname, &NodeConfig)> {
+        self.nodes
+            .iter()
+            .filter(|(name, node)| node.master_candidate && **name != self.master_node)
+    }
+
+    /// How many master candidates there are, the master included.
+    pub fn candidate_count(&self) -> usize {
+        self.nodes.values().filter(|n| n.master_candidate).count()
+    }
+
     /// The ssconf set every node gets.
     pub fn ssconf(&self) -> Result<SsconfSet, SsconfError> {
+        let candidates: Vec<CandidateFacts<'_>> = self
+            .candidates()
+            .filter(|(_, node)| !node.master_certificate_sha256.is_empty())
+            .map(|(name, node)| CandidateFacts {
+                name,
+                certificate_sha256: &node.master_certificate_sha256,
+            })
+            .collect();
+        let master_certificate = self
+            .master()
+            .map(|m| m.master_certificate_sha256.as_str())
+            .filter(|f| !f.is_empty());
         let nodes: Vec<NodeFacts> = self
             .nodes
             .iter()
@@ -176,7 +242,8 @@ impl ClusterConfig {
             master_netmask: self.master_netmask,
             nodes: &nodes,
             release_version: env!("CARGO_PKG_VERSION"),
-            master_certificate_sha256: Some(&self.master_certificate_sha256),
+            master_certificate_sha256: master_certificate,
+            candidates: &candidates,
         })
     }
 
@@ -199,7 +266,7 @@ impl ClusterConfig {
             ca_certificate_pem: ca_pem.to_owned(),
             node_certificate_pem: String::new(),
             ssconf,
-            ssconf_serial: self.serial,
+            ssconf_version: self.version(),
         })
     }
 }
@@ -282,11 +349,12 @@ impl ConfigStore {
             }
             Err(e) => return Err(FsError::new("read", &self.path, e).into()),
         };
-        let config: ClusterConfig =
+        let mut config: ClusterConfig =
             serde_json::from_slice(&text).map_err(|source| ConfigError::Corrupt {
                 path: self.path.clone(),
                 source,
             })?;
+        self.adopt_master_certificate(&mut config)?;
         // What no node could be given, or would run on, is as unusable as what does not
         // parse.
         config
@@ -297,6 +365,32 @@ impl ConfigStore {
                 source,
             })?;
         Ok(config)
+    }
+
+    /// A configuration written before master candidates existed names no master
+    /// certificate in the master's record (it had one fingerprint for the whole cluster):
+    /// the master's `master.pem` beside the file is it.
+    fn adopt_master_certificate(&self, config: &mut ClusterConfig) -> Result<(), ConfigError> {
+        let master_node = config.master_node.clone();
+        let Some(master) = config.nodes.get_mut(&master_node) else {
+            return Ok(()); // refused as inconsistent right after
+        };
+        if !master.master_certificate_sha256.is_empty() {
+            return Ok(());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        let path = crate::pki::PkiPaths::new(dir).master_cert;
+        let pem = std::fs::read_to_string(&path).map_err(|e| FsError::new("read", &path, e))?;
+        master.master_certificate_sha256 =
+            crate::pki::fingerprint_of_pem(&pem).map_err(|_| ConfigError::Inconsistent {
+                path: path.clone(),
+                source: SsconfError::Missing {
+                    location: Location::Key(SsconfKey::MasterCandidatesCerts),
+                },
+            })?;
+        master.master_certificate_pem = pem;
+        master.master_candidate = true;
+        Ok(())
     }
 
     /// Writes it as it is (serial included), atomically, readable by root only (it holds

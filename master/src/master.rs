@@ -69,7 +69,12 @@ impl Master {
         let store = ConfigStore::new(&paths.master_dir);
         let config = store.load()?;
         let ca = ClusterCa::load(&paths.pki)?;
-        let channels = NodeChannels::new(node_client_tls(&paths)?, config.policy, config.node_port);
+        let channels = NodeChannels::new(
+            node_client_tls(&paths)?,
+            config.policy,
+            config.node_port,
+            config.master_epoch,
+        );
         Ok(Self {
             config: ConfigHandle::new(store, config),
             ca,

@@ -8,7 +8,7 @@ use gnt_core::error::{Classify, ErrorKind};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::Channel;
+use crate::channels::NodeChannel;
 
 /// The service whose procedures can be called.
 pub const NODE_SERVICE: &str = "gnt.node.v1.NodeAgent";
@@ -111,7 +111,7 @@ impl PreparedCall {
     /// Sends it on `channel` with `timeout`, returning the answer as JSON.
     pub async fn call(
         &self,
-        channel: Channel,
+        channel: NodeChannel,
         timeout: std::time::Duration,
     ) -> Result<String, tonic::Status> {
         let mut grpc = tonic::client::Grpc::new(channel);

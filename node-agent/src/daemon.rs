@@ -6,7 +6,6 @@
 //! in flight (the Join itself, a LeaveCluster) finish within the grace period.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,11 +14,13 @@ use gnt_core::clock::unix_now;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_proto::bootstrap::v1::bootstrap_server::BootstrapServer;
 use gnt_proto::node::v1::node_agent_server::NodeAgentServer;
+use gnt_core::ssconf::Published;
 use gnt_transports::join::{
-    AlreadyJoined, JoinService, Membership, Mode, NodeState, StateError, TokenSource,
+    AlreadyJoined, JoinService, MasterCopyStore, Membership, Mode, NodeState, StateError,
+    TokenSource,
 };
 use gnt_transports::{
-    ClientAuth, ConnectionLimits, Gated, GrpcServer, ListenAddr, ListenError, Listener, Protected,
+    CallInfo, ClientAuth, ConnectionLimits, Gated, GrpcServer, ListenAddr, ListenError, Listener, Protected,
     RunningServer, ServeError, ServerSettings, ServerTls, TlsConfigError,
 };
 use tokio::sync::{mpsc, watch};
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::member::{
-    MemberContext, NodeAgentService, allowed_masters, authorize, is_allowed_master, ping_slots,
+    Authority, MemberContext, NodeAgentService, authorize, is_allowed_master, ping_slots,
     remove_leftovers,
 };
 
@@ -259,8 +260,12 @@ async fn member(
         ClientAuth::Required,
     )?;
     let listener = bind_patiently(listen).await?.with_tls(tls);
-    let masters = Arc::new(RwLock::new(
-        allowed_masters(&membership.ssconf).map_err(StateError::from)?,
+    let authority = Arc::new(RwLock::new(
+        Authority::of(&Published::new(
+            membership.ssconf.clone(),
+            membership.ssconf_version,
+        ))
+        .map_err(StateError::from)?,
     ));
     let (leave_tx, mut leave_rx) = mpsc::channel(1);
     let bootstrap_address = config
@@ -276,19 +281,20 @@ async fn member(
         upload: config.upload.clone(),
         bootstrap_address,
         leave: leave_tx,
-        masters: masters.clone(),
+        authority: authority.clone(),
         ssconf_writes: tokio::sync::Mutex::new(()),
-        ssconf_serial: AtomicU64::new(membership.ssconf_serial),
+        master_copy: MasterCopyStore::new(state.dir()),
+        copy_writes: tokio::sync::Mutex::new(()),
         tokens: config.join_token.clone(),
         pings: ping_slots(),
     };
     let protected = {
-        let masters = masters.clone();
-        Protected::when(move |peer| is_allowed_master(&masters, peer))
+        let authority = authority.clone();
+        Protected::when(move |peer| is_allowed_master(&authority, peer))
     };
     let procedures = Gated::new(
         NodeAgentServer::new(NodeAgentService::new(context)),
-        move |peer: Option<&gnt_transports::PeerInfo>| authorize(&masters, peer),
+        move |call: &CallInfo<'_>| authorize(&authority, call),
     );
     let server = GrpcServer::new(SERVER_NAME)
         .settings(settings(config, protected))
@@ -298,7 +304,7 @@ async fn member(
         )))
         .start(vec![listener])
         .await?;
-    tracing::info!(cluster = %membership.cluster_name, node = %membership.node_name, policy = %membership.policy, ssconf_serial = membership.ssconf_serial, "member of the cluster");
+    tracing::info!(cluster = %membership.cluster_name, node = %membership.node_name, policy = %membership.policy, ssconf = %membership.ssconf_version, "member of the cluster");
     status.send_replace(AgentStatus::Member {
         cluster: membership.cluster_name.to_string(),
         listening: server.local_addrs().to_vec(),

@@ -1,22 +1,22 @@
 //! Member mode: the node procedures of `gnt.node.v1.NodeAgent`.
 //!
 //! Every call arrives over mutual TLS with the cluster CA (the listener refuses anyone
-//! without a certificate of the cluster). On top of that, the procedures accept only the
-//! master: a certificate with role (subject OU) `master` whose SHA-256 fingerprint is listed
-//! in ssconf's `master_candidates_certs` (Ganeti checks a SHA-1 digest in the same key).
-//! Health, reflection and diagnostics stay open to any cluster certificate.
+//! without a certificate of the cluster). On top of that, the procedures accept only a
+//! listed master of a current epoch (`authority`). Health, reflection and diagnostics stay
+//! open to any cluster certificate.
 
+mod authority;
+mod copy;
 mod network_test;
 mod upload;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use gnt_core::error::{Classify, ErrorKind, to_status};
+use gnt_core::error::to_status;
 use gnt_core::netutils::{Hostname, all_interface_addresses, owns_address, tcp_ping};
 use gnt_core::node::Node;
-use gnt_core::ssconf::{Published, SsconfError, SsconfSet};
+use gnt_core::ssconf::{Published, SsconfError};
 use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
@@ -25,13 +25,18 @@ use gnt_proto::node::v1::{
     NodeInfoResponse, TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse,
     VersionRequest, VersionResponse, WriteSsconfRequest, WriteSsconfResponse, node_agent_server,
 };
-use gnt_transports::join::{NodeState, TokenSource};
-use gnt_transports::{PeerIdentity, PeerInfo};
+use gnt_proto::node::v1::{
+    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
+    WriteMasterCopyRequest, WriteMasterCopyResponse,
+};
+use gnt_transports::PeerInfo;
+use gnt_transports::join::{MasterCopyStore, NodeState, TokenSource};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::UploadPolicy;
 
+pub(crate) use authority::{Authority, authorize, is_allowed_master};
 pub(crate) use network_test::ping_slots;
 pub(crate) use upload::remove_leftovers;
 
@@ -50,24 +55,20 @@ pub(crate) struct MemberContext {
     /// Where the agent will wait for a new Join after leaving.
     pub(crate) bootstrap_address: String,
     pub(crate) leave: mpsc::Sender<()>,
-    /// SHA-256 digests of the certificates allowed to call procedures (from ssconf).
-    pub(crate) masters: Arc<RwLock<Vec<[u8; 32]>>>,
-    /// Held by WriteSsconf from writing the set to updating `masters`, so that the set on
-    /// disk and the allow-list in memory are always the same one.
+    /// Who may call procedures, and the version of the set on disk (from ssconf).
+    pub(crate) authority: Arc<RwLock<Authority>>,
+    /// Held by WriteSsconf from writing the set to updating `authority`, so that the set
+    /// on disk and the authority in memory are always the same one, and WriteSsconf
+    /// compares with the set it replaces.
     pub(crate) ssconf_writes: tokio::sync::Mutex<()>,
-    /// The configuration serial of the set on disk, as `Version` reports it; changed only
-    /// under `ssconf_writes`, so WriteSsconf compares with the set it replaces.
-    pub(crate) ssconf_serial: AtomicU64,
+    /// The master copy, if this node is a master candidate.
+    pub(crate) master_copy: MasterCopyStore,
+    /// Serialises writes of the master copy.
+    pub(crate) copy_writes: tokio::sync::Mutex<()>,
     /// Where the join token comes from (spent before leaving, if the ledger lacks it).
     pub(crate) tokens: TokenSource,
     /// NetworkTest's pings in flight (`network_test::MAX_PINGS_IN_FLIGHT`).
     pub(crate) pings: tokio::sync::Semaphore,
-}
-
-/// The certificates ssconf allows to call procedures, as digests: parsed once here, so a
-/// call compares 32 bytes instead of formatting a fingerprint. Never empty.
-pub(crate) fn allowed_masters(ssconf: &SsconfSet) -> Result<Vec<[u8; 32]>, SsconfError> {
-    ssconf.master_certificate_digests()
 }
 
 /// What `Version` answers: the node protocol this agent speaks, and its release (the
@@ -76,7 +77,7 @@ pub fn version() -> VersionResponse {
     VersionResponse {
         protocol_version: gnt_proto::NODE_PROTOCOL_VERSION,
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
-        ssconf_serial: 0,
+        ..VersionResponse::default()
     }
 }
 
@@ -88,59 +89,6 @@ pub(crate) fn caller<T>(request: &Request<T>) -> String {
 
 fn shown(peer: Option<&PeerInfo>) -> String {
     peer.map_or_else(|| "unknown".to_owned(), ToString::to_string)
-}
-
-/// Lets a call through only from the master's certificate (`peer` is the call's
-/// connection; see `gnt_transports::Gated`).
-pub(crate) fn authorize(
-    masters: &RwLock<Vec<[u8; 32]>>,
-    peer: Option<&PeerInfo>,
-) -> Result<(), Status> {
-    let allowed = masters.read().unwrap_or_else(|p| p.into_inner());
-    check_caller(&allowed, peer.and_then(PeerInfo::identity)).map_err(|refused| {
-        tracing::warn!(peer = %shown(peer), reason = %refused, "procedure call refused");
-        to_status(&refused)
-    })
-}
-
-/// Whether `peer` presented one of the allowed master certificates: the connections the
-/// member listener never drops (`gnt_transports::Protected`). Quiet, unlike [`authorize`]:
-/// the listener asks it about every connection whenever it needs room.
-pub(crate) fn is_allowed_master(masters: &RwLock<Vec<[u8; 32]>>, peer: &PeerInfo) -> bool {
-    let allowed = masters.read().unwrap_or_else(|p| p.into_inner());
-    check_caller(&allowed, peer.identity()).is_ok()
-}
-
-/// Whether `identity` is one of the `allowed` master certificates. An empty list allows no
-/// one: it never means "any master".
-fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result<(), CallRefused> {
-    let identity = identity.ok_or(CallRefused::NoCertificate)?;
-    if identity.role.as_deref() != Some("master") {
-        return Err(CallRefused::NotMaster(Box::new(identity.clone())));
-    }
-    if !allowed.contains(&identity.sha256) {
-        return Err(CallRefused::UnknownMaster(Box::new(identity.clone())));
-    }
-    Ok(())
-}
-
-/// Why a caller may not call the node procedures.
-#[derive(Debug, thiserror::Error)]
-enum CallRefused {
-    #[error("node procedures need the master's client certificate")]
-    NoCertificate,
-    #[error("certificate '{0}' may not call node procedures; only the master may")]
-    NotMaster(Box<PeerIdentity>),
-    #[error(
-        "certificate '{0}' is not the master certificate this node knows (ssconf master_candidates_certs)"
-    )]
-    UnknownMaster(Box<PeerIdentity>),
-}
-
-impl Classify for CallRefused {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::PermissionDenied
-    }
 }
 
 /// Refuses request field `field` for `reason`.
@@ -171,8 +119,18 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         _request: Request<VersionRequest>,
     ) -> Result<Response<VersionResponse>, Status> {
+        let (ssconf, master) = {
+            let authority = self.ctx.authority.read().unwrap_or_else(|p| p.into_inner());
+            (authority.version, authority.master.to_string())
+        };
+        let copy = copy::version(&self.ctx);
         Ok(Response::new(VersionResponse {
-            ssconf_serial: self.ctx.ssconf_serial.load(Ordering::Acquire),
+            ssconf_serial: ssconf.serial,
+            master_epoch: ssconf.epoch,
+            master_node: master,
+            master_copy_epoch: copy.epoch,
+            master_copy_serial: copy.serial,
+            master_daemon_running: copy::master_daemon_running(&self.ctx),
             ..version()
         }))
     }
@@ -217,8 +175,8 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         request: Request<WriteSsconfRequest>,
     ) -> Result<Response<WriteSsconfResponse>, Status> {
         let peer = caller(&request);
-        let Published { set, serial } =
-            Published::try_from(request.into_inner()).map_err(|e| to_status(&e))?;
+        let published = Published::try_from(request.into_inner()).map_err(|e| to_status(&e))?;
+        let set = &published.set;
         // A partial set would leave this node running on defaults (no allowed master, the
         // IPv4 policy): refused whole, before anything is written.
         set.check_member().map_err(|e| to_status(&e))?;
@@ -229,16 +187,24 @@ impl node_agent_server::NodeAgent for NodeAgentService {
                 offered: offered.to_string(),
             }));
         }
-        let masters = allowed_masters(&set).map_err(|e| to_status(&e))?;
+        let authority = Authority::of(&published).map_err(|e| to_status(&e))?;
         let _writing = self.ctx.ssconf_writes.lock().await;
         // Never back: a master working from an older configuration, or a redistribution
-        // overtaken by a later one, must not undo a newer set. The same serial is written
-        // again (`gnt cluster redist-conf`, a retried push whose answer was lost).
-        let current = self.ctx.ssconf_serial.load(Ordering::Acquire);
-        if serial < current {
-            let refused = SsconfError::OlderSerial {
-                current,
-                offered: serial,
+        // overtaken by a later one, must not undo a newer set; nor may a master of an older
+        // epoch (one a failover replaced). The same version is written again (`gnt cluster
+        // redist-conf`, a retried push whose answer was lost).
+        let current = self
+            .ctx
+            .authority
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .version;
+        let offered = published.version();
+        if offered < current {
+            let refused = if offered.epoch < current.epoch {
+                SsconfError::OlderEpoch { current, offered }
+            } else {
+                SsconfError::OlderSerial { current, offered }
             };
             tracing::warn!(%peer, reason = %refused, "ssconf write refused");
             return Err(to_status(&refused));
@@ -246,11 +212,13 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         self.ctx
             .state
             .ssconf()
-            .replace(&set, serial)
+            .replace(set, offered)
             .map_err(|e| to_status(&e))?;
-        self.ctx.ssconf_serial.store(serial, Ordering::Release);
-        *self.ctx.masters.write().unwrap_or_else(|p| p.into_inner()) = masters;
-        tracing::info!(%peer, keys = set.len(), serial, "ssconf replaced");
+        if offered.epoch > current.epoch {
+            tracing::warn!(%peer, master = %authority.master, epoch = offered.epoch, "a new master took over");
+        }
+        *self.ctx.authority.write().unwrap_or_else(|p| p.into_inner()) = authority;
+        tracing::info!(%peer, keys = set.len(), version = %offered, "ssconf replaced");
         Ok(Response::new(WriteSsconfResponse {
             keys_written: u32::try_from(set.len()).unwrap_or(u32::MAX),
         }))
@@ -301,6 +269,30 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         }))
     }
 
+    async fn write_master_copy(
+        &self,
+        request: Request<WriteMasterCopyRequest>,
+    ) -> Result<Response<WriteMasterCopyResponse>, Status> {
+        let peer = caller(&request);
+        copy::write(&self.ctx, &peer, request.into_inner()).await?;
+        Ok(Response::new(WriteMasterCopyResponse {}))
+    }
+
+    async fn drop_master_copy(
+        &self,
+        request: Request<DropMasterCopyRequest>,
+    ) -> Result<Response<DropMasterCopyResponse>, Status> {
+        let dropped = copy::drop_copy(&self.ctx, &caller(&request)).await?;
+        Ok(Response::new(DropMasterCopyResponse { dropped }))
+    }
+
+    async fn read_master_copy(
+        &self,
+        _request: Request<ReadMasterCopyRequest>,
+    ) -> Result<Response<ReadMasterCopyResponse>, Status> {
+        copy::read(&self.ctx).map(Response::new)
+    }
+
     async fn leave_cluster(
         &self,
         request: Request<LeaveClusterRequest>,
@@ -315,47 +307,5 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         Ok(Response::new(LeaveClusterResponse {
             bootstrap_address: self.ctx.bootstrap_address.clone(),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn master_certificate(sha256: [u8; 32]) -> PeerIdentity {
-        PeerIdentity {
-            common_name: Some("master.example.com".to_owned()),
-            role: Some("master".to_owned()),
-            dns_names: Vec::new(),
-            ip_addresses: Vec::new(),
-            sha256,
-        }
-    }
-
-    #[test]
-    fn only_a_listed_master_certificate_may_call_and_an_empty_list_lets_no_one_in() {
-        let master = master_certificate([1; 32]);
-        assert!(check_caller(&[[1; 32]], Some(&master)).is_ok());
-        assert!(matches!(
-            check_caller(&[[2; 32]], Some(&master)),
-            Err(CallRefused::UnknownMaster(_))
-        ));
-        // Once read as "no restriction": any master-role certificate of the CA got in.
-        assert!(matches!(
-            check_caller(&[], Some(&master)),
-            Err(CallRefused::UnknownMaster(_))
-        ));
-        let node = PeerIdentity {
-            role: Some("node".to_owned()),
-            ..master_certificate([1; 32])
-        };
-        assert!(matches!(
-            check_caller(&[[1; 32]], Some(&node)),
-            Err(CallRefused::NotMaster(_))
-        ));
-        assert!(matches!(
-            check_caller(&[[1; 32]], None),
-            Err(CallRefused::NoCertificate)
-        ));
     }
 }

@@ -11,7 +11,7 @@
 //! - [`SsconfStore`]: the on-disk store. Ganeti writes file by file, so a reader can see
 //!   keys of two versions; here a whole set is replaced atomically (see the store's docs),
 //!   while every `ssconf_<key>` path stays readable by Ganeti's reader.
-//! - [`Published`]: a set with the configuration serial it was built from, which the store
+//! - [`Published`]: a set with the configuration version (master epoch, serial) it was built from, which the store
 //!   keeps in the generation's manifest (never as a 35th key), so a node knows, and tells
 //!   the master, how current its set is.
 //!
@@ -31,10 +31,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use build::{ClusterFacts, NodeFacts};
+pub use build::{CandidateFacts, ClusterFacts, NodeFacts};
 pub use key::{FILE_PREFIX, SsconfKey};
 pub use order::nice_cmp;
-pub use published::Published;
+pub use published::{Published, SsconfVersion};
 pub use set::SsconfSet;
 pub use store::SsconfStore;
 
@@ -133,13 +133,25 @@ pub enum SsconfError {
     },
     /// The set is older than the node's: a master must never roll a node back.
     #[error(
-        "this node's ssconf is at configuration serial {current}, newer than the offered {offered}; is the master's configuration an older copy?"
+        "this node's ssconf is at configuration serial {}, newer than the offered {}; is the master's configuration an older copy?",
+        current.serial, offered.serial
     )]
     OlderSerial {
-        /// The serial of the node's set.
-        current: u64,
-        /// The serial of the refused set.
-        offered: u64,
+        /// The version of the node's set.
+        current: SsconfVersion,
+        /// The version of the refused set.
+        offered: SsconfVersion,
+    },
+    /// The set comes from a master of an older epoch: a failover replaced that master.
+    #[error(
+        "this node's ssconf is of master epoch {}, newer than the offered {}: another master took over; this one must not act",
+        current.epoch, offered.epoch
+    )]
+    OlderEpoch {
+        /// The version of the node's set.
+        current: SsconfVersion,
+        /// The version of the refused set.
+        offered: SsconfVersion,
     },
 }
 
@@ -152,7 +164,9 @@ impl Classify for SsconfError {
             | Self::Missing { location } => location.kind(),
             Self::UnknownFile { .. } | Self::Fs(_) => ErrorKind::Environment,
             Self::LockTimeout { .. } => ErrorKind::Unavailable,
-            Self::ClusterMismatch { .. } | Self::OlderSerial { .. } => ErrorKind::WrongState,
+            Self::ClusterMismatch { .. } | Self::OlderSerial { .. } | Self::OlderEpoch { .. } => {
+                ErrorKind::WrongState
+            }
         }
     }
 }

@@ -39,7 +39,7 @@ use crate::netutils::{Hostname, NameError, PingOptions, PingOutcome, parse_ip, p
 use crate::node::{Network, Node, NodeAddrs, NodeAddrsError, Peer};
 use crate::policy::IpPolicy;
 use crate::runner::{CallFailure, TimeoutClass};
-use crate::ssconf::{Published, SsconfError, SsconfSet};
+use crate::ssconf::{Published, SsconfError, SsconfSet, SsconfVersion};
 
 /// A message that does not make a valid domain value.
 #[non_exhaustive]
@@ -101,6 +101,11 @@ fn invalid(field: &'static str, value: &str, reason: impl ToString) -> WireError
         reason: reason.to_string(),
     }
 }
+
+/// The request metadata that carries the caller's master epoch on every node procedure
+/// but `Version` (fencing: see `gnt.node.v1.NodeAgent`); a node's refusal of an older
+/// epoch carries the node's own epoch back under the same key.
+pub const MASTER_EPOCH_METADATA: &str = "gnt-master-epoch";
 
 /// Refuses message field `field` for `reason`.
 pub fn refused(field: &'static str, reason: impl ToString) -> WireError {
@@ -234,6 +239,7 @@ impl From<&Published> for WriteSsconfRequest {
         Self {
             ssconf: Some(WireSsconfSet::from(&published.set)),
             serial: published.serial,
+            epoch: published.epoch,
         }
     }
 }
@@ -245,7 +251,10 @@ impl TryFrom<WriteSsconfRequest> for Published {
 
     fn try_from(request: WriteSsconfRequest) -> Result<Self, SsconfError> {
         let set = SsconfSet::try_from(request.ssconf.unwrap_or_default())?;
-        Ok(Self::new(set, request.serial))
+        Ok(Self::new(
+            set,
+            SsconfVersion::new(request.epoch, request.serial),
+        ))
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use std::{env, fs, thread};
 
 use gnt_core::error::{Chain, Classify, ErrorKind};
-use gnt_core::ssconf::{SsconfKey, SsconfSet, SsconfStore};
+use gnt_core::ssconf::{SsconfKey, SsconfSet, SsconfStore, SsconfVersion};
 
 fn main() {
     let args: Vec<String> = env::args().collect();
@@ -66,7 +66,7 @@ fn a_killed_writer_leaves_the_old_or_the_new_set() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     let sets = [big_set("a", 60_000), big_set("b", 60_000)];
-    store.replace(&sets[0], 1).unwrap();
+    store.replace(&sets[0], SsconfVersion::new(1, 1)).unwrap();
 
     let mut interrupted_writes = 0;
     for round in 0..24u64 {
@@ -89,7 +89,7 @@ fn a_killed_writer_leaves_the_old_or_the_new_set() {
             interrupted_writes += 1;
         }
         // The next writer succeeds and removes what the killed one left.
-        store.replace(&sets[(round % 2) as usize], 1).unwrap();
+        store.replace(&sets[(round % 2) as usize], SsconfVersion::new(1, 1)).unwrap();
         assert!(leftovers(dir.path()).is_empty());
         assert_eq!(store.read().unwrap(), sets[(round % 2) as usize]);
     }
@@ -105,7 +105,7 @@ fn child_writer(dir: &Path) {
     let store = SsconfStore::new(dir);
     let sets = [big_set("a", 60_000), big_set("b", 60_000)];
     for i in 0.. {
-        store.replace(&sets[i % 2], 1).unwrap();
+        store.replace(&sets[i % 2], SsconfVersion::new(1, 1)).unwrap();
     }
 }
 
@@ -149,10 +149,10 @@ fn enospc_child(dir: &Path) {
     assert!(status.success(), "mount tmpfs failed");
     let store = SsconfStore::new(dir);
     let small = big_set("small", 100);
-    store.replace(&small, 1).unwrap();
+    store.replace(&small, SsconfVersion::new(1, 1)).unwrap();
 
     // 34 keys of 100 kB cannot fit in 1 MiB.
-    let err = store.replace(&big_set("huge", 100_000), 1).unwrap_err();
+    let err = store.replace(&big_set("huge", 100_000), SsconfVersion::new(1, 1)).unwrap_err();
     let message = Chain(&err).to_string();
     assert!(
         message.contains("(the file system is full: free some space and retry)"),
@@ -169,7 +169,7 @@ fn enospc_child(dir: &Path) {
 
     // The space the failed write took is free again.
     let next = big_set("next", 1_000);
-    store.replace(&next, 1).unwrap();
+    store.replace(&next, SsconfVersion::new(1, 1)).unwrap();
     assert_eq!(store.read().unwrap(), next);
     println!("full disk said: {message}");
     println!("enospc-child: ok");

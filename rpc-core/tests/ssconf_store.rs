@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use gnt_core::error::{Chain, Classify, ErrorKind};
 use gnt_core::ssconf::{
-    MAX_VALUE_BYTES, Published, SsconfError, SsconfKey, SsconfSet, SsconfStore,
-};
+    MAX_VALUE_BYTES, Published, SsconfError, SsconfKey, SsconfSet, SsconfStore, SsconfVersion};
 
 /// A set in which every listed key holds `value` (on two lines where the key takes
 /// several), so a mixed read is easy to spot.
@@ -59,7 +58,7 @@ fn a_written_set_reads_back_equal_and_through_ganetis_paths() {
     set.insert(SsconfKey::ClusterTags, "value\nwith\nnewlines\n")
         .unwrap();
     set.insert(SsconfKey::InstanceList, "").unwrap();
-    store.replace(&set, 1).unwrap();
+    store.replace(&set, SsconfVersion::new(1, 1)).unwrap();
 
     assert_eq!(store.read().unwrap(), set);
     // Ganeti's test vectors: exact file contents at Ganeti's paths.
@@ -81,7 +80,7 @@ fn files_are_read_only_for_everyone() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     store
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "a"), 1)
+        .replace(&uniform_set(&[SsconfKey::ClusterName], "a"), SsconfVersion::new(1, 1))
         .unwrap();
     let meta = fs::metadata(dir.path().join("ssconf_cluster_name")).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o444);
@@ -100,8 +99,8 @@ fn replacing_a_set_drops_keys_the_new_set_lacks_and_collects_old_generations() {
         "one",
     );
     let second = uniform_set(&[SsconfKey::ClusterName, SsconfKey::OnlineNodes], "two");
-    assert_eq!(store.replace(&first, 1).unwrap(), 1);
-    assert_eq!(store.replace(&second, 1).unwrap(), 2);
+    assert_eq!(store.replace(&first, SsconfVersion::new(1, 1)).unwrap(), 1);
+    assert_eq!(store.replace(&second, SsconfVersion::new(1, 1)).unwrap(), 2);
     assert_eq!(store.read().unwrap(), second);
     assert_eq!(ganeti_read(dir.path(), SsconfKey::NodeList), None);
     assert!(
@@ -113,7 +112,7 @@ fn replacing_a_set_drops_keys_the_new_set_lacks_and_collects_old_generations() {
         Some("two\ntwo-online_nodes")
     );
     for n in 3..=6 {
-        assert_eq!(store.replace(&first, 1).unwrap(), n);
+        assert_eq!(store.replace(&first, SsconfVersion::new(1, 1)).unwrap(), n);
     }
     let generations: Vec<String> = fs::read_dir(dir.path().join(".ssconf"))
         .unwrap()
@@ -131,7 +130,7 @@ fn replacing_a_set_drops_keys_the_new_set_lacks_and_collects_old_generations() {
 fn clearing_removes_every_key_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
-    store.replace(&uniform_set(SsconfKey::ALL, "x"), 1).unwrap();
+    store.replace(&uniform_set(SsconfKey::ALL, "x"), SsconfVersion::new(1, 1)).unwrap();
     store.clear().unwrap();
     assert!(store.read().unwrap().is_empty());
     for key in SsconfKey::ALL {
@@ -139,28 +138,28 @@ fn clearing_removes_every_key_at_once() {
     }
     // And it can be written again afterwards.
     let again = uniform_set(&[SsconfKey::ClusterName], "y");
-    store.replace(&again, 1).unwrap();
+    store.replace(&again, SsconfVersion::new(1, 1)).unwrap();
     assert_eq!(store.read().unwrap(), again);
 }
 
 #[test]
-fn the_serial_is_published_with_its_set_and_an_old_manifest_reads_as_serial_zero() {
+fn the_version_is_published_with_its_set_and_an_old_manifest_reads_as_version_zero() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     assert_eq!(store.read_published().unwrap(), Published::default());
     let set = uniform_set(&[SsconfKey::ClusterName, SsconfKey::NodeList], "s");
-    store.replace(&set, 41).unwrap();
-    store.replace(&set, 42).unwrap();
+    store.replace(&set, SsconfVersion::new(1, 41)).unwrap();
+    store.replace(&set, SsconfVersion::new(2, 42)).unwrap();
     assert_eq!(
         store.read_published().unwrap(),
-        Published::new(set.clone(), 42)
+        Published::new(set.clone(), SsconfVersion::new(2, 42))
     );
-    // The serial is in the generation's manifest, beside the keys, never a file of its own.
+    // The version is in the generation's manifest, beside the keys, never a file of its own.
     let generation = dir.path().join(".ssconf/current");
     let manifest = generation.join("MANIFEST");
     assert_eq!(
         fs::read_to_string(&manifest).unwrap(),
-        "serial 42\ncluster_name\nnode_list\n"
+        "epoch 2\nserial 42\ncluster_name\nnode_list\n"
     );
     let files: Vec<String> = fs::read_dir(&generation)
         .unwrap()
@@ -173,10 +172,13 @@ fn the_serial_is_published_with_its_set_and_an_old_manifest_reads_as_serial_zero
     );
     assert_eq!(files.len(), 2);
 
-    // A generation written before serials existed: the same set, serial 0.
+    // A generation written before serials existed: the same set, version 0.
     fs::set_permissions(&manifest, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&manifest, "cluster_name\nnode_list\n").unwrap();
-    assert_eq!(store.read_published().unwrap(), Published::new(set, 0));
+    assert_eq!(
+        store.read_published().unwrap(),
+        Published::new(set, SsconfVersion::default())
+    );
 
     // A serial that does not parse is an error naming the manifest and its line.
     fs::write(&manifest, "cluster_name\nserial forty\n").unwrap();
@@ -209,7 +211,7 @@ fn files_ganeti_wrote_directly_are_read_then_replaced_by_links() {
     assert_eq!(legacy.serial, 0, "Ganeti's files carry no serial");
 
     let new = uniform_set(&[SsconfKey::ClusterName], "new");
-    store.replace(&new, 1).unwrap();
+    store.replace(&new, SsconfVersion::new(1, 1)).unwrap();
     assert_eq!(store.read().unwrap(), new);
     let link = fs::symlink_metadata(dir.path().join("ssconf_cluster_name")).unwrap();
     assert!(link.file_type().is_symlink());
@@ -256,7 +258,7 @@ fn an_oversize_file_is_an_error_naming_it_not_a_truncation() {
         MAX_VALUE_BYTES
     );
     // ...but cannot be written back: with its newline the file would exceed the limit.
-    let err = store.replace(&read, 1).unwrap_err();
+    let err = store.replace(&read, SsconfVersion::new(1, 1)).unwrap_err();
     assert!(
         matches!(err, SsconfError::TooLarge { size: 131073, .. }),
         "{err}"
@@ -288,7 +290,7 @@ fn typed_reads_of_a_stored_set_name_the_file() {
     set.insert(SsconfKey::PrimaryIpFamily, "10").unwrap();
     set.insert(SsconfKey::NodePrimaryIps, "node1 192.0.2.1")
         .unwrap();
-    store.replace(&set, 1).unwrap();
+    store.replace(&set, SsconfVersion::new(1, 1)).unwrap();
     let err = store.read().unwrap().node_primary_ips().unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -305,7 +307,7 @@ fn a_missing_state_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no").join("such");
     let err = SsconfStore::new(&missing)
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "x"), 1)
+        .replace(&uniform_set(&[SsconfKey::ClusterName], "x"), SsconfVersion::new(1, 1))
         .unwrap_err();
     assert!(
         Chain(&err).to_string().starts_with(&format!(
@@ -323,7 +325,7 @@ fn a_writer_waits_for_the_lock_then_gives_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     store
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "a"), 1)
+        .replace(&uniform_set(&[SsconfKey::ClusterName], "a"), SsconfVersion::new(1, 1))
         .unwrap();
     let lock = fs::OpenOptions::new()
         .write(true)
@@ -332,7 +334,7 @@ fn a_writer_waits_for_the_lock_then_gives_up_with_a_clear_error() {
     lock.lock().unwrap();
     let started = Instant::now();
     let err = store
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "b"), 1)
+        .replace(&uniform_set(&[SsconfKey::ClusterName], "b"), SsconfVersion::new(1, 1))
         .unwrap_err();
     assert!(
         started.elapsed() >= Duration::from_secs(10),
@@ -361,12 +363,12 @@ fn concurrent_readers_never_see_keys_of_two_sets_nor_a_set_with_another_serial()
     // Each set has its own serial: a reader must get a set with its own serial, never one
     // with the serial of the set before or after it.
     let sets = [
-        Published::new(uniform_set(keys, "alpha"), 1),
-        Published::new(uniform_set(keys, "beta"), 2),
+        Published::new(uniform_set(keys, "alpha"), SsconfVersion::new(1, 1)),
+        Published::new(uniform_set(keys, "beta"), SsconfVersion::new(1, 2)),
     ];
     // A third shape with fewer keys: a mixed read could also show up as a wrong key count.
-    let small = Published::new(uniform_set(&keys[..5], "gamma"), 3);
-    store.replace(&sets[0].set, sets[0].serial).unwrap();
+    let small = Published::new(uniform_set(&keys[..5], "gamma"), SsconfVersion::new(1, 3));
+    store.replace(&sets[0].set, SsconfVersion::new(1, sets[0].serial)).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));
@@ -404,7 +406,7 @@ fn concurrent_readers_never_see_keys_of_two_sets_nor_a_set_with_another_serial()
     let writes = 300;
     for i in 0..writes {
         let next = if i % 7 == 3 { &small } else { &sets[i % 2] };
-        store.replace(&next.set, next.serial).unwrap();
+        store.replace(&next.set, SsconfVersion::new(1, next.serial)).unwrap();
     }
     stop.store(true, Ordering::Relaxed);
     for reader in readers {
@@ -424,7 +426,7 @@ fn a_generation_missing_a_file_is_never_returned_short() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     store
-        .replace(&uniform_set(SsconfKey::ALL, "full"), 1)
+        .replace(&uniform_set(SsconfKey::ALL, "full"), SsconfVersion::new(1, 1))
         .unwrap();
     let current = dir
         .path()
@@ -456,7 +458,7 @@ fn concurrent_writers_are_serialised() {
                                 &[SsconfKey::ClusterName, SsconfKey::NodeList],
                                 &format!("w{w}i{i}"),
                             ),
-                            1,
+                            SsconfVersion::new(1, 1),
                         )
                         .unwrap();
                 }
@@ -481,7 +483,7 @@ fn concurrent_writers_are_serialised() {
     // 100 writes, each a new generation.
     assert_eq!(
         store
-            .replace(&uniform_set(&[SsconfKey::ClusterName], "final"), 1)
+            .replace(&uniform_set(&[SsconfKey::ClusterName], "final"), SsconfVersion::new(1, 1))
             .unwrap(),
         101
     );

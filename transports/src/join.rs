@@ -6,7 +6,8 @@
 //!   check the offer and what only the host can tell, commit it;
 //! - [`NodeState`]: the node's state directory, which a committed offer fills (and which
 //!   `gnt cluster init` fills the same way for the master's own node), with the
-//!   [`TokenLedger`] that makes a token work once on a node;
+//!   [`TokenLedger`] that makes a token work once on a node, and the [`MasterCopy`] a
+//!   master candidate keeps;
 //! - [`TokenSource`]: where the node's token comes from; `throttle`: failed Joins counted
 //!   per source and in total, and their log lines limited.
 //!
@@ -18,6 +19,7 @@
 mod answer;
 mod caller;
 mod ledger;
+mod master_copy;
 mod refusal;
 mod source;
 mod state;
@@ -27,6 +29,7 @@ mod verify;
 pub use answer::{AlreadyJoined, BARE_TOKEN_LIFETIME, JoinService, MemberReady};
 pub use caller::{CertificateIssuer, IssueError, JoinError, JoinPlan, Joined, join};
 pub use ledger::{LedgerEntry, LedgerError, TokenLedger, TokenUse};
+pub use master_copy::{MASTER_COPY_FILE, MasterCopy, MasterCopyError, MasterCopyStore};
 pub use refusal::{CertificateFault, ExchangeFault, JoinRefusal};
 pub use source::{TokenSource, TokenSourceError};
 pub use state::{MemberConf, Membership, Mode, NodeState, StateError};

@@ -72,7 +72,7 @@ pub use connect::{
 };
 pub use error::{AttemptFailure, ConnectError, ListenError, ServeError, TlsConfigError};
 pub use failure::{call_failure, code_name, from_connect};
-pub use gate::Gated;
+pub use gate::{CallInfo, Gated};
 pub use gnt_core::digest::{fingerprint, parse_fingerprint, sha256};
 pub use io::{ClientIo, Connection};
 pub use listen::{ConnectionLimits, Incoming, Listener, MemoryConnector, Protected};

@@ -22,6 +22,10 @@ use std::task::{Context, Poll};
 
 use gnt_proto::node::v1::node_agent_server::{NodeAgent, NodeAgentServer};
 use gnt_proto::node::v1::{
+    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
+    WriteMasterCopyRequest, WriteMasterCopyResponse,
+};
+use gnt_proto::node::v1::{
     HasIpAddressRequest, HasIpAddressResponse, LeaveClusterRequest, LeaveClusterResponse,
     NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse, TcpPingRequest,
     TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest, VersionResponse,
@@ -253,6 +257,27 @@ impl NodeAgent for BareAgent {
         &self,
         _request: Request<LeaveClusterRequest>,
     ) -> Result<Response<LeaveClusterResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn write_master_copy(
+        &self,
+        _request: Request<WriteMasterCopyRequest>,
+    ) -> Result<Response<WriteMasterCopyResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn drop_master_copy(
+        &self,
+        _request: Request<DropMasterCopyRequest>,
+    ) -> Result<Response<DropMasterCopyResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn read_master_copy(
+        &self,
+        _request: Request<ReadMasterCopyRequest>,
+    ) -> Result<Response<ReadMasterCopyResponse>, Status> {
         unimplemented()
     }
 }

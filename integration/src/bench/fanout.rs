@@ -104,7 +104,7 @@ pub async fn measure(
 ) -> Result<FanoutResult, BenchError> {
     let new_channels = || {
         node_client_tls(paths)
-            .map(|tls| NodeChannels::new(tls, config.policy, config.node_port))
+            .map(|tls| NodeChannels::new(tls, config.policy, config.node_port, config.master_epoch))
             .map_err(|e| BenchError::failed("load the master's TLS identity", e))
     };
     let mut cold_ms = Vec::new();

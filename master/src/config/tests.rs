@@ -14,6 +14,9 @@ fn config() -> ClusterConfig {
             offline: false,
             certificate_sha256: "CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD".to_owned(),
             added_at: 1,
+            master_candidate: true,
+            master_certificate_pem: String::new(),
+            master_certificate_sha256: "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA".to_owned(),
         },
     );
     ClusterConfig {
@@ -24,7 +27,8 @@ fn config() -> ClusterConfig {
         master_ip: "2001:db8::100".parse().unwrap(),
         master_netmask: 128,
         node_port: 1811,
-        master_certificate_sha256: "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA".to_owned(),
+        master_epoch: 1,
+        candidate_pool_size: 10,
         nodes,
         join_tokens: Vec::new(),
         created_at: 1,
@@ -160,4 +164,52 @@ fn the_file_keeps_its_format_and_a_value_it_cannot_hold_is_refused_at_load() {
     let err = load_edited(|j| j["primary_ip_version"] = 4.into()).unwrap_err();
     assert!(matches!(err, ConfigError::Inconsistent { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Environment);
+}
+
+#[test]
+fn a_file_written_before_master_candidates_takes_the_masters_certificate_from_master_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    let mut old = serde_json::to_value(config()).unwrap();
+    let master = &mut old["nodes"]["master.example.com"];
+    for field in [
+        "master_candidate",
+        "master_certificate_pem",
+        "master_certificate_sha256",
+    ] {
+        master.as_object_mut().unwrap().remove(field);
+    }
+    old["master_certificate_sha256"] = "AA:AA".into();
+    old.as_object_mut().unwrap().remove("master_epoch");
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_vec(&old).unwrap(),
+    )
+    .unwrap();
+    // Without the certificate there is no master any node would accept: refused, named.
+    let missing = store.load().unwrap_err();
+    assert!(
+        gnt_core::error::Chain(&missing).to_string().contains("master.pem"),
+        "{missing}"
+    );
+
+    let ca = crate::pki::ClusterCa::create("cluster.example.com").unwrap();
+    let cert = ca
+        .issue_with_new_key("master.example.com", "master", &["master.example.com"], &[])
+        .unwrap();
+    std::fs::write(dir.path().join("master.pem"), &cert.cert_pem).unwrap();
+    let loaded = store.load().unwrap();
+    let master = &loaded.nodes[&name("master.example.com")];
+    assert!(master.master_candidate);
+    assert_eq!(master.master_certificate_pem, cert.cert_pem);
+    assert_eq!(
+        master.master_certificate_sha256,
+        crate::pki::fingerprint_of_pem(&cert.cert_pem).unwrap()
+    );
+    assert_eq!(loaded.master_epoch, 1, "a cluster that never failed over");
+    let ssconf = loaded.ssconf().unwrap();
+    assert_eq!(
+        ssconf.get(SsconfKey::MasterCandidatesCerts).unwrap(),
+        format!("master.example.com={}", master.master_certificate_sha256)
+    );
 }

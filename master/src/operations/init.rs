@@ -29,7 +29,7 @@ use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
 use gnt_transports::join::{CertificateIssuer, Mode, NodeState, StateError};
 
-use crate::config::{ClusterConfig, ConfigStore, NodeConfig};
+use crate::config::{ClusterConfig, ConfigStore, DEFAULT_CANDIDATE_POOL_SIZE, NodeConfig};
 use crate::paths::MasterPaths;
 use crate::pki::{ClusterCa, fingerprint_of_pem};
 
@@ -174,13 +174,24 @@ fn write(
     ca.save(&paths.pki)?;
     let node = &checked.node;
     let name = node.name.as_str();
-    let master = ca.issue_with_new_key(name, "master", &[name], &[])?;
-    fs_atomic::write_atomic(&paths.pki.master_cert, master.cert_pem.as_bytes(), 0o644)?;
-    fs_atomic::write_atomic(&paths.pki.master_key, master.key_pem.as_bytes(), 0o600)?;
+    // This host is a node too, and joins its own cluster as any node does: its key is made
+    // here, on this host. Its master certificate is for the same key, as every master
+    // candidate's is, so that the role can move to any candidate the same way.
+    let node_key = node_state.node_key()?;
+    let master_cert = ca.issue(&node_key, name, "master", &[name], &[])?;
+    fs_atomic::write_atomic(&paths.pki.master_cert, master_cert.as_bytes(), 0o644)?;
+    fs_atomic::write_atomic(
+        &paths.pki.master_key,
+        node_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
 
     let now = unix_now();
     let mut record = NodeConfig::new(node.addrs);
     record.added_at = now;
+    record.master_candidate = true;
+    record.master_certificate_sha256 = fingerprint_of_pem(&master_cert)?;
+    record.master_certificate_pem = master_cert;
     let mut config = ClusterConfig {
         serial: 1,
         cluster_name: checked.cluster.clone(),
@@ -189,16 +200,15 @@ fn write(
         master_ip: checked.master_ip,
         master_netmask: checked.netmask,
         node_port: options.node_port,
-        master_certificate_sha256: fingerprint_of_pem(&master.cert_pem)?,
+        master_epoch: 1,
+        candidate_pool_size: DEFAULT_CANDIDATE_POOL_SIZE,
         nodes: [(node.name.clone(), record)].into(),
         join_tokens: Vec::new(),
         created_at: now,
         modified_at: now,
     };
 
-    // This host is a node too, and joins its own cluster as any node does: its key is made
-    // here, on this host, and the offer is committed by the same writer as a Join's.
-    let node_key = node_state.node_key()?;
+    // The offer is committed by the same writer as a Join's.
     let spki = rcgen::PublicKeyData::subject_public_key_info(&node_key);
     let mut offer = config
         .join_offer(node.clone(), ca.cert_pem())

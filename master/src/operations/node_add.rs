@@ -20,7 +20,7 @@ use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_transports::join::{JoinError, JoinPlan, join};
 use gnt_transports::{Connector, DialOptions, Identity, fingerprint};
-use tonic::transport::Channel;
+use crate::channels::NodeChannel;
 
 use super::Changed;
 use super::probe::Membership;
@@ -336,7 +336,7 @@ fn says_already_member(error: &MasterError) -> bool {
 
 /// Calls Version on `channel` until `node` answers (its member listener may take a moment
 /// to open after Join), for at most 10 s; returns its protocol version.
-async fn wait_for_version(channel: Channel, node: &Node) -> Result<u32, MasterError> {
+async fn wait_for_version(channel: NodeChannel, node: &Node) -> Result<u32, MasterError> {
     let deadline = tokio::time::Instant::now() + VERSION_PATIENCE;
     // The node opens its member listener just after answering Join: usually within
     // milliseconds, so poll fast at first and back off to Ganeti's once a second.

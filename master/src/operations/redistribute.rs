@@ -86,7 +86,7 @@ impl Master {
         config: &ClusterConfig,
         names: Option<&[Hostname]>,
     ) -> Result<Vec<NodeResult<Hostname, ()>>, SsconfError> {
-        let request = WriteSsconfRequest::from(&Published::new(config.ssconf()?, config.serial));
+        let request = WriteSsconfRequest::from(&Published::new(config.ssconf()?, config.version()));
         Ok(fan_out_on(
             &self.channels,
             config,

@@ -10,9 +10,8 @@ use gnt_core::netutils::Hostname;
 use gnt_core::runner::{CallFailure, FanOut, NodeResult, Target, TimeoutClass, fan_out};
 use gnt_transports::call_failure;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
-use crate::channels::NodeChannels;
+use crate::channels::{NodeChannel, NodeChannels};
 use crate::config::ClusterConfig;
 use crate::error::MasterError;
 use crate::master::Master;
@@ -41,7 +40,7 @@ pub async fn fan_out_on<T, F, Fut>(
     on_result: impl FnMut(&NodeResult<Hostname, T>),
 ) -> Vec<NodeResult<Hostname, T>>
 where
-    F: Fn(Channel, Duration) -> Fut,
+    F: Fn(NodeChannel, Duration) -> Fut,
     Fut: Future<Output = Result<T, CallFailure>>,
 {
     let targets: Vec<Target<Hostname>> = config

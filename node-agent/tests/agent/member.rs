@@ -16,6 +16,7 @@ use gnt_proto::node::v1::{
     UploadFileRequest, UploadFileResponse, VersionRequest, WriteSsconfRequest, upload_file_request,
 };
 use gnt_transports::Connector;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::support::{Agent, CLUSTER, Topology, any, refusal, snapshot};
@@ -31,15 +32,28 @@ fn member_topology() -> (Topology, Agent) {
 }
 
 /// Runs `call` with a channel from the master host through `connector`.
+/// A channel whose calls carry master epoch 1, as the test cluster's master's do.
+type Stamped = InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
+
+fn epoch_1(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    request
+        .metadata_mut()
+        .insert("gnt-master-epoch", tonic::metadata::MetadataValue::from(1_u64));
+    Ok(request)
+}
+
 fn call<T, F, Fut>(topology: &Topology, connector: Connector, call: F) -> T
 where
-    F: FnOnce(Channel) -> Fut + Send + 'static,
+    F: FnOnce(Stamped) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + Send,
     T: Send + 'static,
 {
     topology
         .host("master")
-        .block_on(async move { call(connector.channel().await.unwrap()).await })
+        .block_on(async move {
+            let channel = connector.channel().await.unwrap();
+            call(InterceptedService::new(channel, epoch_1 as _)).await
+        })
         .unwrap()
 }
 
@@ -66,7 +80,7 @@ fn only_the_master_certificate_may_call_procedures() {
         (
             "an unlisted master certificate",
             &rogue_master,
-            "is not the master certificate this node knows",
+            "is not a master certificate this node knows",
         ),
     ] {
         let connector = topology
@@ -218,6 +232,7 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
                 .write_ssconf(WriteSsconfRequest {
                     ssconf: Some(WireSsconf { values }),
                     serial,
+                    epoch: 1,
                 })
                 .await
         })
@@ -334,6 +349,7 @@ fn a_partial_or_malformed_ssconf_set_is_refused_whole_and_the_master_keeps_its_p
                 .write_ssconf(WriteSsconfRequest {
                     ssconf: Some(WireSsconf { values }),
                     serial: 9,
+                    epoch: 1,
                 })
                 .await
         })

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use crate::netutils::Hostname;
 use crate::node::Node;
 use crate::policy::IpPolicy;
-use crate::ssconf::SsconfSet;
+use crate::ssconf::{SsconfSet, SsconfVersion};
 
 /// The master's offer. Converted from its wire form (`gnt.bootstrap.v1.JoinRequest`) only
 /// by [`wire`](crate::wire), which refuses an offer that contradicts itself: a listen
@@ -33,9 +33,10 @@ pub struct JoinOffer {
     pub node_certificate_pem: String,
     /// The node's first ssconf set.
     pub ssconf: SsconfSet,
-    /// The configuration serial of that set: the serial the configuration will have once
-    /// the node is in it (the node is committed after its Join).
-    pub ssconf_serial: u64,
+    /// The configuration version of that set: the master's epoch, and the serial the
+    /// configuration will have once the node is in it (the node is committed after its
+    /// Join).
+    pub ssconf_version: SsconfVersion,
 }
 
 /// The node's answer to an accepted offer: where its member API now listens.

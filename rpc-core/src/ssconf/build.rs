@@ -44,6 +44,19 @@ pub struct ClusterFacts<'a> {
     /// `master_candidates_certs` as `<master>=<fingerprint>`. Ganeti keys this by node
     /// UUID and uses SHA-1; the name and SHA-256 are ours.
     pub master_certificate_sha256: Option<&'a str>,
+    /// The master candidates other than the master, each with the fingerprint of its own
+    /// master certificate; with the master, they are `master_candidates`,
+    /// `master_candidates_ips` and `master_candidates_certs`. Each must be one of `nodes`.
+    pub candidates: &'a [CandidateFacts<'a>],
+}
+
+/// A master candidate other than the master.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateFacts<'a> {
+    /// Its name.
+    pub name: &'a Hostname,
+    /// SHA-256 fingerprint of its master certificate (colon-separated hex).
+    pub certificate_sha256: &'a str,
 }
 
 fn invalid(key: SsconfKey, reason: String) -> SsconfError {
@@ -105,17 +118,39 @@ impl SsconfSet {
         set.insert(SsconfKey::MasterNode, facts.master.as_str())?;
         set.insert(SsconfKey::MasterIp, facts.master_ip.to_string())?;
         set.insert(SsconfKey::MasterNetmask, netmask.to_string())?;
-        set.insert(SsconfKey::MasterCandidates, facts.master.as_str())?;
-        set.insert(
+        // The master first, then the other candidates in name order.
+        let mut candidates: Vec<(&NodeFacts, Option<&str>)> =
+            vec![(master, facts.master_certificate_sha256)];
+        let mut others: Vec<&CandidateFacts<'_>> = facts.candidates.iter().collect();
+        others.sort_by(|a, b| nice_cmp(a.name.as_str(), b.name.as_str()));
+        for candidate in others {
+            let node = nodes
+                .iter()
+                .find(|n| &n.name == candidate.name)
+                .filter(|n| &n.name != facts.master)
+                .ok_or_else(|| {
+                    invalid(
+                        SsconfKey::MasterCandidates,
+                        format!("candidate '{}' is not a node other than the master", candidate.name),
+                    )
+                })?;
+            candidates.push((node, Some(candidate.certificate_sha256)));
+        }
+        set.insert_lines(
+            SsconfKey::MasterCandidates,
+            candidates.iter().map(|(n, _)| n.name.as_str()),
+        )?;
+        set.insert_lines(
             SsconfKey::MasterCandidatesIps,
-            master.addresses.primary.to_string(),
+            candidates.iter().map(|(n, _)| n.addresses.primary.to_string()),
         )?;
         set.insert(SsconfKey::ReleaseVersion, facts.release_version)?;
-        if let Some(fingerprint) = facts.master_certificate_sha256 {
-            set.insert(
-                SsconfKey::MasterCandidatesCerts,
-                format!("{}={fingerprint}", facts.master),
-            )?;
+        let certificates: Vec<String> = candidates
+            .iter()
+            .filter_map(|(n, fingerprint)| fingerprint.map(|f| format!("{}={f}", n.name)))
+            .collect();
+        if !certificates.is_empty() {
+            set.insert_lines(SsconfKey::MasterCandidatesCerts, certificates)?;
         }
         set.insert_lines(SsconfKey::NodeList, nodes.iter().map(|n| n.name.as_str()))?;
         set.insert_lines(

@@ -40,7 +40,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::manifest::Manifest;
-use super::{Location, MAX_VALUE_BYTES, Published, SsconfError, SsconfKey, SsconfSet};
+use super::{
+    Location, MAX_VALUE_BYTES, Published, SsconfError, SsconfKey, SsconfSet, SsconfVersion,
+};
 use crate::fs_atomic::{self, FsError};
 
 const META_DIR: &str = ".ssconf";
@@ -87,14 +89,16 @@ impl SsconfStore {
         self.read_published().map(|published| published.set)
     }
 
-    /// The current set and its serial, both from the same generation; an empty set of
-    /// serial 0 when there is no ssconf at all, and serial 0 for files Ganeti wrote.
+    /// The current set and its version, both from the same generation; an empty set of
+    /// version 0 when there is no ssconf at all, and version 0 for files Ganeti wrote.
     pub fn read_published(&self) -> Result<Published, SsconfError> {
         for _ in 0..READ_ATTEMPTS {
             let generation = match fs::read_link(self.meta().join(CURRENT)) {
                 Ok(target) => self.generation_dir(&target)?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return self.read_loose_files().map(|set| Published::new(set, 0));
+                    return self
+                        .read_loose_files()
+                        .map(|set| Published::new(set, SsconfVersion::default()));
                 }
                 Err(e) => {
                     return Err(FsError::new("read link", self.meta().join(CURRENT), e).into());
@@ -104,7 +108,7 @@ impl SsconfStore {
                 Err(SsconfError::Fs(e)) if e.is_not_found() => continue, // collected meanwhile
                 other => {
                     return other
-                        .map(|(set, serial)| Published::new(set.read_from(&self.dir), serial));
+                        .map(|(set, version)| Published::new(set.read_from(&self.dir), version));
                 }
             }
         }
@@ -127,11 +131,11 @@ impl SsconfStore {
         }
     }
 
-    /// Replaces the whole set with `set`, built from the configuration with serial
-    /// `serial`, atomically: set and serial become current together. Returns the new
-    /// generation number. Whether an older serial may replace a newer one is the caller's
+    /// Replaces the whole set with `set`, built from the configuration of version
+    /// `version`, atomically: set and version become current together. Returns the new
+    /// generation number. Whether an older version may replace a newer one is the caller's
     /// rule (the node agent's), not the store's.
-    pub fn replace(&self, set: &SsconfSet, serial: u64) -> Result<u64, SsconfError> {
+    pub fn replace(&self, set: &SsconfSet, version: SsconfVersion) -> Result<u64, SsconfError> {
         set.check_writable()?;
         let meta = self.meta();
         fs_atomic::ensure_dir(&meta, DIR_MODE)?;
@@ -147,7 +151,7 @@ impl SsconfStore {
         // 1. The complete new generation, invisible until renamed.
         let temp = meta.join(format!("{TEMP_PREFIX}{number}"));
         fs::create_dir(&temp).map_err(|e| FsError::new("create directory", &temp, e))?;
-        let built = write_generation(&temp, set, serial).and_then(|()| {
+        let built = write_generation(&temp, set, version).and_then(|()| {
             fs::rename(&temp, meta.join(&name))
                 .map_err(|e| FsError::new("rename", &temp, e))
                 .and_then(|()| fs_atomic::sync_dir(&meta))
@@ -193,7 +197,7 @@ impl SsconfStore {
                 remove_tree(&meta.join(old))?;
             }
         }
-        tracing::debug!(dir = %self.dir.display(), generation = number, keys = set.len(), serial, "ssconf replaced");
+        tracing::debug!(dir = %self.dir.display(), generation = number, keys = set.len(), %version, "ssconf replaced");
         Ok(number)
     }
 
@@ -234,9 +238,9 @@ impl SsconfStore {
         fs_atomic::sync_dir(&self.dir).map_err(Into::into)
     }
 
-    /// The keys its MANIFEST lists, and its serial, from generation directory `dir`. A
+    /// The keys its MANIFEST lists, and its version, from generation directory `dir`. A
     /// missing manifest or file is a `NotFound` error: the generation is being collected.
-    fn read_generation(&self, dir: &Path) -> Result<(SsconfSet, u64), SsconfError> {
+    fn read_generation(&self, dir: &Path) -> Result<(SsconfSet, SsconfVersion), SsconfError> {
         let manifest_path = dir.join(MANIFEST);
         let text = fs::read_to_string(&manifest_path)
             .map_err(|e| FsError::new("read", &manifest_path, e))?;
@@ -247,7 +251,7 @@ impl SsconfStore {
             let bytes = read_limited(&path)?;
             set.insert_read(key, decode(&self.dir.join(key.file_name()), bytes)?);
         }
-        Ok((set, manifest.serial))
+        Ok((set, manifest.version))
     }
 
     /// Files written directly as `D/ssconf_<key>` (by Ganeti, or left by a crash during
@@ -358,14 +362,14 @@ fn stable_target(key: SsconfKey) -> PathBuf {
     Path::new(META_DIR).join(CURRENT).join(key.file_name())
 }
 
-fn write_generation(dir: &Path, set: &SsconfSet, serial: u64) -> Result<(), FsError> {
+fn write_generation(dir: &Path, set: &SsconfSet, version: SsconfVersion) -> Result<(), FsError> {
     let mut keys = Vec::with_capacity(set.len());
     for (key, _) in set.iter() {
         let contents = set.file_contents(key).unwrap_or_default();
         fs_atomic::write_new_file(&dir.join(key.file_name()), &contents, FILE_MODE)?;
         keys.push(key);
     }
-    let manifest = Manifest::encode(serial, &keys);
+    let manifest = Manifest::encode(version, &keys);
     fs_atomic::write_new_file(&dir.join(MANIFEST), manifest.as_bytes(), FILE_MODE)?;
     fs_atomic::sync_dir(dir)?;
     fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(DIR_MODE))

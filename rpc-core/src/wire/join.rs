@@ -10,7 +10,7 @@ use crate::join::{JoinAccepted, JoinOffer};
 use crate::netutils::{HostPort, format_host_port};
 use crate::node::Node;
 use crate::policy::IpPolicy;
-use crate::ssconf::{SsconfError, SsconfSet};
+use crate::ssconf::{SsconfError, SsconfSet, SsconfVersion};
 
 impl From<&JoinOffer> for JoinRequest {
     fn from(offer: &JoinOffer) -> Self {
@@ -24,7 +24,8 @@ impl From<&JoinOffer> for JoinRequest {
             ca_certificate_pem: offer.ca_certificate_pem.clone(),
             node_certificate_pem: offer.node_certificate_pem.clone(),
             ssconf: Some(WireSsconfSet::from(&offer.ssconf)),
-            ssconf_serial: offer.ssconf_serial,
+            ssconf_serial: offer.ssconf_version.serial,
+            ssconf_epoch: offer.ssconf_version.epoch,
         }
     }
 }
@@ -79,7 +80,7 @@ impl TryFrom<&JoinRequest> for JoinOffer {
             ca_certificate_pem: request.ca_certificate_pem.clone(),
             node_certificate_pem: request.node_certificate_pem.clone(),
             ssconf,
-            ssconf_serial: request.ssconf_serial,
+            ssconf_version: SsconfVersion::new(request.ssconf_epoch, request.ssconf_serial),
         })
     }
 }

@@ -8,7 +8,7 @@ use gnt_proto::master::v1::{CallStatus, TimeoutClass as WireTimeoutClass};
 use super::*;
 use crate::join::{JoinAccepted, JoinOffer};
 use crate::node::NodeAddrs;
-use crate::ssconf::{ClusterFacts, NodeFacts};
+use crate::ssconf::{ClusterFacts, NodeFacts, SsconfVersion};
 
 fn node(name: &str, primary: &str, secondary: &str) -> Node {
     Node {
@@ -41,6 +41,7 @@ fn offer() -> JoinOffer {
         nodes: &facts,
         release_version: "0.1.0",
         master_certificate_sha256: Some("AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB"),
+        candidates: &[],
     })
     .unwrap();
     JoinOffer {
@@ -52,7 +53,7 @@ fn offer() -> JoinOffer {
         ca_certificate_pem: "CA".to_owned(),
         node_certificate_pem: String::new(),
         ssconf,
-        ssconf_serial: 7,
+        ssconf_version: SsconfVersion::new(2, 7),
     }
 }
 
@@ -83,6 +84,7 @@ fn a_join_offer_survives_the_wire_unchanged() {
     assert_eq!(request.bind_address, "::");
     assert_eq!(request.port, 1811);
     assert_eq!(request.ssconf_serial, 7);
+    assert_eq!(request.ssconf_epoch, 2);
     assert_eq!(JoinOffer::try_from(&request).unwrap(), offer);
 }
 
@@ -187,15 +189,16 @@ fn timeout_classes_and_call_failures_map_one_to_one() {
 }
 
 #[test]
-fn a_write_ssconf_request_carries_the_set_and_its_serial() {
-    let published = Published::new(offer().ssconf, 42);
+fn a_write_ssconf_request_carries_the_set_and_its_version() {
+    let published = Published::new(offer().ssconf, SsconfVersion::new(3, 42));
     let request = WriteSsconfRequest::from(&published);
-    assert_eq!(request.serial, 42);
+    assert_eq!((request.epoch, request.serial), (3, 42));
     assert_eq!(Published::try_from(request).unwrap(), published);
     // An absent set is an empty one, of the serial given.
     let empty = Published::try_from(WriteSsconfRequest {
         ssconf: None,
         serial: 3,
+        epoch: 1,
     })
     .unwrap();
     assert!(empty.set.is_empty());

@@ -28,7 +28,7 @@ use gnt_core::fs_atomic::{self, FsError};
 use gnt_core::join::JoinOffer;
 use gnt_core::netutils::{HostPort, Hostname, format_host_port};
 use gnt_core::policy::IpPolicy;
-use gnt_core::ssconf::{SsconfError, SsconfSet, SsconfStore};
+use gnt_core::ssconf::{SsconfError, SsconfSet, SsconfStore, SsconfVersion};
 use rcgen::KeyPair;
 
 use super::ledger::TokenLedger;
@@ -78,8 +78,8 @@ pub struct Membership {
     pub ca: Pem,
     /// The ssconf set.
     pub ssconf: SsconfSet,
-    /// The configuration serial the set came with (0: none, an older node's set).
-    pub ssconf_serial: u64,
+    /// The configuration version the set came with (0: none, an older node's set).
+    pub ssconf_version: SsconfVersion,
 }
 
 /// `member.conf`: what Join said that ssconf does not say.
@@ -205,7 +205,8 @@ impl NodeState {
     /// The mode the state puts the agent in.
     pub fn mode(&self) -> Result<Mode, StateError> {
         let published = self.ssconf.read_published()?;
-        let (ssconf, ssconf_serial) = (published.set, published.serial);
+        let ssconf_version = published.version();
+        let ssconf = published.set;
         if ssconf.is_empty() {
             return Ok(Mode::Bootstrap);
         }
@@ -245,7 +246,7 @@ impl NodeState {
             identity,
             ca: Pem::read("CA certificate", &self.path(CA_CERT))?,
             ssconf,
-            ssconf_serial,
+            ssconf_version,
         })))
     }
 
@@ -338,7 +339,7 @@ impl NodeState {
             format_host_port(offer.listen.ip(), offer.listen.port()),
         );
         fs_atomic::write_atomic(&self.path(MEMBER_CONF), conf.as_bytes(), 0o644)?;
-        self.ssconf.replace(&offer.ssconf, offer.ssconf_serial)?;
+        self.ssconf.replace(&offer.ssconf, offer.ssconf_version)?;
         Ok(())
     }
 
@@ -347,7 +348,14 @@ impl NodeState {
     /// that joined this node must not join it again.
     pub fn wipe(&self) -> Result<(), StateError> {
         self.ssconf.clear()?;
-        for name in [MEMBER_CONF, NODE_CERT, CA_CERT, BOOTSTRAP_CERT, NODE_KEY] {
+        for name in [
+            MEMBER_CONF,
+            NODE_CERT,
+            CA_CERT,
+            BOOTSTRAP_CERT,
+            NODE_KEY,
+            super::MASTER_COPY_FILE,
+        ] {
             let path = self.path(name);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -423,6 +431,7 @@ mod tests {
             }],
             release_version: "0.1.0",
             master_certificate_sha256: Some("AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB"),
+            candidates: &[],
         })
         .unwrap();
         let offer = JoinOffer {
@@ -434,7 +443,7 @@ mod tests {
             ca_certificate_pem: cert.clone(),
             node_certificate_pem: cert,
             ssconf,
-            ssconf_serial: 3,
+            ssconf_version: SsconfVersion::new(1, 3),
         };
         state.commit_join(&offer).unwrap();
         offer
@@ -450,7 +459,7 @@ mod tests {
         };
         assert_eq!(membership.node_name.as_str(), "node1.example.com");
         assert_eq!(
-            membership.ssconf_serial, offer.ssconf_serial,
+            membership.ssconf_version, offer.ssconf_version,
             "Join's serial"
         );
         assert_eq!(membership.listen_address(None, None), offer.listen);
@@ -484,7 +493,7 @@ mod tests {
                 offer.cluster.as_str(),
             )
             .unwrap();
-        state.ssconf().replace(&partial, 1).unwrap();
+        state.ssconf().replace(&partial, SsconfVersion::new(1, 1)).unwrap();
         let err = state.mode().unwrap_err();
         assert!(err.to_string().contains("is missing"), "{err}");
     }
@@ -522,7 +531,7 @@ mod tests {
             "cluster.example.com",
         )
         .unwrap();
-        state.ssconf().replace(&set, 1).unwrap();
+        state.ssconf().replace(&set, SsconfVersion::new(1, 1)).unwrap();
         let err = state.mode().unwrap_err();
         assert!(err.to_string().contains("is inconsistent"), "{err}");
         state.wipe().unwrap();

@@ -39,6 +39,7 @@ fn hybrid_set() -> SsconfSet {
         nodes: &nodes,
         release_version: "0.1.0",
         master_certificate_sha256: Some("ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab:ab"),
+        candidates: &[],
     })
     .unwrap()
 }
@@ -288,6 +289,7 @@ fn cluster_facts_that_contradict_the_policy_are_refused() {
         nodes: &nodes,
         release_version: "0.1.0",
         master_certificate_sha256: None,
+        candidates: &[],
     };
     let err = SsconfSet::from_cluster(&facts).unwrap_err();
     assert!(err.to_string().contains("is not IPv6"), "{err}");

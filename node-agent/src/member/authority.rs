@@ -1,0 +1,275 @@
+//! Who may call this member's procedures, and fencing of a replaced master.
+//!
+//! Two rules, both from the node's own ssconf, checked by the gate before a procedure runs:
+//!
+//! - **The certificate**: role (subject OU) `master` and a SHA-256 fingerprint listed in
+//!   ssconf's `master_candidates_certs` (Ganeti checks a SHA-1 digest in the same key). An
+//!   empty list lets no one in; it never means "any master".
+//! - **The epoch**: every procedure but `Version` carries the caller's master epoch in the
+//!   `gnt-master-epoch` metadata, and one older than the epoch of the node's ssconf is
+//!   refused, naming both epochs and the master the node knows. A failover raises the
+//!   epoch and writes it to every node it reaches, so a master it replaced (cut off, then
+//!   back with its old state) cannot change a node: its first call is refused, and the
+//!   refusal (which carries the node's epoch back in the same metadata) tells it to stand
+//!   down. `Version` stays open so that such a master, or a candidate counting votes, can
+//!   learn who the master is without being refused.
+//!
+//! The epoch is not secret and a caller chooses what it sends: the fence stops a master
+//! that is out of date, not a forger. A forger would need a listed master certificate,
+//! which is the cluster's own key material (see `docs/security.md`).
+
+use std::sync::RwLock;
+
+use gnt_core::error::{Classify, ErrorKind, to_status};
+use gnt_core::netutils::Hostname;
+use gnt_core::ssconf::{Published, SsconfError, SsconfVersion};
+use gnt_core::wire::MASTER_EPOCH_METADATA;
+use gnt_transports::{CallInfo, PeerIdentity, PeerInfo};
+use tonic::Status;
+use tonic::metadata::MetadataValue;
+
+/// The only procedure a caller may call without an epoch.
+const VERSION_PATH: &str = "/gnt.node.v1.NodeAgent/Version";
+
+/// What the node's ssconf says about its masters, parsed once per set so a call compares
+/// 32 bytes and a number.
+#[derive(Debug, Clone)]
+pub(crate) struct Authority {
+    /// Digests of the certificates allowed to call procedures. Never empty.
+    certificates: Vec<[u8; 32]>,
+    /// The version of the set on disk.
+    pub(crate) version: SsconfVersion,
+    /// The master the set names.
+    pub(crate) master: Hostname,
+}
+
+impl Authority {
+    /// The authority `published` grants.
+    pub(crate) fn of(published: &Published) -> Result<Self, SsconfError> {
+        Ok(Self {
+            certificates: published.set.master_certificate_digests()?,
+            version: published.version(),
+            master: published.set.master_node()?,
+        })
+    }
+}
+
+/// Lets a call through only from a listed master certificate of a current epoch (see the
+/// module's docs).
+pub(crate) fn authorize(authority: &RwLock<Authority>, call: &CallInfo<'_>) -> Result<(), Status> {
+    let authority = authority.read().unwrap_or_else(|p| p.into_inner());
+    let checked = check_caller(&authority.certificates, call.peer.and_then(PeerInfo::identity))
+        .and_then(|()| check_epoch(&authority, call));
+    checked.map_err(|refused| {
+        tracing::warn!(peer = %shown(call.peer), reason = %refused, "procedure call refused");
+        status_of(&refused)
+    })
+}
+
+/// The status of a refusal; one of an older epoch carries the node's epoch in the
+/// metadata, so the old master stands down on the number, not the text.
+fn status_of(refused: &CallRefused) -> Status {
+    let mut status = to_status(refused);
+    if let CallRefused::OlderEpoch { current, .. } = refused {
+        if let Ok(value) = MetadataValue::try_from(current.to_string()) {
+            status.metadata_mut().insert(MASTER_EPOCH_METADATA, value);
+        }
+    }
+    status
+}
+
+/// Whether `peer` presented one of the allowed master certificates: the connections the
+/// member listener never drops (`gnt_transports::Protected`). Quiet, unlike [`authorize`]:
+/// the listener asks it about every connection whenever it needs room.
+pub(crate) fn is_allowed_master(authority: &RwLock<Authority>, peer: &PeerInfo) -> bool {
+    let authority = authority.read().unwrap_or_else(|p| p.into_inner());
+    check_caller(&authority.certificates, peer.identity()).is_ok()
+}
+
+fn shown(peer: Option<&PeerInfo>) -> String {
+    peer.map_or_else(|| "unknown".to_owned(), ToString::to_string)
+}
+
+/// Whether `identity` is one of the `allowed` master certificates.
+fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result<(), CallRefused> {
+    let identity = identity.ok_or(CallRefused::NoCertificate)?;
+    if identity.role.as_deref() != Some("master") {
+        return Err(CallRefused::NotMaster(Box::new(identity.clone())));
+    }
+    if !allowed.contains(&identity.sha256) {
+        return Err(CallRefused::UnknownMaster(Box::new(identity.clone())));
+    }
+    Ok(())
+}
+
+/// Whether the call's epoch is current (see the module's docs).
+fn check_epoch(authority: &Authority, call: &CallInfo<'_>) -> Result<(), CallRefused> {
+    if call.path == VERSION_PATH {
+        return Ok(());
+    }
+    let header = call
+        .headers
+        .get(MASTER_EPOCH_METADATA)
+        .ok_or(CallRefused::NoEpoch)?;
+    let offered = header
+        .to_str()
+        .ok()
+        .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|text| text.parse::<u64>().ok())
+        .ok_or(CallRefused::BadEpoch)?;
+    if offered < authority.version.epoch {
+        return Err(CallRefused::OlderEpoch {
+            offered,
+            current: authority.version.epoch,
+            master: authority.master.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Why a caller may not call the node procedures.
+#[derive(Debug, thiserror::Error)]
+enum CallRefused {
+    #[error("node procedures need the master's client certificate")]
+    NoCertificate,
+    #[error("certificate '{0}' may not call node procedures; only the master may")]
+    NotMaster(Box<PeerIdentity>),
+    #[error(
+        "certificate '{0}' is not a master certificate this node knows (ssconf master_candidates_certs)"
+    )]
+    UnknownMaster(Box<PeerIdentity>),
+    #[error("node procedures need the caller's master epoch in the '{MASTER_EPOCH_METADATA}' metadata")]
+    NoEpoch,
+    #[error("the '{MASTER_EPOCH_METADATA}' metadata must be a decimal number")]
+    BadEpoch,
+    #[error(
+        "master epoch {offered} is older than this node's {current}: {master} is the master now, and a master that a failover replaced must not act"
+    )]
+    OlderEpoch {
+        offered: u64,
+        current: u64,
+        master: Hostname,
+    },
+}
+
+impl Classify for CallRefused {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NoEpoch | Self::BadEpoch => ErrorKind::WrongInput,
+            Self::OlderEpoch { .. } => ErrorKind::WrongState,
+            _ => ErrorKind::PermissionDenied,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::codegen::http;
+
+    use super::*;
+
+    fn master_certificate(sha256: [u8; 32]) -> PeerIdentity {
+        PeerIdentity {
+            common_name: Some("master.example.com".to_owned()),
+            role: Some("master".to_owned()),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            sha256,
+        }
+    }
+
+    #[test]
+    fn only_a_listed_master_certificate_may_call_and_an_empty_list_lets_no_one_in() {
+        let master = master_certificate([1; 32]);
+        assert!(check_caller(&[[1; 32]], Some(&master)).is_ok());
+        assert!(matches!(
+            check_caller(&[[2; 32]], Some(&master)),
+            Err(CallRefused::UnknownMaster(_))
+        ));
+        // Once read as "no restriction": any master-role certificate of the CA got in.
+        assert!(matches!(
+            check_caller(&[], Some(&master)),
+            Err(CallRefused::UnknownMaster(_))
+        ));
+        let node = PeerIdentity {
+            role: Some("node".to_owned()),
+            ..master_certificate([1; 32])
+        };
+        assert!(matches!(
+            check_caller(&[[1; 32]], Some(&node)),
+            Err(CallRefused::NotMaster(_))
+        ));
+        assert!(matches!(
+            check_caller(&[[1; 32]], None),
+            Err(CallRefused::NoCertificate)
+        ));
+    }
+
+    fn authority(epoch: u64) -> Authority {
+        Authority {
+            certificates: vec![[1; 32]],
+            version: SsconfVersion::new(epoch, 9),
+            master: Hostname::parse("node2.example.com").unwrap(),
+        }
+    }
+
+    fn epoch_of(path: &str, epoch: Option<&'static str>, authority: &Authority) -> Result<(), CallRefused> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(epoch) = epoch {
+            headers.insert(MASTER_EPOCH_METADATA, http::HeaderValue::from_static(epoch));
+        }
+        check_epoch(
+            authority,
+            &CallInfo {
+                peer: None,
+                path,
+                headers: &headers,
+            },
+        )
+    }
+
+    #[test]
+    fn a_call_of_an_older_epoch_is_refused_naming_both_epochs_and_the_master() {
+        let write = "/gnt.node.v1.NodeAgent/WriteSsconf";
+        let current = authority(3);
+        assert!(epoch_of(write, Some("3"), &current).is_ok());
+        // A newer master (a failover whose ssconf has not reached this node yet) may call.
+        assert!(epoch_of(write, Some("4"), &current).is_ok());
+        let refused = epoch_of(write, Some("2"), &current).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "master epoch 2 is older than this node's 3: node2.example.com is the master now, and a master that a failover replaced must not act"
+        );
+        assert!(matches!(
+            epoch_of(write, None, &current),
+            Err(CallRefused::NoEpoch)
+        ));
+        for bad in ["", "+3", "-1", "x", "99999999999999999999999"] {
+            let value = Box::leak(bad.to_owned().into_boxed_str());
+            assert!(
+                matches!(epoch_of(write, Some(value), &current), Err(CallRefused::BadEpoch)),
+                "{bad:?}"
+            );
+        }
+        // Version answers anyone listed: it is how a replaced master learns who took over.
+        assert!(epoch_of(VERSION_PATH, None, &current).is_ok());
+        assert!(epoch_of(VERSION_PATH, Some("1"), &current).is_ok());
+    }
+
+    #[test]
+    fn the_refusal_of_an_older_epoch_carries_the_nodes_epoch_back() {
+        let status = status_of(&CallRefused::OlderEpoch {
+            offered: 4,
+            current: 5,
+            master: Hostname::parse("node2.example.com").unwrap(),
+        });
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(status.metadata().get(MASTER_EPOCH_METADATA).unwrap(), "5");
+        assert!(
+            status_of(&CallRefused::NoEpoch)
+                .metadata()
+                .get(MASTER_EPOCH_METADATA)
+                .is_none()
+        );
+    }
+}
