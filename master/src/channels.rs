@@ -20,6 +20,12 @@ use tonic::transport::Channel;
 /// A channel to one node; every call on it carries the master's epoch.
 pub type NodeChannel = InterceptedService<Channel, EpochStamp>;
 
+/// `channel`, its calls stamped with master epoch `epoch`: for callers that dial a node
+/// themselves (the benchmarks, tests).
+pub fn stamped(channel: Channel, epoch: u64) -> NodeChannel {
+    InterceptedService::new(channel, EpochStamp::new(epoch))
+}
+
 /// Stamps the master's epoch on a call.
 #[derive(Debug, Clone)]
 pub struct EpochStamp(MetadataValue<Ascii>);

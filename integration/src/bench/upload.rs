@@ -107,7 +107,8 @@ pub async fn grpc_upload(
     });
     let messages = tokio_stream::iter(std::iter::once(header).chain(chunks));
     let started = Instant::now();
-    let written = NodeAgentClient::new(channel)
+    // The bench's clusters are new and never fail over: epoch 1.
+    let written = NodeAgentClient::new(gnt_master::channels::stamped(channel, 1))
         .upload_file(messages)
         .await
         .map_err(|status| BenchError::failed("UploadFile", status.message()))?

@@ -220,6 +220,8 @@ fn the_real_binary_joins_restarts_from_its_state_and_answers_grpcurl() {
     let (code, out) = run(with(&[
         "-d",
         "{}",
+        "-H",
+        "gnt-master-epoch: 1",
         "10.78.0.11:1811",
         "gnt.node.v1.NodeAgent/NodeInfo",
     ]));
@@ -349,7 +351,7 @@ fn uploads_cut_by_kill_9_leave_nothing_once_the_agent_restarts() {
                 let messages =
                     futures_util::StreamExt::chain(futures_util::stream::iter([header]), chunks);
                 let channel = connector.channel().await.map_err(|e| e.to_string())?;
-                NodeAgentClient::new(channel)
+                NodeAgentClient::new(gnt_integration::cluster::stamped(channel, 1))
                     .upload_file(messages)
                     .await
                     .map_err(|e| e.to_string())

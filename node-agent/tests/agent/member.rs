@@ -16,8 +16,7 @@ use gnt_proto::node::v1::{
     UploadFileRequest, UploadFileResponse, VersionRequest, WriteSsconfRequest, upload_file_request,
 };
 use gnt_transports::Connector;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use gnt_integration::cluster::{NodeChannel, stamped};
 
 use crate::support::{Agent, CLUSTER, Topology, any, refusal, snapshot};
 
@@ -32,19 +31,9 @@ fn member_topology() -> (Topology, Agent) {
 }
 
 /// Runs `call` with a channel from the master host through `connector`.
-/// A channel whose calls carry master epoch 1, as the test cluster's master's do.
-type Stamped = InterceptedService<Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>;
-
-fn epoch_1(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    request
-        .metadata_mut()
-        .insert("gnt-master-epoch", tonic::metadata::MetadataValue::from(1_u64));
-    Ok(request)
-}
-
 fn call<T, F, Fut>(topology: &Topology, connector: Connector, call: F) -> T
 where
-    F: FnOnce(Stamped) -> Fut + Send + 'static,
+    F: FnOnce(NodeChannel) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + Send,
     T: Send + 'static,
 {
@@ -52,7 +41,8 @@ where
         .host("master")
         .block_on(async move {
             let channel = connector.channel().await.unwrap();
-            call(InterceptedService::new(channel, epoch_1 as _)).await
+            // Epoch 1, as the test cluster's master's calls carry it.
+            call(stamped(channel, 1)).await
         })
         .unwrap()
 }

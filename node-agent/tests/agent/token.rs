@@ -252,7 +252,7 @@ fn leave(topology: &Topology) {
         .host("master")
         .block_on(async move {
             let channel = connector.channel().await.unwrap();
-            NodeAgentClient::new(channel)
+            NodeAgentClient::new(gnt_integration::cluster::stamped(channel, 1))
                 .leave_cluster(LeaveClusterRequest {})
                 .await
                 .unwrap()
