@@ -177,6 +177,31 @@ pub enum MasterError {
         /// What the check found.
         why: String,
     },
+    /// A node to become a master candidate did not prove its key over mutual TLS.
+    #[error("{node} cannot become a master candidate: {why}")]
+    NotCertifiable {
+        /// The node.
+        node: Hostname,
+        /// What the check found.
+        why: String,
+    },
+    /// The master's flags change only by failover (Ganeti's words).
+    #[error("The master role can be changed only via master-failover")]
+    MasterRole,
+    /// An offline node cannot be a master candidate.
+    #[error("{0} is offline: a master candidate must be online; mark it online first")]
+    OfflineCandidate(Hostname),
+    /// A pool size of zero.
+    #[error("the candidate pool size must be at least 1 (the master is always a candidate)")]
+    EmptyCandidatePool,
+    /// This daemon is no longer the master.
+    #[error(
+        "this node is no longer the master: {reason}; gnt-masterd stands down (run `gnt cluster master-failover` here to take the role back)"
+    )]
+    NotMaster {
+        /// What showed it.
+        reason: String,
+    },
 }
 
 impl Classify for MasterError {
@@ -211,7 +236,12 @@ impl Classify for MasterError {
             Self::JobRecord(e) => e.kind(),
             Self::UnknownJob(_) => ErrorKind::UnknownEntity,
             Self::Stopping => ErrorKind::Unavailable,
-            Self::NotAdoptable { .. } => ErrorKind::WrongState,
+            Self::NotAdoptable { .. }
+            | Self::NotCertifiable { .. }
+            | Self::MasterRole
+            | Self::OfflineCandidate(_)
+            | Self::NotMaster { .. } => ErrorKind::WrongState,
+            Self::EmptyCandidatePool => ErrorKind::WrongInput,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | [`node_add`] | `gnt node add`: checks, Join, version check, commit, distribute | `LUNodeAdd` |
 //! | [`node_remove`] | `gnt node remove` | `LUNodeRemove` |
 //! | [`node_modify`] | `gnt node modify --offline` | `LUNodeSetParams` |
+//! | [`candidates`] | master candidates: certifying one, the pool, their master copies | `AdjustCandidatePool`, `MaintainCandidatePool` |
 //! | [`probe`] | is a node a member of this cluster? (adopting, recovery) | (`gnt node add --readd`'s check) |
 //! | [`redistribute`] | ssconf to every online node after a change, and `gnt cluster redist-conf` | `RedistributeAncillaryFiles`, `LUClusterRedistConf` |
 //! | [`converge`] | bringing lagging nodes' ssconf up to date, in the background | |
@@ -21,6 +22,7 @@
 //! token's included, is followed by a redistribution, so a node that took it holds the
 //! configuration's serial; nodes that did not are the converger's.
 
+pub mod candidates;
 pub mod converge;
 pub mod init;
 pub mod node_add;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::fs_atomic::{self, FsError};
+use gnt_core::netutils::Hostname;
 use gnt_core::node::Node;
 use gnt_transports::join::{CertificateIssuer, IssueError};
 use gnt_transports::{Pem, TlsConfigError, fingerprint};
@@ -175,6 +176,25 @@ impl ClusterCa {
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The CA key, PEM: only for the master copies of master candidates, which must be able
+    /// to issue certificates once one of them is master.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// A master certificate for a node's own key (`public_key`, DER subject public key
+    /// info): what makes the node able to call node procedures once it is master.
+    pub fn issue_master_certificate(
+        &self,
+        node: &Hostname,
+        public_key: &[u8],
+    ) -> Result<String, PkiError> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(public_key)
+            .map_err(generate("read the node's public key"))?;
+        let name = node.as_str();
+        self.issue(&public_key, name, "master", &[name], &[])
     }
 
     /// A new key and a certificate for it: for the master's own identities.

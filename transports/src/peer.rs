@@ -264,6 +264,15 @@ impl PeerIdentity {
         })
     }
 
+    /// The subject public key info (DER) of a DER certificate: what the master certifies
+    /// again when it makes a node a master candidate (its master certificate is for the
+    /// node's own key). `None` when the certificate does not parse.
+    pub fn public_key_of(der: &CertificateDer<'_>) -> Option<Vec<u8>> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+        Some(cert.tbs_certificate.subject_pki.raw.to_vec())
+    }
+
     /// The fingerprint as colon-separated upper-case hex pairs (`AB:CD:...`).
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.sha256)

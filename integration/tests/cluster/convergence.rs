@@ -99,7 +99,7 @@ fn verify_names_a_node_with_a_stale_ssconf_and_redist_conf_fixes_it() {
         assert!(added.success(), "{added}");
         // The set Join brought already carried the serial the add committed.
         let log = std::fs::read_to_string(cluster.log(node, "gnt-noded")).unwrap();
-        let joined = format!("ssconf_serial={}", serial(&cluster));
+        let joined = format!("ssconf=serial {} of master epoch 1", serial(&cluster));
         assert!(
             log.lines()
                 .any(|l| l.contains("member of the cluster") && l.contains(&joined)),

@@ -15,7 +15,7 @@ use gnt_core::netutils::{PingOptions, tcp_ping};
 use gnt_core::node::Node;
 use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
-use gnt_transports::{ConnectError, Connector, DialOptions, fingerprint};
+use gnt_transports::{ConnectError, Connector, DialOptions, PeerIdentity, fingerprint};
 
 use super::rpc_call::timed;
 use crate::error::MasterError;
@@ -27,10 +27,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a node is, as far as this cluster is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
-    /// A member: its certificate's SHA-256 fingerprint, and its protocol version.
+    /// A member: its certificate's SHA-256 fingerprint, its public key, and its protocol
+    /// version.
     Member {
         /// The fingerprint of the certificate it presented.
         certificate_sha256: String,
+        /// The subject public key info (DER) of that certificate.
+        public_key: Vec<u8>,
         /// Its protocol version.
         protocol_version: u32,
     },
@@ -72,11 +75,13 @@ impl Master {
                 )));
             }
         };
-        let Some(certificate_sha256) = tls
-            .last_session()
-            .and_then(|session| session.identity)
-            .map(|identity| fingerprint(&identity.sha256))
-        else {
+        let session = tls.last_session();
+        let presented = session.as_ref().and_then(|session| {
+            let identity = session.identity.as_ref()?;
+            let public_key = PeerIdentity::public_key_of(session.certificates.first()?)?;
+            Some((fingerprint(&identity.sha256), public_key))
+        });
+        let Some((certificate_sha256, public_key)) = presented else {
             return Ok(Membership::NotMember(
                 "it presented no readable certificate".to_owned(),
             ));
@@ -85,6 +90,7 @@ impl Master {
         match NodeAgentClient::new(channel).version(request).await {
             Ok(reply) => Ok(Membership::Member {
                 certificate_sha256,
+                public_key,
                 protocol_version: reply.into_inner().protocol_version,
             }),
             Err(status) => Ok(Membership::NotMember(format!(

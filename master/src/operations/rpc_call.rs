@@ -43,6 +43,30 @@ where
     F: Fn(NodeChannel, Duration) -> Fut,
     Fut: Future<Output = Result<T, CallFailure>>,
 {
+    fan_out_named(
+        channels,
+        config,
+        names,
+        class,
+        |_, channel, timeout| call(channel, timeout),
+        on_result,
+    )
+    .await
+}
+
+/// [`fan_out_on`] for calls that differ per node: `call` gets the node's name too.
+pub async fn fan_out_named<T, F, Fut>(
+    channels: &NodeChannels,
+    config: &ClusterConfig,
+    names: Option<&[Hostname]>,
+    class: TimeoutClass,
+    call: F,
+    on_result: impl FnMut(&NodeResult<Hostname, T>),
+) -> Vec<NodeResult<Hostname, T>>
+where
+    F: Fn(&Hostname, NodeChannel, Duration) -> Fut,
+    Fut: Future<Output = Result<T, CallFailure>>,
+{
     let targets: Vec<Target<Hostname>> = config
         .nodes
         .iter()
@@ -71,7 +95,7 @@ where
                         .get(name.as_str(), node.primary_ip)
                         .map_err(|e| CallFailure::TlsRejected(e.to_string()))
                 });
-            let call = channel.map(|channel| call(channel, timeout));
+            let call = channel.map(|channel| call(&name, channel, timeout));
             async move {
                 match call {
                     Ok(call) => call.await,

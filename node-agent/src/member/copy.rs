@@ -47,6 +47,8 @@ pub(super) async fn write(
     request: WriteMasterCopyRequest,
 ) -> Result<(), Status> {
     let copy = MasterCopy::try_from(request).map_err(|e| to_status(&e))?;
+    copy.master_identity(&ctx.state.node_key_path())
+        .map_err(|e| to_status(&e))?;
     let _writing = ctx.copy_writes.lock().await;
     ctx.master_copy.replace(&copy).map_err(|error| {
         tracing::warn!(%peer, %error, "master copy refused");

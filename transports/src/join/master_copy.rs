@@ -1,6 +1,6 @@
 //! The master copy a master candidate keeps: what it needs to become master (the
-//! configuration, the cluster CA with its key, its own master certificate with its key),
-//! written by the master with every change, read by `gnt cluster master-failover` on this
+//! configuration, the cluster CA with its key, its own master certificate for its node
+//! key), written by the master with every change, read by `gnt cluster master-failover` on this
 //! node, and compared by a failover elsewhere (`ReadMasterCopy`, never the keys).
 //!
 //! One file, `<state>/master-copy.json`, 0600 in the 0700 state directory, replaced
@@ -34,10 +34,8 @@ pub struct MasterCopy {
     pub ca_certificate_pem: String,
     /// The cluster CA key, PEM.
     pub ca_key_pem: String,
-    /// This candidate's master certificate, PEM.
+    /// This candidate's master certificate for its node key, PEM.
     pub master_certificate_pem: String,
-    /// Its key, PEM.
-    pub master_key_pem: String,
 }
 
 impl std::fmt::Debug for MasterCopy {
@@ -53,6 +51,22 @@ impl MasterCopy {
     /// Its version.
     pub fn version(&self) -> SsconfVersion {
         SsconfVersion::new(self.epoch, self.serial)
+    }
+
+    /// The master identity it gives a node whose key is in `node_key`: the copy's master
+    /// certificate with that key (refused when the certificate is for another key).
+    pub fn master_identity(&self, node_key: &Path) -> Result<Identity, MasterCopyError> {
+        Identity::from_pem(
+            &Pem::from_bytes("master certificate", self.master_certificate_pem.as_bytes()),
+            &Pem::read("node key", node_key).map_err(|source| MasterCopyError::Credentials {
+                what: "node key",
+                source,
+            })?,
+        )
+        .map_err(|source| MasterCopyError::Credentials {
+            what: "master certificate (for this node's key)",
+            source,
+        })
     }
 }
 
@@ -134,11 +148,12 @@ impl TryFrom<WriteMasterCopyRequest> for MasterCopy {
             &request.ca_certificate_pem,
             &request.ca_key_pem,
         )?;
-        credentials(
-            "master certificate and key",
-            &request.master_certificate_pem,
-            &request.master_key_pem,
-        )?;
+        Pem::from_bytes("master certificate", request.master_certificate_pem.as_bytes())
+            .leaf_sha256()
+            .map_err(|source| MasterCopyError::Credentials {
+                what: "master certificate",
+                source,
+            })?;
         Ok(Self {
             epoch: request.epoch,
             serial: request.serial,
@@ -146,7 +161,6 @@ impl TryFrom<WriteMasterCopyRequest> for MasterCopy {
             ca_certificate_pem: request.ca_certificate_pem,
             ca_key_pem: request.ca_key_pem,
             master_certificate_pem: request.master_certificate_pem,
-            master_key_pem: request.master_key_pem,
         })
     }
 }

@@ -367,6 +367,12 @@ impl NodeState {
         Ok(())
     }
 
+    /// The node's key file: the key of its node certificate, and of its master certificate
+    /// when it is a master candidate.
+    pub fn node_key_path(&self) -> PathBuf {
+        self.path(NODE_KEY)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
