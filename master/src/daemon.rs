@@ -36,6 +36,11 @@ pub enum DaemonError {
     /// The job queue cannot be read.
     #[error(transparent)]
     Jobs(#[from] JobStoreError),
+    /// The job worker stopped while the daemon ran (a defect outside any one job's run).
+    #[error(
+        "the job worker stopped ({0}); gnt-masterd stops too, so that its next start takes the unfinished jobs up again"
+    )]
+    JobWorkerStopped(String),
 }
 
 impl Classify for DaemonError {
@@ -45,6 +50,7 @@ impl Classify for DaemonError {
             Self::Listen(e) => e.kind(),
             Self::Serve(e) => e.kind(),
             Self::Jobs(e) => e.kind(),
+            Self::JobWorkerStopped(_) => ErrorKind::Internal,
         }
     }
 }
@@ -93,7 +99,7 @@ pub async fn run_with(
         .start(vec![listener])
         .await?;
     let stop_jobs = CancellationToken::new();
-    let worker = tokio::spawn(worker.run(master.clone(), stop_jobs.clone()));
+    let mut worker = tokio::spawn(worker.run(master.clone(), stop_jobs.clone()));
     tracing::info!(
         cluster = %config.cluster_name,
         nodes = config.nodes.len(),
@@ -112,7 +118,24 @@ pub async fn run_with(
             None
         }
     };
-    shutdown.cancelled().await;
+    // The worker ends only when told to (it turns a panic in a job's run into the job's
+    // failure). Should it end before, by a panic in its own bookkeeping, no job would run
+    // again and new ones would stay queued: stop, and let the next start recover them,
+    // rather than serve on without it.
+    let stopped = tokio::select! {
+        () = shutdown.cancelled() => None,
+        ended = &mut worker => Some(match ended {
+            Err(error) if error.is_panic() => "it panicked".to_owned(),
+            Err(error) => error.to_string(),
+            Ok(()) => "it returned".to_owned(),
+        }),
+    };
+    if let Some(why) = stopped {
+        let error = DaemonError::JobWorkerStopped(why);
+        tracing::error!(%error, "the job worker stopped");
+        server.shutdown().await?;
+        return Err(error);
+    }
     // The job running now is let finish (within the server's grace), so that callers
     // waiting for it get its end; queued jobs stay queued for the next start.
     stop_jobs.cancel();

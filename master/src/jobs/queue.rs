@@ -4,12 +4,19 @@
 //!
 //! The worker first takes to an end the jobs a previous master left unfinished
 //! ([`super::recovery`]), so no job starts before the cluster is whole again.
+//!
+//! Every job ends, as watchers see it, whatever happens: a job whose end cannot be written
+//! is shown ended all the same (saying so), and a job that panics (a defect) fails with
+//! that message while the worker goes on to the next.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
 use gnt_core::clock::unix_now;
-use gnt_core::error::Chain;
+use gnt_core::error::{Chain, ErrorKind};
 use gnt_core::join::JoinToken;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -111,8 +118,13 @@ pub struct Worker {
 
 impl JobQueue {
     /// The queue of `store`, with every job it holds; the worker that will run new jobs
-    /// and recover the unfinished ones.
+    /// and recover the unfinished ones. Only the master daemon opens it, holding the
+    /// master's lock: the leftovers of writes a kill interrupted are removed first.
     pub fn open(store: JobStore) -> Result<(Self, Worker), JobStoreError> {
+        let removed = store.remove_leftovers();
+        if removed > 0 {
+            tracing::info!(removed, "removed the leftovers of interrupted job writes");
+        }
         let records = store.load_all()?;
         let next_id = records.last().map_or(1, |job| job.id + 1);
         let unfinished: Vec<JobRecord> = records
@@ -228,37 +240,33 @@ impl JobQueue {
     }
 
     /// Ends job `id` as `result` says, with what recovery did, if it did anything.
-    fn finish(
+    ///
+    /// The end is shown to watchers even when it cannot be written (unlike a step: nothing
+    /// follows it that the record must not claim), saying so: the job has ended, and
+    /// callers waiting for its end must not wait for good. Its file still says it was
+    /// running, so the next start's recovery takes it up again by its last recorded step.
+    pub(super) fn finish(
         &self,
         id: u64,
         result: Result<(JobOutcome, Vec<String>), JobFailure>,
         recovery: Option<String>,
     ) {
-        let ended = self.update(id, |record| {
-            record.ended_at = Some(unix_now());
-            record.recovery = recovery;
-            match result {
-                Ok((outcome, warnings)) => {
-                    record.state = JobState::Succeeded;
-                    record.outcome = Some(outcome);
-                    record.warnings = warnings;
-                }
-                Err(failure) => {
-                    record.state = JobState::Failed;
-                    record.failure = Some(failure);
-                }
+        let ended = {
+            let jobs = self.jobs();
+            let Some(sender) = jobs.by_id.get(&id) else {
+                tracing::error!(job = id, "cannot end an unknown job");
+                return;
+            };
+            let mut record = sender.borrow().clone();
+            end(&mut record, result, recovery);
+            if let Err(error) = self.shared.store.save(&record) {
+                tracing::error!(job = id, error = %Chain(&error), "cannot record the end of a job; the next start of gnt-masterd will take it up again");
+                unrecorded_end(&mut record, &error);
             }
-        });
-        match ended {
-            Ok(record) => {
-                tracing::info!(job = id, state = ?record.state, failure = ?record.failure.as_ref().map(|f| &f.message), "job ended");
-            }
-            // The job's effects stand; its file still says it was running, so the next
-            // start's recovery will look at it again and find it done.
-            Err(error) => {
-                tracing::error!(job = id, error = %Chain(&error), "cannot record the end of a job")
-            }
-        }
+            sender.send_replace(record.clone());
+            record
+        };
+        tracing::info!(job = id, state = ?ended.state, failure = ?ended.failure.as_ref().map(|f| &f.message), "job ended");
         self.prune();
     }
 
@@ -277,6 +285,60 @@ impl JobQueue {
         for id in self.shared.store.prune(&records, KEEP_ENDED) {
             jobs.by_id.remove(&id);
         }
+    }
+}
+
+/// Ends `record` as `result` says.
+fn end(
+    record: &mut JobRecord,
+    result: Result<(JobOutcome, Vec<String>), JobFailure>,
+    recovery: Option<String>,
+) {
+    record.ended_at = Some(unix_now());
+    record.recovery = recovery;
+    match result {
+        Ok((outcome, warnings)) => {
+            record.state = JobState::Succeeded;
+            record.outcome = Some(outcome);
+            record.warnings = warnings;
+        }
+        Err(failure) => {
+            record.state = JobState::Failed;
+            record.failure = Some(failure);
+        }
+    }
+}
+
+/// Says in `record`, an ended job's, that its end is not on disk because of `error`.
+fn unrecorded_end(record: &mut JobRecord, error: &JobStoreError) {
+    let note = format!(
+        "the end of this job could not be recorded ({}); the next start of gnt-masterd will take it up again from its last recorded step",
+        Chain(error)
+    );
+    match &mut record.failure {
+        Some(failure) => failure.message = format!("{}; {note}", failure.message),
+        None => record.warnings.push(note),
+    }
+}
+
+/// Runs `run`; a panic in it (a defect) becomes its message instead of the worker's end,
+/// so that the job ends and the queue goes on.
+pub(super) async fn unwinding<T>(run: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(run).catch_unwind().await.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        format!("gnt-masterd stopped the job on a defect (a panic: {message}); its effects are as its steps show")
+    })
+}
+
+/// The failure of a job whose run panicked with `message`.
+pub(super) fn panicked(message: String) -> JobFailure {
+    JobFailure {
+        kind: ErrorKind::Internal.code().to_owned(),
+        message,
     }
 }
 
@@ -330,10 +392,19 @@ impl Worker {
         }
         let progress = JobProgress { queue, id };
         if let Err(error) = queue.update(id, |r| r.state = JobState::Running) {
+            // Nothing is done that is not recorded: the next start tries again.
             tracing::error!(job = id, error = %Chain(&error), "cannot record recovery");
+            let note = "not recovered: its recovery could not be recorded".to_owned();
+            queue.finish(id, Err(JobFailure::of(&error)), Some(note));
             return;
         }
-        let recovered = recovery::recover(master, &record, &progress).await;
+        let recovered = match unwinding(recovery::recover(master, &record, &progress)).await {
+            Ok(recovered) => recovered,
+            Err(message) => recovery::Recovered {
+                note: "recovery stopped on a defect".to_owned(),
+                result: Err(panicked(message)),
+            },
+        };
         tracing::info!(job = id, note = %recovered.note, "job recovered");
         queue.finish(id, recovered.result, Some(recovered.note));
     }
@@ -350,8 +421,11 @@ impl Worker {
         };
         tracing::info!(job = work.id, summary = %record.op.summary(), "job started");
         let progress = JobProgress { queue, id: work.id };
-        let result = run_op(master, &record.op, work.token, &progress).await;
-        queue.finish(work.id, result.map_err(|e| JobFailure::of(&e)), None);
+        let result = match unwinding(run_op(master, &record.op, work.token, &progress)).await {
+            Ok(result) => result.map_err(|e| JobFailure::of(&e)),
+            Err(message) => Err(panicked(message)),
+        };
+        queue.finish(work.id, result, None);
     }
 }
 

@@ -277,7 +277,7 @@ impl JobRecord {
 }
 
 /// Whether `path` is a temporary file of an atomic write (`.<name>.tmp-<pid>-<n>`).
-fn is_leftover_temporary(path: &Path) -> bool {
+fn is_temporary(path: &Path) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
         .is_some_and(|name| name.starts_with('.') && name.contains(".tmp-"))
@@ -341,7 +341,7 @@ impl JobStore {
         Ok(())
     }
 
-    /// Every job, oldest first.
+    /// Every job, oldest first. Only reads: anyone may call it while the master writes.
     pub fn load_all(&self) -> Result<Vec<JobRecord>, JobStoreError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -353,12 +353,9 @@ impl JobStore {
             let path = entry
                 .map_err(|e| FsError::new("list", &self.dir, e))?
                 .path();
-            if is_leftover_temporary(&path) {
-                // A write a kill interrupted: the record it was replacing is whole.
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "json") {
+            // A temporary file is a write in progress or one a kill interrupted: either
+            // way the record it replaces is whole.
+            if is_temporary(&path) || path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
             let text = std::fs::read(&path).map_err(|e| FsError::new("read", &path, e))?;
@@ -368,6 +365,30 @@ impl JobStore {
         }
         jobs.sort_by_key(|job| job.id);
         Ok(jobs)
+    }
+
+    /// Removes the temporary files of writes a kill interrupted; returns how many. Only for
+    /// the master daemon, holding the master's lock, before its first write: a temporary
+    /// file of a write in progress looks the same, and removing it fails that write (a
+    /// reader that did so left a job "running" for good).
+    pub fn remove_leftovers(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for path in entries.filter_map(|entry| entry.ok().map(|e| e.path())) {
+            if !is_temporary(&path) {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    let error = FsError::new("remove", &path, e);
+                    tracing::warn!(error = %Chain(&error), "cannot remove the leftover of an interrupted job write");
+                }
+            }
+        }
+        removed
     }
 
     /// Removes the files of ended jobs beyond the newest `keep`.

@@ -1,6 +1,7 @@
 //! The job store and queue without a cluster: records survive a reopen exactly, a corrupt
-//! file is named, the oldest ended jobs are pruned, and a submitted job is on disk before
-//! `submit` returns.
+//! file is named, the oldest ended jobs are pruned, a submitted job is on disk before
+//! `submit` returns, reading the store never fails the master's writes, and a job ends for
+//! its watchers even when its end cannot be written or its run panics.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,9 +9,10 @@
 )]
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::queue::Submission;
-use super::record::{JobOp, JobRecord, JobState, StepRecord};
+use super::queue::{Submission, panicked, unwinding};
+use super::record::{JobFailure, JobOp, JobRecord, JobState, StepRecord};
 use super::{JobQueue, JobStore, Step};
 
 fn record(id: u64, state: JobState) -> JobRecord {
@@ -39,10 +41,14 @@ fn a_record_reads_back_as_written_and_its_file_is_private() {
     let store = JobStore::new(dir.path());
     let written = record(7, JobState::Running);
     store.save(&written).unwrap();
-    // What a kill in the middle of the next write leaves behind.
+    // What a kill in the middle of the next write leaves behind: a reader skips it and
+    // leaves it (it could be a write in progress); the master's start removes it.
     let leftover = dir.path().join("jobs/.0000000007.json.tmp-4242-1");
     std::fs::write(&leftover, b"{\"id\": 7, \"op\"").unwrap();
-    assert_eq!(store.load_all().unwrap(), vec![written]);
+    assert_eq!(store.load_all().unwrap(), vec![written.clone()]);
+    assert!(leftover.exists(), "a reader removed a temporary file");
+    let (queue, _worker) = JobQueue::open(store).unwrap();
+    assert_eq!(queue.list(), vec![written]);
     assert!(
         !leftover.exists(),
         "the interrupted write was not cleaned up"
@@ -118,4 +124,75 @@ fn only_the_oldest_ended_jobs_are_pruned() {
     assert_eq!(pruned, vec![1, 3]);
     let left: Vec<u64> = store.load_all().unwrap().iter().map(|j| j.id).collect();
     assert_eq!(left, vec![2, 4, 5, 6]);
+}
+
+/// The crash tests read the store (`load_all`) while gnt-masterd ran; the reader removed the
+/// temporary file of a write in progress, whose rename then failed: a step was lost (a
+/// node joined but never added), or the job's end (a job "running" for good).
+#[test]
+fn reading_the_store_never_fails_a_write_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::new(dir.path());
+    let mut job = record(1, JobState::Running);
+    store.save(&job).unwrap();
+    let writing = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while writing.load(Ordering::Relaxed) {
+                store.load_all().unwrap();
+            }
+        });
+        let failed = (0..300).find_map(|n| {
+            job.steps[0].at = n;
+            store.save(&job).err()
+        });
+        writing.store(false, Ordering::Relaxed);
+        assert!(failed.is_none(), "a write failed: {failed:?}");
+    });
+    assert_eq!(store.load_all().unwrap(), vec![job]);
+}
+
+#[test]
+fn a_job_whose_end_cannot_be_written_is_shown_ended_all_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::new(dir.path());
+    let (queue, _worker) = JobQueue::open(store).unwrap();
+    let mut submitted = queue.submit(Submission::Redistribute).unwrap();
+    // Nothing can be written any more: the job directory is a file now.
+    std::fs::remove_dir_all(dir.path().join("jobs")).unwrap();
+    std::fs::write(dir.path().join("jobs"), b"").unwrap();
+    let failure = JobFailure {
+        kind: "unavailable".to_owned(),
+        message: "the node went away".to_owned(),
+    };
+    queue.finish(submitted.id, Err(failure), None);
+    let ended = submitted.record.borrow_and_update().clone();
+    assert_eq!(ended.state, JobState::Failed);
+    assert!(ended.ended_at.is_some());
+    let message = ended.failure.unwrap().message;
+    assert!(
+        message.starts_with("the node went away; the end of this job could not be recorded"),
+        "{message}"
+    );
+    assert!(message.contains("next start of gnt-masterd"), "{message}");
+    assert_eq!(queue.get(submitted.id).unwrap().state, JobState::Failed);
+}
+
+#[tokio::test]
+async fn a_run_that_panics_becomes_the_jobs_failure() {
+    let fine = unwinding(async { 7 }).await;
+    assert_eq!(fine, Ok(7));
+    let run = async {
+        let steps: Vec<u64> = Vec::new();
+        steps[3]
+    };
+    let message = unwinding(run).await.unwrap_err();
+    assert!(
+        message.contains("a panic: index out of bounds"),
+        "{message}"
+    );
+    let failure = panicked(message);
+    assert_eq!(failure.kind, "internal_error");
+    let message = unwinding(async { panic!("a defect") }).await.unwrap_err();
+    assert!(message.contains("(a panic: a defect)"), "{message}");
 }
