@@ -11,9 +11,9 @@ use gnt_core::netutils::Hostname;
 use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
 use gnt_core::ssconf::SsconfSet;
-use gnt_master::config::{ClusterConfig, NodeConfig};
 /// Node channels whose calls carry a master epoch, as the master's do.
 pub use gnt_master::channels::{NodeChannel, stamped};
+use gnt_master::config::{ClusterConfig, NodeConfig};
 use gnt_transports::join::JoinPlan;
 use gnt_transports::{ClientTls, Connector, DialOptions, Identity, Pem, fingerprint};
 

@@ -21,6 +21,7 @@ use gnt_core::policy::IpPolicy;
 use crate::binaries::{MissingBinary, locate};
 use crate::lab::{HostSpec, Lab, LabError, LabHost, LabProcess};
 
+mod master_role;
 mod output;
 
 pub use output::CommandOutput;
@@ -61,6 +62,8 @@ pub struct ClusterLab {
     fd_limit: Option<u64>,
     masterd_args: Vec<String>,
     processes: Mutex<BTreeMap<String, LabProcess>>,
+    /// Where `gnt` and gnt-masterd run (see `master_role`).
+    master_host: Mutex<String>,
 }
 
 impl fmt::Debug for ClusterLab {
@@ -140,6 +143,7 @@ impl ClusterLab {
             fd_limit: None,
             masterd_args: Vec::new(),
             processes: Mutex::new(BTreeMap::new()),
+            master_host: Mutex::new("master".to_owned()),
         })
     }
 
@@ -206,22 +210,7 @@ impl ClusterLab {
 
     /// Runs `gnt ARGS` on the master host.
     pub fn gnt(&self, args: &[&str]) -> Result<CommandOutput, ClusterLabError> {
-        let state = self.state_dir("master");
-        let output = self
-            .host("master")?
-            .command(&self.gnt)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(args)
-            .output()
-            .map_err(|source| ClusterLabError::Io {
-                action: "run gnt".to_owned(),
-                source,
-            })?;
-        Ok(CommandOutput::from(
-            format!("gnt {}", args.join(" ")),
-            &output,
-        ))
+        self.gnt_on(&self.master_host(), args)
     }
 
     /// `gnt cluster init`, as the policy needs it: in a hybrid cluster with the master's
@@ -346,24 +335,12 @@ impl ClusterLab {
 
     /// Starts gnt-masterd on the master host and waits until it answers.
     pub fn start_masterd(&self) -> Result<(), ClusterLabError> {
-        let state = self.state_dir("master");
-        let mut args = vec!["--state-dir", state.to_str().unwrap_or_default()];
-        args.extend(self.masterd_args.iter().map(String::as_str));
-        self.spawn(
-            "gnt-masterd".to_owned(),
-            "master",
-            &self.masterd,
-            &args,
-            None,
-        )?;
-        self.wait_until("gnt-masterd answers", || {
-            self.gnt(&["cluster", "info"]).ok()?.success().then_some(())
-        })
+        self.start_masterd_on(&self.master_host())
     }
 
     /// Stops gnt-masterd.
     pub fn stop_masterd(&self) -> Result<(), ClusterLabError> {
-        self.stop("master/gnt-masterd", true)
+        self.stop_masterd_on(&self.master_host(), true)
     }
 
     fn stop(&self, key: &str, graceful: bool) -> Result<(), ClusterLabError> {

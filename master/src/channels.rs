@@ -38,7 +38,10 @@ impl EpochStamp {
 }
 
 impl Interceptor for EpochStamp {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
             .insert(MASTER_EPOCH_METADATA, self.0.clone());

@@ -7,6 +7,7 @@
 //! and the exit code says what kind of failure it was (see `gnt_core::ErrorKind`).
 
 mod args;
+mod failover;
 mod jobs;
 mod output;
 
@@ -102,6 +103,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 Waited::NotWaited(code) => Ok(code),
             }
         }
+        Command::Cluster(ClusterCommand::MasterFailover {
+            no_voting,
+            yes_do_it,
+        }) => failover::run(&paths, no_voting, yes_do_it).await,
+        Command::Cluster(ClusterCommand::Getmaster) => failover::getmaster(&cli.state_dir),
         Command::Node(command) => node(&paths, command).await,
         Command::Rpc(RpcCommand::Call {
             procedure,
@@ -127,6 +133,8 @@ async fn connect(paths: &MasterPaths) -> Result<MasterClient<Channel>, Failure> 
     let unreachable = |kind: ErrorKind, why: &str| {
         let advice = if kind == ErrorKind::PermissionDenied {
             "; the master socket is root's alone: run gnt as root".to_owned()
+        } else if let Some(elsewhere) = failover::elsewhere(&paths.state_dir) {
+            elsewhere
         } else {
             format!(
                 "; is gnt-masterd running on this host (`gnt-masterd --state-dir {}`)?",
@@ -274,9 +282,18 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             }
             output::warnings(&removed.warnings);
         }
-        NodeCommand::Modify { offline, name, job } => {
+        NodeCommand::Modify {
+            offline,
+            master_candidate,
+            name,
+            job,
+        } => {
             let mut client = connect(paths).await?;
-            let request = ModifyNodeRequest { name, offline };
+            let request = ModifyNodeRequest {
+                name,
+                offline,
+                master_candidate,
+            };
             let node = match jobs::run_job(&mut client, Operation::ModifyNode(request), job).await?
             {
                 Waited::Done(job::Result::Modified(node)) => node,
@@ -285,8 +302,13 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             };
             let name = node.addresses.map(|a| a.name).unwrap_or_default();
             println!(
-                "Node {name} is now {}.",
-                if node.offline { "offline" } else { "online" }
+                "Node {name} is now {}{}.",
+                if node.offline { "offline" } else { "online" },
+                if node.master_candidate {
+                    " and a master candidate"
+                } else {
+                    ""
+                }
             );
         }
     }

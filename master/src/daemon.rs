@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gnt_core::error::{Classify, ErrorKind};
+use gnt_core::ssconf::SsconfStore;
 use gnt_proto::master::v1::master_server::MasterServer;
 use gnt_transports::{GrpcServer, ListenError, Listener, ServeError, ServerSettings};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ClusterConfig;
 use crate::error::MasterError;
 use crate::jobs::record::JobStoreError;
 use crate::jobs::{JobQueue, JobStore};
@@ -72,6 +74,28 @@ impl Default for DaemonOptions {
     }
 }
 
+/// Refuses to act as master when this node's own ssconf (written by the master of the
+/// newest epoch this node has seen) says another master took over: a master that a
+/// failover replaced, started again with its old configuration.
+fn still_master(state_dir: &Path, config: &ClusterConfig) -> Result<(), MasterError> {
+    let published = SsconfStore::new(state_dir).read_published()?;
+    let named = published.set.master_node().ok();
+    let replaced = published.epoch > config.master_epoch
+        || (published.epoch == config.master_epoch
+            && named.as_ref().is_some_and(|m| *m != config.master_node));
+    if replaced {
+        return Err(MasterError::NotMaster {
+            reason: format!(
+                "this node's ssconf is of master epoch {} and names {} as master; the configuration here is of epoch {}",
+                published.epoch,
+                named.map_or_else(|| "no node".to_owned(), |m| m.to_string()),
+                config.master_epoch
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Runs the daemon, with the default options, until `shutdown` is cancelled.
 pub async fn run(state_dir: &Path, shutdown: CancellationToken) -> Result<(), DaemonError> {
     run_with(state_dir, &DaemonOptions::default(), shutdown).await
@@ -87,6 +111,7 @@ pub async fn run_with(
     let master = Arc::new(master);
     let paths = MasterPaths::new(state_dir);
     let config = master.config.snapshot().await;
+    still_master(state_dir, &config)?;
     let (jobs, worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
     let listener = Listener::unix(&paths.socket, 0o600)?;
     let server = GrpcServer::new("gnt-masterd")
@@ -107,9 +132,10 @@ pub async fn run_with(
         socket = %paths.socket.display(),
         "master daemon ready"
     );
+    let stop_converger = shutdown.child_token();
     let converger = match options.converge_interval {
         Some(interval) => Some(tokio::spawn(
-            Converger::new(master.clone(), interval).run(shutdown.child_token()),
+            Converger::new(master.clone(), interval).run(stop_converger.clone()),
         )),
         None => {
             tracing::warn!(
@@ -124,15 +150,19 @@ pub async fn run_with(
     // rather than serve on without it.
     let stopped = tokio::select! {
         () = shutdown.cancelled() => None,
-        ended = &mut worker => Some(match ended {
+        reason = master.stand_down.signalled() => {
+            Some(DaemonError::Load(MasterError::NotMaster { reason }))
+        }
+        ended = &mut worker => Some(DaemonError::JobWorkerStopped(match ended {
             Err(error) if error.is_panic() => "it panicked".to_owned(),
             Err(error) => error.to_string(),
             Ok(()) => "it returned".to_owned(),
-        }),
+        })),
     };
-    if let Some(why) = stopped {
-        let error = DaemonError::JobWorkerStopped(why);
-        tracing::error!(%error, "the job worker stopped");
+    if let Some(error) = stopped {
+        tracing::error!(%error, "gnt-masterd stops");
+        stop_jobs.cancel();
+        stop_converger.cancel();
         server.shutdown().await?;
         return Err(error);
     }

@@ -185,6 +185,12 @@ pub enum MasterError {
         /// What the check found.
         why: String,
     },
+    /// A modify that changes nothing.
+    #[error("give --offline or --master-candidate: nothing to change")]
+    NoFlags,
+    /// Two states at once (Ganeti's words).
+    #[error("Can't set the node into more than one state at the same time")]
+    TwoStates,
     /// The master's flags change only by failover (Ganeti's words).
     #[error("The master role can be changed only via master-failover")]
     MasterRole,
@@ -241,7 +247,7 @@ impl Classify for MasterError {
             | Self::MasterRole
             | Self::OfflineCandidate(_)
             | Self::NotMaster { .. } => ErrorKind::WrongState,
-            Self::EmptyCandidatePool => ErrorKind::WrongInput,
+            Self::EmptyCandidatePool | Self::NoFlags | Self::TwoStates => ErrorKind::WrongInput,
         }
     }
 }

@@ -3,11 +3,12 @@
 //! up by name.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gnt_core::netutils::{Hostname, Resolver};
 use gnt_core::node::Node;
 use gnt_transports::{ClientTls, Identity, Pem, TlsConfigError};
+use tokio_util::sync::CancellationToken;
 
 use crate::channels::NodeChannels;
 use crate::config::{ConfigHandle, ConfigStore, NodeConfig};
@@ -31,6 +32,32 @@ pub struct Master {
     pub paths: MasterPaths,
     /// Wakes the converger (`operations::converge`) when a node did not take a set.
     pub converger: Wakeup,
+    /// Signalled when this master learns that a failover replaced it.
+    pub stand_down: StandDown,
+}
+
+/// The signal that this master was replaced by a failover and must stop acting as master
+/// (fencing: nodes refuse its calls already, see `docs/design.md`, "Master failover").
+#[derive(Debug, Default)]
+pub struct StandDown {
+    token: CancellationToken,
+    reason: OnceLock<String>,
+}
+
+impl StandDown {
+    /// Signals it, for `reason` (the first reason is kept).
+    pub fn signal(&self, reason: String) {
+        if self.reason.set(reason).is_ok() {
+            tracing::error!(reason = %self.reason.get().map_or("", String::as_str), "a newer master took over: standing down");
+        }
+        self.token.cancel();
+    }
+
+    /// Waits for the signal; returns its reason.
+    pub async fn signalled(&self) -> String {
+        self.token.cancelled().await;
+        self.reason.get().cloned().unwrap_or_default()
+    }
 }
 
 /// A node as the API shows it.
@@ -82,6 +109,7 @@ impl Master {
             resolver: Arc::new(Resolver::system()?),
             paths,
             converger: Wakeup::default(),
+            stand_down: StandDown::default(),
         })
     }
 

@@ -12,6 +12,7 @@
 //! | [`probe`] | is a node a member of this cluster? (adopting, recovery) | (`gnt node add --readd`'s check) |
 //! | [`redistribute`] | ssconf to every online node after a change, and `gnt cluster redist-conf` | `RedistributeAncillaryFiles`, `LUClusterRedistConf` |
 //! | [`converge`] | bringing lagging nodes' ssconf up to date, in the background | |
+//! | [`failover`] | `gnt cluster master-failover`, run on a candidate: the vote, the newest copy, the new epoch | `bootstrap.MasterFailover` |
 //! | [`verify`] | `gnt cluster verify`: the network test, every node's ssconf serial | `LUClusterVerifyGroup` |
 //! | [`rpc_call`] | fan-out calls, and `gnt rpc call` | `rpc.RpcRunner` |
 //!
@@ -24,6 +25,7 @@
 
 pub mod candidates;
 pub mod converge;
+pub mod failover;
 pub mod init;
 pub mod node_add;
 pub mod node_modify;

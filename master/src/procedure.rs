@@ -3,12 +3,12 @@
 //! set (the proto3 JSON mapping), sent as raw bytes, and the answer rendered back as JSON.
 //! No code per procedure: a procedure added to `gnt.node.v1.NodeAgent` is callable at once.
 
+use crate::channels::NodeChannel;
 use bytes::{Buf, BufMut, Bytes};
 use gnt_core::error::{Classify, ErrorKind};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use crate::channels::NodeChannel;
 
 /// The service whose procedures can be called.
 pub const NODE_SERVICE: &str = "gnt.node.v1.NodeAgent";

@@ -39,6 +39,7 @@ use crate::jobs::queue::Submission;
 use crate::jobs::wire::{failure_status, node_record};
 use crate::master::{Master, NodeView};
 use crate::operations::node_add::AddNode;
+use crate::operations::node_modify::NodeFlags;
 use crate::operations::token::TokenError;
 use crate::operations::verify::{Check, Problem};
 use crate::procedure::PreparedCall;
@@ -84,8 +85,11 @@ fn submission(request: SubmitJobRequest) -> Result<Submission, Status> {
             Ok(Submission::RemoveNode { name: remove.name })
         }
         Some(submit_job_request::Operation::ModifyNode(modify)) => Ok(Submission::ModifyNode {
+            flags: NodeFlags {
+                offline: modify.offline,
+                master_candidate: modify.master_candidate,
+            },
             name: modify.name,
-            offline: modify.offline,
         }),
         Some(submit_job_request::Operation::RedistributeConfig(_)) => Ok(Submission::Redistribute),
         None => Err(Status::invalid_argument(
@@ -252,8 +256,11 @@ impl master_server::Master for MasterService {
         let request = request.into_inner();
         let job = self
             .run(Submission::ModifyNode {
+                flags: NodeFlags {
+                    offline: request.offline,
+                    master_candidate: request.master_candidate,
+                },
                 name: request.name,
-                offline: request.offline,
             })
             .await?;
         match job.result {

@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use gnt_core::DEFAULT_NODE_PORT;
 use gnt_core::clock::unix_now;
 use gnt_core::error::{Classify, ErrorKind};
+use gnt_core::ssconf::Published;
 use gnt_proto::bootstrap::v1::bootstrap_server::BootstrapServer;
 use gnt_proto::node::v1::node_agent_server::NodeAgentServer;
-use gnt_core::ssconf::Published;
 use gnt_transports::join::{
     AlreadyJoined, JoinService, MasterCopyStore, Membership, Mode, NodeState, StateError,
     TokenSource,
 };
 use gnt_transports::{
-    CallInfo, ClientAuth, ConnectionLimits, Gated, GrpcServer, ListenAddr, ListenError, Listener, Protected,
-    RunningServer, ServeError, ServerSettings, ServerTls, TlsConfigError,
+    CallInfo, ClientAuth, ConnectionLimits, Gated, GrpcServer, ListenAddr, ListenError, Listener,
+    Protected, RunningServer, ServeError, ServerSettings, ServerTls, TlsConfigError,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;

@@ -20,14 +20,14 @@ use gnt_core::ssconf::{Published, SsconfError};
 use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
+    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
+    WriteMasterCopyRequest, WriteMasterCopyResponse,
+};
+use gnt_proto::node::v1::{
     HasIpAddressRequest, HasIpAddressResponse, InterfaceAddresses, LeaveClusterRequest,
     LeaveClusterResponse, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest,
     NodeInfoResponse, TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse,
     VersionRequest, VersionResponse, WriteSsconfRequest, WriteSsconfResponse, node_agent_server,
-};
-use gnt_proto::node::v1::{
-    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
-    WriteMasterCopyRequest, WriteMasterCopyResponse,
 };
 use gnt_transports::PeerInfo;
 use gnt_transports::join::{MasterCopyStore, NodeState, TokenSource};
@@ -217,7 +217,11 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         if offered.epoch > current.epoch {
             tracing::warn!(%peer, master = %authority.master, epoch = offered.epoch, "a new master took over");
         }
-        *self.ctx.authority.write().unwrap_or_else(|p| p.into_inner()) = authority;
+        *self
+            .ctx
+            .authority
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = authority;
         tracing::info!(%peer, keys = set.len(), version = %offered, "ssconf replaced");
         Ok(Response::new(WriteSsconfResponse {
             keys_written: u32::try_from(set.len()).unwrap_or(u32::MAX),

@@ -89,7 +89,9 @@ fn a_killed_writer_leaves_the_old_or_the_new_set() {
             interrupted_writes += 1;
         }
         // The next writer succeeds and removes what the killed one left.
-        store.replace(&sets[(round % 2) as usize], SsconfVersion::new(1, 1)).unwrap();
+        store
+            .replace(&sets[(round % 2) as usize], SsconfVersion::new(1, 1))
+            .unwrap();
         assert!(leftovers(dir.path()).is_empty());
         assert_eq!(store.read().unwrap(), sets[(round % 2) as usize]);
     }
@@ -105,7 +107,9 @@ fn child_writer(dir: &Path) {
     let store = SsconfStore::new(dir);
     let sets = [big_set("a", 60_000), big_set("b", 60_000)];
     for i in 0.. {
-        store.replace(&sets[i % 2], SsconfVersion::new(1, 1)).unwrap();
+        store
+            .replace(&sets[i % 2], SsconfVersion::new(1, 1))
+            .unwrap();
     }
 }
 
@@ -152,7 +156,9 @@ fn enospc_child(dir: &Path) {
     store.replace(&small, SsconfVersion::new(1, 1)).unwrap();
 
     // 34 keys of 100 kB cannot fit in 1 MiB.
-    let err = store.replace(&big_set("huge", 100_000), SsconfVersion::new(1, 1)).unwrap_err();
+    let err = store
+        .replace(&big_set("huge", 100_000), SsconfVersion::new(1, 1))
+        .unwrap_err();
     let message = Chain(&err).to_string();
     assert!(
         message.contains("(the file system is full: free some space and retry)"),

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use gnt_core::error::{Chain, Classify, ErrorKind};
 use gnt_core::ssconf::{
-    MAX_VALUE_BYTES, Published, SsconfError, SsconfKey, SsconfSet, SsconfStore, SsconfVersion};
+    MAX_VALUE_BYTES, Published, SsconfError, SsconfKey, SsconfSet, SsconfStore, SsconfVersion,
+};
 
 /// A set in which every listed key holds `value` (on two lines where the key takes
 /// several), so a mixed read is easy to spot.
@@ -80,7 +81,10 @@ fn files_are_read_only_for_everyone() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     store
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "a"), SsconfVersion::new(1, 1))
+        .replace(
+            &uniform_set(&[SsconfKey::ClusterName], "a"),
+            SsconfVersion::new(1, 1),
+        )
         .unwrap();
     let meta = fs::metadata(dir.path().join("ssconf_cluster_name")).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o444);
@@ -130,7 +134,9 @@ fn replacing_a_set_drops_keys_the_new_set_lacks_and_collects_old_generations() {
 fn clearing_removes_every_key_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
-    store.replace(&uniform_set(SsconfKey::ALL, "x"), SsconfVersion::new(1, 1)).unwrap();
+    store
+        .replace(&uniform_set(SsconfKey::ALL, "x"), SsconfVersion::new(1, 1))
+        .unwrap();
     store.clear().unwrap();
     assert!(store.read().unwrap().is_empty());
     for key in SsconfKey::ALL {
@@ -307,7 +313,10 @@ fn a_missing_state_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no").join("such");
     let err = SsconfStore::new(&missing)
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "x"), SsconfVersion::new(1, 1))
+        .replace(
+            &uniform_set(&[SsconfKey::ClusterName], "x"),
+            SsconfVersion::new(1, 1),
+        )
         .unwrap_err();
     assert!(
         Chain(&err).to_string().starts_with(&format!(
@@ -325,7 +334,10 @@ fn a_writer_waits_for_the_lock_then_gives_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     store
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "a"), SsconfVersion::new(1, 1))
+        .replace(
+            &uniform_set(&[SsconfKey::ClusterName], "a"),
+            SsconfVersion::new(1, 1),
+        )
         .unwrap();
     let lock = fs::OpenOptions::new()
         .write(true)
@@ -334,7 +346,10 @@ fn a_writer_waits_for_the_lock_then_gives_up_with_a_clear_error() {
     lock.lock().unwrap();
     let started = Instant::now();
     let err = store
-        .replace(&uniform_set(&[SsconfKey::ClusterName], "b"), SsconfVersion::new(1, 1))
+        .replace(
+            &uniform_set(&[SsconfKey::ClusterName], "b"),
+            SsconfVersion::new(1, 1),
+        )
         .unwrap_err();
     assert!(
         started.elapsed() >= Duration::from_secs(10),
@@ -368,7 +383,9 @@ fn concurrent_readers_never_see_keys_of_two_sets_nor_a_set_with_another_serial()
     ];
     // A third shape with fewer keys: a mixed read could also show up as a wrong key count.
     let small = Published::new(uniform_set(&keys[..5], "gamma"), SsconfVersion::new(1, 3));
-    store.replace(&sets[0].set, SsconfVersion::new(1, sets[0].serial)).unwrap();
+    store
+        .replace(&sets[0].set, SsconfVersion::new(1, sets[0].serial))
+        .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));
@@ -406,7 +423,9 @@ fn concurrent_readers_never_see_keys_of_two_sets_nor_a_set_with_another_serial()
     let writes = 300;
     for i in 0..writes {
         let next = if i % 7 == 3 { &small } else { &sets[i % 2] };
-        store.replace(&next.set, SsconfVersion::new(1, next.serial)).unwrap();
+        store
+            .replace(&next.set, SsconfVersion::new(1, next.serial))
+            .unwrap();
     }
     stop.store(true, Ordering::Relaxed);
     for reader in readers {
@@ -426,7 +445,10 @@ fn a_generation_missing_a_file_is_never_returned_short() {
     let dir = tempfile::tempdir().unwrap();
     let store = SsconfStore::new(dir.path());
     store
-        .replace(&uniform_set(SsconfKey::ALL, "full"), SsconfVersion::new(1, 1))
+        .replace(
+            &uniform_set(SsconfKey::ALL, "full"),
+            SsconfVersion::new(1, 1),
+        )
         .unwrap();
     let current = dir
         .path()
@@ -483,7 +505,10 @@ fn concurrent_writers_are_serialised() {
     // 100 writes, each a new generation.
     assert_eq!(
         store
-            .replace(&uniform_set(&[SsconfKey::ClusterName], "final"), SsconfVersion::new(1, 1))
+            .replace(
+                &uniform_set(&[SsconfKey::ClusterName], "final"),
+                SsconfVersion::new(1, 1)
+            )
             .unwrap(),
         101
     );

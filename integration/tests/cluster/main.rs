@@ -11,6 +11,7 @@
 
 mod convergence;
 mod crash;
+mod failover;
 mod faults;
 mod flood;
 mod init;

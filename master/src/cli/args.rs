@@ -95,6 +95,20 @@ pub enum ClusterCommand {
     /// Test the network from every online node to every online node, on both networks, and
     /// check that every online node holds the configuration's ssconf.
     Verify,
+    /// Make this node, a master candidate, the master (run it on the new master, with the
+    /// old master's gnt-masterd stopped or its host gone).
+    #[command(name = "master-failover")]
+    MasterFailover {
+        /// Skip the vote of the nodes: for when the old master and most nodes are gone for
+        /// good. Dangerous: two masters could result if the old one comes back unfenced.
+        #[arg(long)]
+        no_voting: bool,
+        /// With --no-voting: do not ask for confirmation.
+        #[arg(long)]
+        yes_do_it: bool,
+    },
+    /// Print the master this node's ssconf names.
+    Getmaster,
     /// Send the configuration's ssconf to every online node now, and report per node.
     #[command(name = "redist-conf")]
     RedistConf {
@@ -199,9 +213,14 @@ pub enum NodeCommand {
     },
     /// Change a node's flags.
     Modify {
-        /// Mark the node offline (no traffic at all) or back online.
-        #[arg(long, value_name = "yes|no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
-        offline: bool,
+        /// Mark the node offline (no traffic at all; a master candidate is demoted) or back
+        /// online.
+        #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+        offline: Option<bool>,
+        /// Make the node a master candidate (it gets a copy of what a master needs and may
+        /// become master by `gnt cluster master-failover`) or not.
+        #[arg(short = 'C', long, value_name = "yes|no", value_parser = parse_yes_no)]
+        master_candidate: Option<bool>,
         /// The node.
         name: String,
         /// How to wait for the job.

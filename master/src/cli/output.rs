@@ -146,6 +146,7 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
                     "secondary_ip": a.secondary_ip,
                     "master": n.master,
                     "offline": n.offline,
+                    "master_candidate": n.master_candidate,
                     "certificate_sha256": n.certificate_sha256,
                 })
             })
@@ -153,7 +154,7 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
         println!("{:#}", serde_json::Value::Array(list));
         return;
     }
-    let rows: Vec<[String; 5]> = nodes
+    let rows: Vec<[String; 6]> = nodes
         .iter()
         .map(|n| {
             let a = n.addresses.clone().unwrap_or_default();
@@ -163,11 +164,19 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
                 a.secondary_ip,
                 yes_no(n.master).to_owned(),
                 yes_no(n.offline).to_owned(),
+                yes_no(n.master_candidate).to_owned(),
             ]
         })
         .collect();
     table(
-        &["Node", "Primary", "Secondary", "Master", "Offline"],
+        &[
+            "Node",
+            "Primary",
+            "Secondary",
+            "Master",
+            "Offline",
+            "Candidate",
+        ],
         &rows,
     );
 }
@@ -179,6 +188,7 @@ pub(super) fn node_info(node: &NodeRecord) {
     println!("Secondary IP: {}", a.secondary_ip);
     println!("Master:       {}", yes_no(node.master));
     println!("Offline:      {}", yes_no(node.offline));
+    println!("Candidate:    {}", yes_no(node.master_candidate));
     println!("Certificate:  SHA256 {}", node.certificate_sha256);
 }
 

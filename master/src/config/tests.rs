@@ -189,7 +189,9 @@ fn a_file_written_before_master_candidates_takes_the_masters_certificate_from_ma
     // Without the certificate there is no master any node would accept: refused, named.
     let missing = store.load().unwrap_err();
     assert!(
-        gnt_core::error::Chain(&missing).to_string().contains("master.pem"),
+        gnt_core::error::Chain(&missing)
+            .to_string()
+            .contains("master.pem"),
         "{missing}"
     );
 

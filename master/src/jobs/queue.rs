@@ -28,6 +28,7 @@ use super::{Progress, Step, recovery, wire};
 use crate::error::MasterError;
 use crate::master::Master;
 use crate::operations::node_add::AddNode;
+use crate::operations::node_modify::NodeFlags;
 
 /// How many ended jobs the master keeps (Ganeti archives; we drop the oldest).
 const KEEP_ENDED: usize = 500;
@@ -44,12 +45,12 @@ pub enum Submission {
         /// The node's name, as given.
         name: String,
     },
-    /// `gnt node modify --offline`.
+    /// `gnt node modify`.
     ModifyNode {
         /// The node's name, as given.
         name: String,
-        /// The new offline flag.
-        offline: bool,
+        /// The flags to change.
+        flags: NodeFlags,
     },
     /// `gnt cluster redist-conf`.
     Redistribute,
@@ -64,9 +65,9 @@ impl Submission {
                 token_id: add.token.id().to_owned(),
             },
             Self::RemoveNode { name } => JobOp::RemoveNode { name: name.clone() },
-            Self::ModifyNode { name, offline } => JobOp::ModifyNode {
+            Self::ModifyNode { name, flags } => JobOp::ModifyNode {
                 name: name.clone(),
-                offline: *offline,
+                flags: *flags,
             },
             Self::Redistribute => JobOp::Redistribute,
         }
@@ -457,8 +458,8 @@ async fn run_op(
             let serial = changed.serial;
             Ok((JobOutcome::Removed { serial, left }, changed.warnings))
         }
-        JobOp::ModifyNode { name, offline } => {
-            let (node, changed) = master.set_offline(name, *offline, progress).await?;
+        JobOp::ModifyNode { name, flags } => {
+            let (node, changed) = master.modify_node(name, *flags, progress).await?;
             let serial = changed.serial;
             Ok((JobOutcome::Modified { node, serial }, changed.warnings))
         }

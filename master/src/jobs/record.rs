@@ -15,6 +15,7 @@ use gnt_core::fs_atomic::{self, FsError};
 use serde::{Deserialize, Serialize};
 
 use crate::master::NodeView;
+use crate::operations::node_modify::NodeFlags;
 
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,12 +35,13 @@ pub enum JobOp {
         /// The node's name, as given.
         name: String,
     },
-    /// `gnt node modify --offline`.
+    /// `gnt node modify`.
     ModifyNode {
         /// The node's name, as given.
         name: String,
-        /// The new offline flag.
-        offline: bool,
+        /// The flags to change.
+        #[serde(flatten)]
+        flags: NodeFlags,
     },
     /// `gnt cluster redist-conf`.
     Redistribute,
@@ -51,10 +53,7 @@ impl JobOp {
         match self {
             Self::AddNode { name, .. } => format!("add node {name}"),
             Self::RemoveNode { name } => format!("remove node {name}"),
-            Self::ModifyNode { name, offline } => format!(
-                "mark node {name} {}",
-                if *offline { "offline" } else { "online" }
-            ),
+            Self::ModifyNode { name, flags } => format!("mark node {name} {}", flags.summary()),
             Self::Redistribute => "redistribute the configuration".to_owned(),
         }
     }

@@ -82,13 +82,13 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
             recover_add(master, record, name, token_id, progress).await
         }
         JobOp::RemoveNode { name } => recover_remove(master, record, name, progress).await,
-        JobOp::ModifyNode { name, offline } => {
+        JobOp::ModifyNode { name, flags } => {
             let view = match master.node(name).await {
                 Ok(view) => view,
                 Err(error) => return Recovered::error(&error, "the node is gone"),
             };
             // A commit whose step could not be recorded shows in the configuration.
-            if !record.took("committed") && view.node.offline != *offline {
+            if !record.took("committed") && !flags.applied_to(&view) {
                 return Recovered::failed("it had changed nothing; run it again");
             }
             let (serial, missed) = redistribute(master, progress).await;
@@ -184,7 +184,7 @@ async fn recover_add(
         return Recovered::error(&error, "cannot record the job");
     }
     let committed = match master
-        .commit_added(&node, token_id, certificate_sha256)
+        .commit_added(&node, token_id, certificate_sha256, None)
         .await
     {
         Ok((view, committed)) => {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::queue::{Submission, panicked, unwinding};
 use super::record::{JobFailure, JobOp, JobRecord, JobState, StepRecord};
 use super::{JobQueue, JobStore, Step};
+use crate::operations::node_modify::NodeFlags;
 
 fn record(id: u64, state: JobState) -> JobRecord {
     JobRecord {
@@ -91,7 +92,10 @@ fn reopening_finds_the_unfinished_jobs_and_the_next_id() {
     let submitted = queue
         .submit(Submission::ModifyNode {
             name: "node1.lab.test".to_owned(),
-            offline: true,
+            flags: NodeFlags {
+                offline: Some(true),
+                master_candidate: None,
+            },
         })
         .unwrap();
     assert_eq!(submitted.id, 5);

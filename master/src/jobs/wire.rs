@@ -26,6 +26,7 @@ pub fn node_record(view: &NodeView) -> NodeRecord {
         master: view.master,
         offline: view.node.offline,
         certificate_sha256: view.node.certificate_sha256.clone(),
+        master_candidate: view.node.master_candidate,
     }
 }
 

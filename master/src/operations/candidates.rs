@@ -86,9 +86,7 @@ impl Master {
             }
             Membership::NotMember(why) | Membership::Unreachable(why) => return Err(refused(why)),
         };
-        let pem = self
-            .ca
-            .issue_master_certificate(&node.name, &public_key)?;
+        let pem = self.ca.issue_master_certificate(&node.name, &public_key)?;
         let sha256 = fingerprint_of_pem(&pem)?;
         Ok(CandidateCertificate { pem, sha256 })
     }
@@ -151,7 +149,11 @@ impl Master {
 
     /// Deletes `node`'s master copy (it is no longer a candidate); a warning when it could
     /// not be told.
-    pub(crate) async fn drop_copy(&self, config: &ClusterConfig, node: &Hostname) -> Option<String> {
+    pub(crate) async fn drop_copy(
+        &self,
+        config: &ClusterConfig,
+        node: &Hostname,
+    ) -> Option<String> {
         let results = fan_out_on(
             &self.channels,
             config,

@@ -32,8 +32,9 @@ use std::time::Duration;
 
 use gnt_core::netutils::Hostname;
 use gnt_core::runner::{CallFailure, NodeResult, TimeoutClass};
-use gnt_proto::node::v1::VersionRequest;
+use gnt_core::ssconf::SsconfVersion;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+use gnt_proto::node::v1::{VersionRequest, VersionResponse};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -89,12 +90,45 @@ pub enum SerialCheck {
 }
 
 impl SerialCheck {
+    /// Version `node` against the configuration's `config` (epoch first).
+    pub fn of_version(node: SsconfVersion, config: SsconfVersion) -> Self {
+        match node.cmp(&config) {
+            std::cmp::Ordering::Equal => Self::Current,
+            std::cmp::Ordering::Less => Self::Lags { node: node.serial },
+            std::cmp::Ordering::Greater => Self::Ahead { node: node.serial },
+        }
+    }
+
     /// Serial `node` against the configuration's `config`.
     pub fn of(node: u64, config: u64) -> Self {
         match node.cmp(&config) {
             std::cmp::Ordering::Equal => Self::Current,
             std::cmp::Ordering::Less => Self::Lags { node },
             std::cmp::Ordering::Greater => Self::Ahead { node },
+        }
+    }
+}
+
+/// What a node's `Version` answer tells about the master role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    /// The version of its ssconf.
+    pub ssconf: SsconfVersion,
+    /// The master its ssconf names.
+    pub master: String,
+    /// The version of its master copy (0 when it holds none).
+    pub copy: SsconfVersion,
+    /// Whether a gnt-masterd runs on it.
+    pub master_daemon_running: bool,
+}
+
+impl From<VersionResponse> for NodeReport {
+    fn from(answer: VersionResponse) -> Self {
+        Self {
+            ssconf: SsconfVersion::new(answer.master_epoch, answer.ssconf_serial),
+            master: answer.master_node,
+            copy: SsconfVersion::new(answer.master_copy_epoch, answer.master_copy_serial),
+            master_daemon_running: answer.master_daemon_running,
         }
     }
 }
@@ -107,6 +141,24 @@ impl Master {
         config: &ClusterConfig,
         names: Option<&[Hostname]>,
     ) -> Vec<NodeResult<Hostname, u64>> {
+        self.node_reports(config, names)
+            .await
+            .into_iter()
+            .map(|result| NodeResult {
+                key: result.key,
+                outcome: result.outcome.map(|report| report.ssconf.serial),
+                elapsed: result.elapsed,
+            })
+            .collect()
+    }
+
+    /// What each online node among `names` (every node when `None`) reports about the
+    /// master role.
+    pub async fn node_reports(
+        &self,
+        config: &ClusterConfig,
+        names: Option<&[Hostname]>,
+    ) -> Vec<NodeResult<Hostname, NodeReport>> {
         fan_out_on(
             &self.channels,
             config,
@@ -118,7 +170,7 @@ impl Master {
                     NodeAgentClient::new(channel)
                         .version(request)
                         .await
-                        .map(|answer| answer.into_inner().ssconf_serial)
+                        .map(|answer| NodeReport::from(answer.into_inner()))
                         .map_err(failed(SERIAL_TIMEOUT))
                 }
             },
@@ -137,6 +189,8 @@ enum Trouble {
     NotTaken { node: u64, failure: CallFailure },
     /// It is ahead of the configuration.
     Ahead { node: u64 },
+    /// A master candidate that did not take its master copy.
+    CopyNotTaken(CallFailure),
 }
 
 impl Trouble {
@@ -157,6 +211,9 @@ impl fmt::Display for Trouble {
                 f,
                 "its ssconf serial {node} is newer than the configuration's; is the configuration an older copy?"
             ),
+            Self::CopyNotTaken(failure) => {
+                write!(f, "it did not take its master copy: {failure}")
+            }
         }
     }
 }
@@ -242,10 +299,25 @@ impl Converger {
             return;
         }
         let mut behind = Vec::new();
-        for result in self.master.ssconf_serials(&config, Some(&names)).await {
+        let mut copies_behind = Vec::new();
+        let version = config.version();
+        for result in self.master.node_reports(&config, Some(&names)).await {
+            if let Ok(report) = &result.outcome {
+                if report.ssconf.epoch > version.epoch {
+                    self.master.stand_down.signal(format!(
+                        "{} holds the ssconf of master epoch {}, which names {} as master; this master's epoch is {}",
+                        result.key, report.ssconf.epoch, report.master, version.epoch
+                    ));
+                    return;
+                }
+                let candidate = config.candidates().any(|(name, _)| *name == result.key);
+                if candidate && report.copy != version {
+                    copies_behind.push(result.key.clone());
+                }
+            }
             match result
                 .outcome
-                .map(|serial| SerialCheck::of(serial, config.serial))
+                .map(|report| SerialCheck::of_version(report.ssconf, version))
             {
                 Ok(SerialCheck::Current) => self.current(&result.key, config.serial, None),
                 Ok(SerialCheck::Lags { node }) => behind.push((result.key, node)),
@@ -255,6 +327,7 @@ impl Converger {
                 Err(failure) => self.troubled(result.key, Trouble::Silent(failure)),
             }
         }
+        self.copies(&config, &copies_behind).await;
         if behind.is_empty() {
             return;
         }
@@ -281,6 +354,28 @@ impl Converger {
                         failure,
                     },
                 ),
+            }
+        }
+    }
+
+    /// Sends their master copies to the candidates among `names`.
+    async fn copies(&mut self, config: &ClusterConfig, names: &[Hostname]) {
+        if names.is_empty() {
+            return;
+        }
+        let results = match self.master.write_copies(config, Some(names)).await {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::error!(%error, "cannot make the master copies to converge candidates to");
+                return;
+            }
+        };
+        for result in results {
+            match result.outcome {
+                Ok(()) => {
+                    tracing::info!(node = %result.key, version = %config.version(), "master copy of a candidate brought up to date");
+                }
+                Err(failure) => self.troubled(result.key, Trouble::CopyNotTaken(failure)),
             }
         }
     }

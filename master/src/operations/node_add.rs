@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::channels::NodeChannel;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::join::JoinToken;
 use gnt_core::netutils::{PingOptions, parse_name, tcp_ping};
@@ -20,9 +21,9 @@ use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_transports::join::{JoinError, JoinPlan, join};
 use gnt_transports::{Connector, DialOptions, Identity, fingerprint};
-use crate::channels::NodeChannel;
 
 use super::Changed;
+use super::candidates::{CandidateCertificate, pool_has_room};
 use super::probe::Membership;
 use super::rpc_call::{failed, timed};
 use super::token::check_token;
@@ -97,17 +98,26 @@ impl Master {
         })?;
         self.check_version(node).await?;
         progress.step(Step::VersionChecked)?;
+        let mut warnings = Vec::new();
+        let promoted = self
+            .promotion(node, &certificate_sha256)
+            .await
+            .unwrap_or_else(|error| {
+                warnings.push(format!("{} is not a master candidate: {error}", node.name));
+                None
+            });
         let (view, committed) = self
-            .commit_added(node, candidate.token.id(), certificate_sha256)
+            .commit_added(node, candidate.token.id(), certificate_sha256, promoted)
             .await?;
         progress.step_after_commit(Step::Committed {
             serial: committed.serial,
         });
         tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, serial = committed.serial, "node added");
-        let warnings = self.redistribute(&committed).await;
+        let missed = self.redistribute(&committed).await;
         progress.step_after_commit(Step::Distributed {
-            missed: warnings.len(),
+            missed: missed.len(),
         });
+        warnings.extend(missed);
         Ok((
             view,
             Changed {
@@ -136,8 +146,24 @@ impl Master {
         }
     }
 
+    /// The master certificate that makes `node` (holding `certificate_sha256`) a master
+    /// candidate, if the pool has room (Ganeti promotes a node at add the same way).
+    async fn promotion(
+        &self,
+        node: &Node,
+        certificate_sha256: &str,
+    ) -> Result<Option<CandidateCertificate>, MasterError> {
+        if !pool_has_room(&self.config.snapshot().await) {
+            return Ok(None);
+        }
+        self.certify_candidate(node, certificate_sha256)
+            .await
+            .map(Some)
+    }
+
     /// Enters `node`, which joined with the token `token_id` and holds the certificate
-    /// `certificate_sha256`, into the configuration, and marks the token used. The
+    /// `certificate_sha256`, into the configuration (a master candidate with `promoted`,
+    /// if the pool still has room), and marks the token used. The
     /// uniqueness checks are made again against the configuration being changed: a check
     /// passed before the Join must still hold at the commit.
     pub async fn commit_added(
@@ -145,21 +171,26 @@ impl Master {
         node: &Node,
         token_id: &str,
         certificate_sha256: String,
+        promoted: Option<CandidateCertificate>,
     ) -> Result<(NodeView, ClusterConfig), MasterError> {
         let mut record = NodeConfig::new(node.addrs);
         record.certificate_sha256 = certificate_sha256;
-        let ((), committed) = self
+        let (record, committed) = self
             .config
             .update(|c| {
                 if c.nodes.contains_key(&node.name) {
                     return Err(MasterError::NodeExists(node.name.clone()));
                 }
                 check_unique(c, &node.addrs)?;
+                let mut record = record.clone();
+                if let Some(certificate) = promoted.clone().filter(|_| pool_has_room(c)) {
+                    certificate.promote(&mut record);
+                }
                 c.nodes.insert(node.name.clone(), record.clone());
                 if let Some(used) = c.join_tokens.iter_mut().find(|t| t.id == token_id) {
                     used.used_by = Some(node.name.clone());
                 }
-                Ok::<_, MasterError>(())
+                Ok::<_, MasterError>(record)
             })
             .await?;
         let view = NodeView {

@@ -1,7 +1,8 @@
 //! Redistribution: after every change, each online node gets the ssconf of the new
-//! configuration, as one set with the configuration's serial (Ganeti's
-//! `RedistributeAncillaryFiles`, ssconf part); and `gnt cluster redist-conf`, which does the
-//! same for the current configuration on demand.
+//! configuration, as one set with the configuration's version (Ganeti's
+//! `RedistributeAncillaryFiles`, ssconf part), and each online master candidate its master
+//! copy (Ganeti's config upload to candidates); and `gnt cluster redist-conf`, which does
+//! the same for the current configuration on demand.
 //!
 //! A node that does not take the set is a warning of the change, not a failure: the change
 //! is committed already. Every such failure wakes the converger (`converge`), which brings
@@ -19,6 +20,14 @@ use crate::error::MasterError;
 use crate::jobs::{Progress, Step};
 use crate::master::Master;
 
+/// What a push of a configuration did.
+struct Pushed {
+    /// Each online node's ssconf.
+    ssconf: Vec<NodeResult<Hostname, ()>>,
+    /// Each online candidate's master copy.
+    copies: Vec<NodeResult<Hostname, ()>>,
+}
+
 /// What `gnt cluster redist-conf` did.
 #[derive(Debug, Clone)]
 pub struct Redistribution {
@@ -29,30 +38,48 @@ pub struct Redistribution {
 }
 
 impl Master {
-    /// Sends `config`'s ssconf to every online node; returns one warning per node that did
-    /// not take it.
+    /// Sends `config`'s ssconf to every online node, and their master copies to the
+    /// candidates; returns one warning per node that did not take its part.
     pub async fn redistribute(&self, config: &ClusterConfig) -> Vec<String> {
-        match self.push_ssconf(config).await {
-            Ok(results) => results
-                .into_iter()
-                .filter_map(|r| match r.outcome {
+        match self.push(config).await {
+            Ok(pushed) => {
+                let ssconf = pushed.ssconf.into_iter().filter_map(|r| match r.outcome {
                     Ok(()) | Err(CallFailure::Offline) => None,
                     Err(failure) => Some(format!("ssconf not updated on {}: {failure}", r.key)),
-                })
-                .collect(),
+                });
+                let copies = pushed.copies.into_iter().filter_map(|r| match r.outcome {
+                    Ok(()) | Err(CallFailure::Offline) => None,
+                    Err(failure) => {
+                        Some(format!("master copy not updated on {}: {failure}", r.key))
+                    }
+                });
+                ssconf.chain(copies).collect()
+            }
             Err(error) => vec![format!("cannot build ssconf: {error}")],
         }
     }
 
     /// `gnt cluster redist-conf`: the current configuration's ssconf to every online node,
-    /// now, with a result per node. It changes nothing in the configuration, so there is
-    /// nothing to record before it and nothing to undo: an interrupted one is run again.
+    /// and master copies to the candidates, now, with a result per node (a candidate's is
+    /// the first of its two that failed). It changes nothing in the configuration, so there
+    /// is nothing to record before it and nothing to undo: an interrupted one is run again.
     pub async fn redistribute_config(
         &self,
         progress: &dyn Progress,
     ) -> Result<Redistribution, MasterError> {
         let config = self.config.snapshot().await;
-        let results = self.push_ssconf(&config).await?;
+        let Pushed {
+            ssconf: mut results,
+            copies,
+        } = self.push(&config).await?;
+        for copy in copies {
+            if let Err(failure) = copy.outcome
+                && let Some(result) = results.iter_mut().find(|r| r.key == copy.key)
+                && result.outcome.is_ok()
+            {
+                result.outcome = Err(failure);
+            }
+        }
         let missed = results.iter().filter(|r| missed(r)).count();
         progress.step_after_commit(Step::Distributed { missed });
         tracing::info!(
@@ -66,17 +93,21 @@ impl Master {
         })
     }
 
-    /// Sends `config`'s ssconf to every online node; a node that does not take it wakes the
-    /// converger.
-    async fn push_ssconf(
-        &self,
-        config: &ClusterConfig,
-    ) -> Result<Vec<NodeResult<Hostname, ()>>, SsconfError> {
-        let results = self.write_ssconf(config, None).await?;
-        if results.iter().any(missed) {
+    /// Sends `config`'s ssconf to every online node and the master copies to the online
+    /// candidates, at once; a node that does not take its part wakes the converger.
+    async fn push(&self, config: &ClusterConfig) -> Result<Pushed, MasterError> {
+        let (ssconf, copies) = tokio::join!(
+            self.write_ssconf(config, None),
+            self.write_copies(config, None)
+        );
+        let pushed = Pushed {
+            ssconf: ssconf?,
+            copies: copies?,
+        };
+        if pushed.ssconf.iter().chain(&pushed.copies).any(missed) {
             self.converger.wake();
         }
-        Ok(results)
+        Ok(pushed)
     }
 
     /// Sends `config`'s ssconf, with its serial, to the online nodes among `names` (all

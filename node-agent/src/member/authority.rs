@@ -58,8 +58,11 @@ impl Authority {
 /// module's docs).
 pub(crate) fn authorize(authority: &RwLock<Authority>, call: &CallInfo<'_>) -> Result<(), Status> {
     let authority = authority.read().unwrap_or_else(|p| p.into_inner());
-    let checked = check_caller(&authority.certificates, call.peer.and_then(PeerInfo::identity))
-        .and_then(|()| check_epoch(&authority, call));
+    let checked = check_caller(
+        &authority.certificates,
+        call.peer.and_then(PeerInfo::identity),
+    )
+    .and_then(|()| check_epoch(&authority, call));
     checked.map_err(|refused| {
         tracing::warn!(peer = %shown(call.peer), reason = %refused, "procedure call refused");
         status_of(&refused)
@@ -70,10 +73,10 @@ pub(crate) fn authorize(authority: &RwLock<Authority>, call: &CallInfo<'_>) -> R
 /// metadata, so the old master stands down on the number, not the text.
 fn status_of(refused: &CallRefused) -> Status {
     let mut status = to_status(refused);
-    if let CallRefused::OlderEpoch { current, .. } = refused {
-        if let Ok(value) = MetadataValue::try_from(current.to_string()) {
-            status.metadata_mut().insert(MASTER_EPOCH_METADATA, value);
-        }
+    if let CallRefused::OlderEpoch { current, .. } = refused
+        && let Ok(value) = MetadataValue::try_from(current.to_string())
+    {
+        status.metadata_mut().insert(MASTER_EPOCH_METADATA, value);
     }
     status
 }
@@ -138,7 +141,9 @@ enum CallRefused {
         "certificate '{0}' is not a master certificate this node knows (ssconf master_candidates_certs)"
     )]
     UnknownMaster(Box<PeerIdentity>),
-    #[error("node procedures need the caller's master epoch in the '{MASTER_EPOCH_METADATA}' metadata")]
+    #[error(
+        "node procedures need the caller's master epoch in the '{MASTER_EPOCH_METADATA}' metadata"
+    )]
     NoEpoch,
     #[error("the '{MASTER_EPOCH_METADATA}' metadata must be a decimal number")]
     BadEpoch,
@@ -213,7 +218,11 @@ mod tests {
         }
     }
 
-    fn epoch_of(path: &str, epoch: Option<&'static str>, authority: &Authority) -> Result<(), CallRefused> {
+    fn epoch_of(
+        path: &str,
+        epoch: Option<&'static str>,
+        authority: &Authority,
+    ) -> Result<(), CallRefused> {
         let mut headers = http::HeaderMap::new();
         if let Some(epoch) = epoch {
             headers.insert(MASTER_EPOCH_METADATA, http::HeaderValue::from_static(epoch));
@@ -247,7 +256,10 @@ mod tests {
         for bad in ["", "+3", "-1", "x", "99999999999999999999999"] {
             let value = Box::leak(bad.to_owned().into_boxed_str());
             assert!(
-                matches!(epoch_of(write, Some(value), &current), Err(CallRefused::BadEpoch)),
+                matches!(
+                    epoch_of(write, Some(value), &current),
+                    Err(CallRefused::BadEpoch)
+                ),
                 "{bad:?}"
             );
         }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use gnt_core::policy::IpPolicy;
+use gnt_integration::cluster::{NodeChannel, stamped};
 use gnt_integration::lab::Network;
 use gnt_node_agent::AgentStatus;
 use gnt_proto::cluster::v1::{NodeAddresses, SsconfSet as WireSsconf};
@@ -16,7 +17,6 @@ use gnt_proto::node::v1::{
     UploadFileRequest, UploadFileResponse, VersionRequest, WriteSsconfRequest, upload_file_request,
 };
 use gnt_transports::Connector;
-use gnt_integration::cluster::{NodeChannel, stamped};
 
 use crate::support::{Agent, CLUSTER, Topology, any, refusal, snapshot};
 

@@ -131,7 +131,10 @@ impl SsconfSet {
                 .ok_or_else(|| {
                     invalid(
                         SsconfKey::MasterCandidates,
-                        format!("candidate '{}' is not a node other than the master", candidate.name),
+                        format!(
+                            "candidate '{}' is not a node other than the master",
+                            candidate.name
+                        ),
                     )
                 })?;
             candidates.push((node, Some(candidate.certificate_sha256)));
@@ -142,7 +145,9 @@ impl SsconfSet {
         )?;
         set.insert_lines(
             SsconfKey::MasterCandidatesIps,
-            candidates.iter().map(|(n, _)| n.addresses.primary.to_string()),
+            candidates
+                .iter()
+                .map(|(n, _)| n.addresses.primary.to_string()),
         )?;
         set.insert(SsconfKey::ReleaseVersion, facts.release_version)?;
         let certificates: Vec<String> = candidates

@@ -11,11 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{Identity, Pem};
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::fs_atomic::{self, FsError};
 use gnt_core::ssconf::SsconfVersion;
 use gnt_proto::node::v1::{ReadMasterCopyResponse, WriteMasterCopyRequest};
-use crate::{Identity, Pem};
 use serde::{Deserialize, Serialize};
 
 /// The copy's file name in the state directory.
@@ -95,7 +95,9 @@ pub enum MasterCopyError {
         offered: SsconfVersion,
     },
     /// The stored copy does not parse.
-    #[error("the master copy {path} is damaged: {reason}; the master sends a new one with its next change, or run `gnt cluster redist-conf` on the master")]
+    #[error(
+        "the master copy {path} is damaged: {reason}; the master sends a new one with its next change, or run `gnt cluster redist-conf` on the master"
+    )]
     Damaged {
         /// The file.
         path: PathBuf,
@@ -148,12 +150,15 @@ impl TryFrom<WriteMasterCopyRequest> for MasterCopy {
             &request.ca_certificate_pem,
             &request.ca_key_pem,
         )?;
-        Pem::from_bytes("master certificate", request.master_certificate_pem.as_bytes())
-            .leaf_sha256()
-            .map_err(|source| MasterCopyError::Credentials {
-                what: "master certificate",
-                source,
-            })?;
+        Pem::from_bytes(
+            "master certificate",
+            request.master_certificate_pem.as_bytes(),
+        )
+        .leaf_sha256()
+        .map_err(|source| MasterCopyError::Credentials {
+            what: "master certificate",
+            source,
+        })?;
         Ok(Self {
             epoch: request.epoch,
             serial: request.serial,
@@ -208,13 +213,13 @@ impl MasterCopyStore {
     /// writers.
     pub fn replace(&self, copy: &MasterCopy) -> Result<(), MasterCopyError> {
         // A damaged copy is replaced: the new one is what repairs it.
-        if let Ok(Some(current)) = self.read() {
-            if copy.version() < current.version() {
-                return Err(MasterCopyError::Older {
-                    current: current.version(),
-                    offered: copy.version(),
-                });
-            }
+        if let Ok(Some(current)) = self.read()
+            && copy.version() < current.version()
+        {
+            return Err(MasterCopyError::Older {
+                current: current.version(),
+                offered: copy.version(),
+            });
         }
         let json = serde_json::to_vec_pretty(copy).map_err(|e| MasterCopyError::Damaged {
             path: self.path.clone(),

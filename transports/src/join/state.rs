@@ -499,7 +499,10 @@ mod tests {
                 offer.cluster.as_str(),
             )
             .unwrap();
-        state.ssconf().replace(&partial, SsconfVersion::new(1, 1)).unwrap();
+        state
+            .ssconf()
+            .replace(&partial, SsconfVersion::new(1, 1))
+            .unwrap();
         let err = state.mode().unwrap_err();
         assert!(err.to_string().contains("is missing"), "{err}");
     }
@@ -537,7 +540,10 @@ mod tests {
             "cluster.example.com",
         )
         .unwrap();
-        state.ssconf().replace(&set, SsconfVersion::new(1, 1)).unwrap();
+        state
+            .ssconf()
+            .replace(&set, SsconfVersion::new(1, 1))
+            .unwrap();
         let err = state.mode().unwrap_err();
         assert!(err.to_string().contains("is inconsistent"), "{err}");
         state.wipe().unwrap();
