@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentConfig;
 use crate::member::{
     Authority, MemberContext, NodeAgentService, authorize, is_allowed_master, ping_slots,
-    remove_leftovers,
+    remove_leftovers, stored_version,
 };
 
 /// The name servers report in diagnostics and logs.
@@ -272,6 +272,7 @@ async fn member(
         .bootstrap_listen
         .map(|a| ListenAddr::Tcp(a).to_string())
         .unwrap_or_else(|| format!("[::]:{DEFAULT_NODE_PORT}"));
+    let master_copy = MasterCopyStore::new(state.dir());
     let context = MemberContext {
         state: state.clone(),
         node_name: membership.node_name.clone(),
@@ -283,7 +284,8 @@ async fn member(
         leave: leave_tx,
         authority: authority.clone(),
         ssconf_writes: tokio::sync::Mutex::new(()),
-        master_copy: MasterCopyStore::new(state.dir()),
+        copy_version: RwLock::new(stored_version(&master_copy)),
+        master_copy,
         copy_writes: tokio::sync::Mutex::new(()),
         tokens: config.join_token.clone(),
         pings: ping_slots(),

@@ -37,6 +37,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::config::UploadPolicy;
 
 pub(crate) use authority::{Authority, authorize, is_allowed_master};
+pub(crate) use copy::stored_version;
 pub(crate) use network_test::ping_slots;
 pub(crate) use upload::remove_leftovers;
 
@@ -63,8 +64,11 @@ pub(crate) struct MemberContext {
     pub(crate) ssconf_writes: tokio::sync::Mutex<()>,
     /// The master copy, if this node is a master candidate.
     pub(crate) master_copy: MasterCopyStore,
-    /// Serialises writes of the master copy.
+    /// Serialises writes of the master copy, and holds the version of the copy on disk
+    /// (so `Version` never reads the file).
     pub(crate) copy_writes: tokio::sync::Mutex<()>,
+    /// The version of the master copy on disk; changed only under `copy_writes`.
+    pub(crate) copy_version: RwLock<gnt_core::ssconf::SsconfVersion>,
     /// Where the join token comes from (spent before leaving, if the ledger lacks it).
     pub(crate) tokens: TokenSource,
     /// NetworkTest's pings in flight (`network_test::MAX_PINGS_IN_FLIGHT`).
@@ -117,20 +121,25 @@ impl NodeAgentService {
 impl node_agent_server::NodeAgent for NodeAgentService {
     async fn version(
         &self,
-        _request: Request<VersionRequest>,
+        request: Request<VersionRequest>,
     ) -> Result<Response<VersionResponse>, Status> {
         let (ssconf, master) = {
             let authority = self.ctx.authority.read().unwrap_or_else(|p| p.into_inner());
             (authority.version, authority.master.to_string())
         };
-        let copy = copy::version(&self.ctx);
+        let copy = *self
+            .ctx
+            .copy_version
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         Ok(Response::new(VersionResponse {
             ssconf_serial: ssconf.serial,
             master_epoch: ssconf.epoch,
             master_node: master,
             master_copy_epoch: copy.epoch,
             master_copy_serial: copy.serial,
-            master_daemon_running: copy::master_daemon_running(&self.ctx),
+            master_daemon_running: request.get_ref().master_role
+                && copy::master_daemon_running(&self.ctx),
             ..version()
         }))
     }

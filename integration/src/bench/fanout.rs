@@ -69,7 +69,7 @@ pub async fn round(
         TimeoutClass::Urgent,
         |channel, timeout| async move {
             NodeAgentClient::new(channel)
-                .version(timed(VersionRequest {}, timeout))
+                .version(timed(VersionRequest::default(), timeout))
                 .await
                 .map(drop)
                 .map_err(failed(timeout))

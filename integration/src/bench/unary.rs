@@ -183,7 +183,7 @@ pub async fn load(
                     return Ok(samples);
                 }
                 client
-                    .version(VersionRequest {})
+                    .version(VersionRequest::default())
                     .await
                     .map_err(|status| BenchError::failed("Version", status.message()))?;
                 samples.push(started.elapsed());

@@ -262,7 +262,7 @@ fn version_as_master(cluster: &ClusterLab, node: &str) -> Vec<Result<Duration, S
         master_connector(cluster, node),
         |channel| async move {
             let mut agent = NodeAgentClient::new(channel);
-            agent.version(VersionRequest {}).await.map(drop)
+            agent.version(VersionRequest::default()).await.map(drop)
         },
     )
 }

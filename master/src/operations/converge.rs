@@ -165,7 +165,7 @@ impl Master {
             names,
             TimeoutClass::Urgent,
             |channel, _| {
-                let request = timed(VersionRequest {}, SERIAL_TIMEOUT);
+                let request = timed(VersionRequest::default(), SERIAL_TIMEOUT);
                 async move {
                     NodeAgentClient::new(channel)
                         .version(request)
@@ -373,7 +373,7 @@ impl Converger {
         for result in results {
             match result.outcome {
                 Ok(()) => {
-                    tracing::info!(node = %result.key, version = %config.version(), "master copy of a candidate brought up to date");
+                    tracing::info!(node = %result.key, version = %config.version(), "master copy of a candidate refreshed");
                 }
                 Err(failure) => self.troubled(result.key, Trouble::CopyNotTaken(failure)),
             }

@@ -287,7 +287,7 @@ async fn ask_nodes(
         None,
         TimeoutClass::Urgent,
         |channel, _| {
-            let request = timed(VersionRequest {}, VOTE_TIMEOUT);
+            let request = timed(VersionRequest { master_role: true }, VOTE_TIMEOUT);
             async move {
                 NodeAgentClient::new(channel)
                     .version(request)

@@ -373,7 +373,7 @@ async fn wait_for_version(channel: NodeChannel, node: &Node) -> Result<u32, Mast
     // milliseconds, so poll fast at first and back off to Ganeti's once a second.
     let mut pause = Duration::from_millis(5);
     loop {
-        let request = timed(VersionRequest {}, VERSION_CALL_TIMEOUT);
+        let request = timed(VersionRequest::default(), VERSION_CALL_TIMEOUT);
         match NodeAgentClient::new(channel.clone()).version(request).await {
             Ok(reply) => return Ok(reply.into_inner().protocol_version),
             Err(status) if tokio::time::Instant::now() >= deadline => {

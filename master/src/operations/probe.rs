@@ -86,7 +86,7 @@ impl Master {
                 "it presented no readable certificate".to_owned(),
             ));
         };
-        let request = timed(VersionRequest {}, PROBE_TIMEOUT);
+        let request = timed(VersionRequest::default(), PROBE_TIMEOUT);
         match NodeAgentClient::new(channel).version(request).await {
             Ok(reply) => Ok(Membership::Member {
                 certificate_sha256,

@@ -8,7 +8,7 @@ use std::fs::{File, TryLockError};
 use gnt_core::error::to_status;
 use gnt_core::ssconf::SsconfVersion;
 use gnt_proto::node::v1::{ReadMasterCopyResponse, WriteMasterCopyRequest};
-use gnt_transports::join::MasterCopy;
+use gnt_transports::join::{MasterCopy, MasterCopyStore};
 use tonic::Status;
 
 use super::MemberContext;
@@ -17,14 +17,14 @@ use super::MemberContext;
 /// agent (`master/src/paths.rs`).
 const MASTERD_LOCK: &str = "master/masterd.lock";
 
-/// The version of the copy this node holds; 0 when none (or when it cannot be read, which
-/// the next write repairs).
-pub(super) fn version(ctx: &MemberContext) -> SsconfVersion {
-    match ctx.master_copy.read() {
+/// The version of the copy in `store`, read when the member starts; 0 when none (or when
+/// it cannot be read, which the next write repairs).
+pub(crate) fn stored_version(store: &MasterCopyStore) -> SsconfVersion {
+    match store.read() {
         Ok(Some(copy)) => copy.version(),
         Ok(None) => SsconfVersion::default(),
         Err(error) => {
-            tracing::warn!(%error, "cannot read the master copy");
+            tracing::warn!(%error, "cannot read the master copy; the master sends a new one");
             SsconfVersion::default()
         }
     }
@@ -54,6 +54,7 @@ pub(super) async fn write(
         tracing::warn!(%peer, %error, "master copy refused");
         to_status(&error)
     })?;
+    *ctx.copy_version.write().unwrap_or_else(|p| p.into_inner()) = copy.version();
     tracing::info!(%peer, version = %copy.version(), "master copy replaced");
     Ok(())
 }
@@ -62,6 +63,7 @@ pub(super) async fn write(
 pub(super) async fn drop_copy(ctx: &MemberContext, peer: &str) -> Result<bool, Status> {
     let _writing = ctx.copy_writes.lock().await;
     let dropped = ctx.master_copy.drop_copy().map_err(|e| to_status(&e))?;
+    *ctx.copy_version.write().unwrap_or_else(|p| p.into_inner()) = SsconfVersion::default();
     if dropped {
         tracing::info!(%peer, "master copy deleted: this node is no longer a master candidate");
     }

@@ -84,7 +84,7 @@ fn version(topology: &Topology, target: SocketAddr) -> Result<u32, String> {
         .block_on(async move {
             let channel = connector.channel().await.map_err(|e| e.to_string())?;
             NodeAgentClient::new(channel)
-                .version(VersionRequest {})
+                .version(VersionRequest::default())
                 .await
                 .map(|r| r.into_inner().protocol_version)
                 .map_err(|e| e.to_string())
@@ -244,7 +244,7 @@ fn the_real_binary_joins_restarts_from_its_state_and_answers_grpcurl() {
         .block_on(async move {
             let channel = refused.channel().await.unwrap();
             NodeAgentClient::new(channel)
-                .version(VersionRequest {})
+                .version(VersionRequest::default())
                 .await
                 .unwrap_err()
         })

@@ -31,7 +31,7 @@ fn version(topology: &Topology, target: SocketAddr, policy: IpPolicy) -> u32 {
         .block_on(async move {
             let channel = connector.channel().await.unwrap();
             NodeAgentClient::new(channel)
-                .version(VersionRequest {})
+                .version(VersionRequest::default())
                 .await
                 .unwrap()
                 .into_inner()

@@ -77,7 +77,7 @@ fn only_the_master_certificate_may_call_procedures() {
             .master
             .connector_as(cert, node1, IpPolicy::HybridIpv6);
         let result = call(&topology, connector.clone(), |ch| async move {
-            NodeAgentClient::new(ch).version(VersionRequest {}).await
+            NodeAgentClient::new(ch).version(VersionRequest::default()).await
         });
         let status = result.unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied, "{who}");
@@ -96,7 +96,7 @@ fn only_the_master_certificate_may_call_procedures() {
     }
 
     let ok = call(&topology, as_master(&topology), |ch| async move {
-        NodeAgentClient::new(ch).version(VersionRequest {}).await
+        NodeAgentClient::new(ch).version(VersionRequest::default()).await
     });
     assert_eq!(ok.unwrap().into_inner().protocol_version, 1);
 }
@@ -229,7 +229,7 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
     };
     let serial = || {
         call(&topology, master.clone(), |ch| async move {
-            NodeAgentClient::new(ch).version(VersionRequest {}).await
+            NodeAgentClient::new(ch).version(VersionRequest::default()).await
         })
         .unwrap()
         .into_inner()
@@ -354,7 +354,7 @@ fn a_partial_or_malformed_ssconf_set_is_refused_whole_and_the_master_keeps_its_p
     }
     // The allow-list is untouched: the master still gets through.
     let version = call(&topology, as_master(&topology), |ch| async move {
-        NodeAgentClient::new(ch).version(VersionRequest {}).await
+        NodeAgentClient::new(ch).version(VersionRequest::default()).await
     });
     assert_eq!(version.unwrap().into_inner().protocol_version, 1);
 }

@@ -206,10 +206,10 @@ impl ExistingChannel {
             .spawn(async move {
                 let channel = connector.channel().await.map_err(|e| e.to_string())?;
                 let mut agent = NodeAgentClient::new(channel);
-                let _ = opened_tx.send(agent.version(VersionRequest {}).await.map(drop));
+                let _ = opened_tx.send(agent.version(VersionRequest::default()).await.map(drop));
                 let _ = asked.await;
                 let started = Instant::now();
-                match tokio::time::timeout(WITHIN, agent.version(VersionRequest {})).await {
+                match tokio::time::timeout(WITHIN, agent.version(VersionRequest::default())).await {
                     Ok(Ok(_)) => Ok(started.elapsed()),
                     Ok(Err(status)) => Err(status.to_string()),
                     Err(_) => Err(format!("no answer within {WITHIN:?}")),
