@@ -124,6 +124,7 @@ fn problem(problem: Problem) -> VerifyProblem {
     let code = match problem.check {
         Check::NodeNet => VerifyCode::NodeNet,
         Check::NodeSsconf => VerifyCode::NodeSsconf,
+        Check::NodeMasterCopy => VerifyCode::NodeMasterCopy,
     };
     VerifyProblem {
         code: code.into(),

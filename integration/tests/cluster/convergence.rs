@@ -123,10 +123,15 @@ fn verify_names_a_node_with_a_stale_ssconf_and_redist_conf_fixes_it() {
         "  - ERROR:ENODESSCONF: node node2.lab.test: ssconf is out of date: serial {held}, the configuration's is {current}"
     );
     assert!(out.stdout.contains(&expected), "{out}");
+    // node2 is a master candidate: its copy is behind too.
+    let expected = format!(
+        "  - ERROR:ENODEMASTERCOPY: node node2.lab.test: its master copy is serial {held} of master epoch 1, the configuration is serial {current} of master epoch 1"
+    );
+    assert!(out.stdout.contains(&expected), "{out}");
     assert_eq!(
         out.stdout.matches("ERROR:").count(),
-        1,
-        "only node2's ssconf: {out}"
+        2,
+        "only node2's ssconf and copy: {out}"
     );
 
     let out = gnt_ok(&cluster, &["cluster", "redist-conf"]);

@@ -217,6 +217,7 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
     for problem in &verdict.problems {
         let code = match (problem.code(), problem.network()) {
             (VerifyCode::NodeSsconf, _) => "ENODESSCONF",
+            (VerifyCode::NodeMasterCopy, _) => "ENODEMASTERCOPY",
             (_, NetworkKind::Primary) => "ENODENET:primary",
             (_, NetworkKind::Secondary) => "ENODENET:secondary",
             (_, NetworkKind::Unspecified) => "ENODENET",

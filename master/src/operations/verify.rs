@@ -19,8 +19,9 @@ use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
 
-use super::converge::SerialCheck;
+use super::converge::{NodeReport, SerialCheck};
 use super::rpc_call::{failed, fan_out_on, timed};
+use crate::config::ClusterConfig;
 use crate::master::Master;
 
 /// Timeout of each ping of `cluster verify`.
@@ -33,6 +34,8 @@ pub enum Check {
     NodeNet,
     /// `ENODESSCONF`: the node's ssconf serial.
     NodeSsconf,
+    /// `ENODEMASTERCOPY`: a master candidate's copy.
+    NodeMasterCopy,
 }
 
 /// One failed check of `cluster verify`.
@@ -102,8 +105,17 @@ impl Master {
             },
             |_| {},
         );
-        let (results, serials) = tokio::join!(network_test, self.ssconf_serials(&config, None));
-        let mut problems = self.ssconf_problems(config.serial, serials).await;
+        let (results, reports) = tokio::join!(network_test, self.node_reports(&config, None));
+        let mut problems = copy_problems(&config, &reports);
+        let serials = reports
+            .into_iter()
+            .map(|r| NodeResult {
+                key: r.key,
+                outcome: r.outcome.map(|report| report.ssconf.serial),
+                elapsed: r.elapsed,
+            })
+            .collect();
+        problems.extend(self.ssconf_problems(config.serial, serials).await);
         let mut checked = 0;
         for result in results {
             match result.outcome {
@@ -177,6 +189,45 @@ impl Master {
             })
             .collect()
     }
+}
+
+/// The online master candidates among `reports` whose master copy is not `config`'s, and
+/// a master that is no candidate (Ganeti's "Master node is not a master candidate").
+fn copy_problems(
+    config: &ClusterConfig,
+    reports: &[NodeResult<Hostname, NodeReport>],
+) -> Vec<Problem> {
+    let problem = |node: &Hostname, message: String| Problem {
+        check: Check::NodeMasterCopy,
+        node: node.clone(),
+        target: None,
+        network: None,
+        message,
+    };
+    let mut problems = Vec::new();
+    if config.master().is_some_and(|m| !m.master_candidate) {
+        problems.push(problem(
+            &config.master_node,
+            "Master node is not a master candidate".to_owned(),
+        ));
+    }
+    let version = config.version();
+    for result in reports {
+        let Ok(report) = &result.outcome else {
+            continue; // the network test reports a node that does not answer
+        };
+        let candidate = config.candidates().any(|(name, _)| *name == result.key);
+        if candidate && report.copy != version {
+            problems.push(problem(
+                &result.key,
+                format!(
+                    "its master copy is {}, the configuration is {version}: it could not take over with the latest changes; gnt-masterd retries the node, `gnt cluster redist-conf` sends it now",
+                    report.copy
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 /// The problem a failed ping of `node`'s network test is.
