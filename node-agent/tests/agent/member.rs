@@ -30,8 +30,19 @@ fn member_topology() -> (Topology, Agent) {
     (topology, agent)
 }
 
-/// Runs `call` with a channel from the master host through `connector`.
+/// Runs `call` with a channel from the master host through `connector`, its calls
+/// stamped with epoch 1, as the test cluster's master's are.
 fn call<T, F, Fut>(topology: &Topology, connector: Connector, call: F) -> T
+where
+    F: FnOnce(NodeChannel) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    call_at(1, topology, connector, call)
+}
+
+/// [`call`] as a master of epoch `epoch`.
+fn call_at<T, F, Fut>(epoch: u64, topology: &Topology, connector: Connector, call: F) -> T
 where
     F: FnOnce(NodeChannel) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + Send,
@@ -41,8 +52,7 @@ where
         .host("master")
         .block_on(async move {
             let channel = connector.channel().await.unwrap();
-            // Epoch 1, as the test cluster's master's calls carry it.
-            call(stamped(channel, 1)).await
+            call(stamped(channel, epoch)).await
         })
         .unwrap()
 }
@@ -77,7 +87,9 @@ fn only_the_master_certificate_may_call_procedures() {
             .master
             .connector_as(cert, node1, IpPolicy::HybridIpv6);
         let result = call(&topology, connector.clone(), |ch| async move {
-            NodeAgentClient::new(ch).version(VersionRequest::default()).await
+            NodeAgentClient::new(ch)
+                .version(VersionRequest::default())
+                .await
         });
         let status = result.unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied, "{who}");
@@ -96,7 +108,9 @@ fn only_the_master_certificate_may_call_procedures() {
     }
 
     let ok = call(&topology, as_master(&topology), |ch| async move {
-        NodeAgentClient::new(ch).version(VersionRequest::default()).await
+        NodeAgentClient::new(ch)
+            .version(VersionRequest::default())
+            .await
     });
     assert_eq!(ok.unwrap().into_inner().protocol_version, 1);
 }
@@ -229,7 +243,9 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
     };
     let serial = || {
         call(&topology, master.clone(), |ch| async move {
-            NodeAgentClient::new(ch).version(VersionRequest::default()).await
+            NodeAgentClient::new(ch)
+                .version(VersionRequest::default())
+                .await
         })
         .unwrap()
         .into_inner()
@@ -354,7 +370,9 @@ fn a_partial_or_malformed_ssconf_set_is_refused_whole_and_the_master_keeps_its_p
     }
     // The allow-list is untouched: the master still gets through.
     let version = call(&topology, as_master(&topology), |ch| async move {
-        NodeAgentClient::new(ch).version(VersionRequest::default()).await
+        NodeAgentClient::new(ch)
+            .version(VersionRequest::default())
+            .await
     });
     assert_eq!(version.unwrap().into_inner().protocol_version, 1);
 }
@@ -711,4 +729,81 @@ fn leaving_the_cluster_wipes_the_state_and_waits_for_a_new_join() {
         "{message}"
     );
     assert!(matches!(agent.status(), AgentStatus::Bootstrap(_)));
+}
+
+#[test]
+fn a_master_of_an_older_epoch_is_refused_naming_the_epochs_and_changes_nothing() {
+    let (topology, _agent) = member_topology();
+    let master = as_master(&topology);
+    let set = topology.master.ssconf(
+        CLUSTER,
+        IpPolicy::HybridIpv6,
+        &[
+            topology.spec("master", IpPolicy::HybridIpv6),
+            topology.spec("node1", IpPolicy::HybridIpv6),
+        ],
+    );
+    let values = WireSsconf::from(&set).values;
+    let write = |caller: u64, epoch: u64, serial: u64| {
+        let values = values.clone();
+        call_at(caller, &topology, master.clone(), move |ch| async move {
+            NodeAgentClient::new(ch)
+                .write_ssconf(WriteSsconfRequest {
+                    ssconf: Some(WireSsconf { values }),
+                    serial,
+                    epoch,
+                })
+                .await
+        })
+    };
+    // A failover's new master (epoch 2) writes a set of a lower serial than the old
+    // master's last one: the epoch orders first, so it is taken.
+    write(1, 1, 7).unwrap();
+    write(2, 2, 3).unwrap();
+    let version = || {
+        call_at(1, &topology, master.clone(), |ch| async move {
+            // No epoch needed: Version is how a replaced master learns it was.
+            NodeAgentClient::new(ch)
+                .version(VersionRequest::default())
+                .await
+        })
+        .unwrap()
+        .into_inner()
+    };
+    let answer = version();
+    assert_eq!((answer.master_epoch, answer.ssconf_serial), (2, 3));
+    assert_eq!(answer.master_node, "master.lab.test");
+
+    let before = snapshot(&topology.state_dir("node1"));
+    // The old master, still at epoch 1: every procedure refused, naming both epochs.
+    let refused = call_at(1, &topology, master.clone(), |ch| async move {
+        NodeAgentClient::new(ch).node_info(NodeInfoRequest {}).await
+    })
+    .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.message(),
+        "master epoch 1 is older than this node's 2: master.lab.test is the master now, and a master that a failover replaced must not act"
+    );
+    assert_eq!(
+        refused.metadata().get("gnt-master-epoch").unwrap(),
+        "2",
+        "the node's epoch, for the old master to stand down on"
+    );
+    let err = write(1, 1, 9).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    // Claiming the new epoch in the metadata does not let an old set in either.
+    let err = write(2, 1, 9).unwrap_err();
+    assert!(
+        err.message()
+            .contains("this node's ssconf is of master epoch 2, newer than the offered 1"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(snapshot(&topology.state_dir("node1")), before);
+    assert_eq!(version().master_epoch, 2);
 }
