@@ -160,9 +160,36 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     say(&format!("{last}'s link restored"));
     expect(cluster.gnt(&["cluster", "verify"]))?;
 
+    say(&format!(
+        "Master failover: gnt-masterd stopped on master, then `gnt cluster master-failover` on {} (a master candidate, with a copy of the configuration)",
+        nodes[0]
+    ));
+    cluster.stop_masterd()?;
+    expect(cluster.gnt_on(&nodes[0], &["cluster", "master-failover"]))?;
+    cluster.use_master(&nodes[0]);
+    say(&format!("Starting gnt-masterd on {}, the new master", nodes[0]));
+    cluster.start_masterd()?;
+    expect(cluster.gnt(&["node", "list"]))?;
+    say("The old master's epoch is over: started again, its gnt-masterd refuses to act");
+    cluster.spawn_masterd_on("master")?;
+    match cluster.wait_exit("master/gnt-masterd", std::time::Duration::from_secs(20)) {
+        Some(code) if code != 0 => {
+            let log = std::fs::read_to_string(cluster.log("master", "gnt-masterd"))?;
+            let refusal = log
+                .lines()
+                .rev()
+                .find(|line| line.contains("no longer the master"))
+                .unwrap_or_default();
+            println!("   gnt-masterd on master exited with code {code}: {refusal}");
+        }
+        other => bail!("the old master's gnt-masterd did not refuse to act: {other:?}"),
+    }
+    expect(cluster.gnt(&["cluster", "verify"]))?;
+
     if cli.keep {
-        let master = cluster.host("master")?;
-        let state = cluster.state_dir("master");
+        let current = cluster.master_host();
+        let master = cluster.host(&current)?;
+        let state = cluster.state_dir(&current);
         let grpcurl = gnt_integration::grpcurl::grpcurl()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "grpcurl".to_owned());
