@@ -174,6 +174,8 @@ impl master_server::Master for MasterService {
             config_serial: config.serial,
             node_count: u32::try_from(config.nodes.len()).unwrap_or(u32::MAX),
             node_port: u32::from(config.node_port),
+            master_epoch: config.master_epoch,
+            candidate_pool_size: config.candidate_pool_size,
         }))
     }
 

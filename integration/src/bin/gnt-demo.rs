@@ -167,7 +167,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     cluster.stop_masterd()?;
     expect(cluster.gnt_on(&nodes[0], &["cluster", "master-failover"]))?;
     cluster.use_master(&nodes[0]);
-    say(&format!("Starting gnt-masterd on {}, the new master", nodes[0]));
+    say(&format!(
+        "Starting gnt-masterd on {}, the new master",
+        nodes[0]
+    ));
     cluster.start_masterd()?;
     expect(cluster.gnt(&["node", "list"]))?;
     say("The old master's epoch is over: started again, its gnt-masterd refuses to act");

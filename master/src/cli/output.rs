@@ -73,6 +73,8 @@ pub(super) fn cluster_info(info: &ClusterInfoResponse, output: Output) {
             "node_port": info.node_port,
             "node_count": info.node_count,
             "config_serial": info.config_serial,
+            "master_epoch": info.master_epoch,
+            "candidate_pool_size": info.candidate_pool_size,
         });
         println!("{value:#}");
         return;
@@ -94,6 +96,8 @@ pub(super) fn cluster_info(info: &ClusterInfoResponse, output: Output) {
     println!("Node agent port:     {}", info.node_port);
     println!("Nodes:               {}", info.node_count);
     println!("Configuration serial: {}", info.config_serial);
+    println!("Master epoch:        {}", info.master_epoch);
+    println!("Candidate pool size: {}", info.candidate_pool_size);
 }
 
 pub(super) fn token(token: &CreateJoinTokenResponse) {
