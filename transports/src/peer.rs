@@ -143,6 +143,21 @@ impl PeerInfo {
         }
     }
 
+    /// A TLS peer that presented a certificate with `identity` (for tests of checks that
+    /// read it; a real one comes from a handshake).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_identity(remote: PeerAddr, local: ListenAddr, identity: PeerIdentity) -> Self {
+        Self::with_tls(
+            remote,
+            local,
+            Some(TlsPeer {
+                certificates: Vec::new(),
+                identity: Some(identity),
+                channel_binding: [0; 32],
+            }),
+        )
+    }
+
     pub(crate) fn with_tracking(mut self, tracking: Arc<Tracking>) -> Self {
         self.tracking = Some(tracking);
         self

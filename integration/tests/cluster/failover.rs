@@ -232,4 +232,32 @@ fn after_the_master_host_dies_a_failover_without_voting_keeps_every_acknowledged
     let copy = copy_of(&cluster, "node4");
     assert_eq!(copy["epoch"], 2);
     assert_eq!(copy["serial"], serial(&cluster));
+
+    // The old master comes back with its old state (its ssconf and configuration of epoch
+    // 1; marked offline meanwhile, it is no candidate any more): the nodes refuse its calls
+    // naming the epoch, and its gnt-masterd, which finds nothing wrong on its own disk,
+    // stands down as soon as it hears from them.
+    cluster.revive_host("master").unwrap();
+    cluster.start_noded("master", None).unwrap();
+    let (code, out) = call_as_old_master(&cluster, "master", "node2", 1);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("master epoch 1 is older than this node's 2"),
+        "{out}"
+    );
+    cluster.spawn_masterd_on("master").unwrap();
+    let code = cluster.wait_exit("master/gnt-masterd", Duration::from_secs(30));
+    assert_eq!(code, Some(76), "wrong state");
+    let log = std::fs::read_to_string(cluster.log("master", "gnt-masterd")).unwrap();
+    assert!(
+        log.contains("a newer master took over: standing down")
+            && log.contains(
+                "refuses this master's calls: its ssconf is of master epoch 2, this master's is 1"
+            )
+            && log.contains("node1.lab.test is the master now"),
+        "{log}"
+    );
+    // Nothing it did reached the nodes: the new master's cluster is as it was.
+    let verify = gnt_ok(&cluster, &["cluster", "verify"]);
+    assert!(verify.stdout.contains("Cluster verify passed"), "{verify}");
 }

@@ -33,13 +33,14 @@ use std::time::Duration;
 use gnt_core::netutils::Hostname;
 use gnt_core::runner::{CallFailure, NodeResult, TimeoutClass};
 use gnt_core::ssconf::SsconfVersion;
+use gnt_core::wire::MASTER_EPOCH_METADATA;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{VersionRequest, VersionResponse};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::rpc_call::{failed, fan_out_on, timed};
+use super::rpc_call::{failed, fan_out_named, timed};
 use crate::config::ClusterConfig;
 use crate::master::Master;
 
@@ -159,25 +160,49 @@ impl Master {
         config: &ClusterConfig,
         names: Option<&[Hostname]>,
     ) -> Vec<NodeResult<Hostname, NodeReport>> {
-        fan_out_on(
+        let ours = config.master_epoch;
+        fan_out_named(
             &self.channels,
             config,
             names,
             TimeoutClass::Urgent,
-            |channel, _| {
+            |name, channel, _| {
                 let request = timed(VersionRequest::default(), SERIAL_TIMEOUT);
+                let name = name.clone();
                 async move {
                     NodeAgentClient::new(channel)
                         .version(request)
                         .await
                         .map(|answer| NodeReport::from(answer.into_inner()))
-                        .map_err(failed(SERIAL_TIMEOUT))
+                        .map_err(|status| {
+                            // A node that no longer lists this master's certificate (the
+                            // successor demoted it) refuses even Version, with its epoch.
+                            if let Some(epoch) = newer_epoch(&status, ours) {
+                                self.stand_down.signal(format!(
+                                    "{name} refuses this master's calls: its ssconf is of master epoch {epoch}, this master's is {ours} ({})",
+                                    status.message()
+                                ));
+                            }
+                            failed(SERIAL_TIMEOUT)(status)
+                        })
                 }
             },
             |_| {},
         )
         .await
     }
+}
+
+/// The epoch a node's refusal states, when it is newer than `ours`.
+fn newer_epoch(status: &tonic::Status, ours: u64) -> Option<u64> {
+    status
+        .metadata()
+        .get(MASTER_EPOCH_METADATA)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .filter(|epoch| *epoch > ours)
 }
 
 /// Why a node is not current yet.

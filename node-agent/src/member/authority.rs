@@ -58,12 +58,7 @@ impl Authority {
 /// module's docs).
 pub(crate) fn authorize(authority: &RwLock<Authority>, call: &CallInfo<'_>) -> Result<(), Status> {
     let authority = authority.read().unwrap_or_else(|p| p.into_inner());
-    let checked = check_caller(
-        &authority.certificates,
-        call.peer.and_then(PeerInfo::identity),
-    )
-    .and_then(|()| check_epoch(&authority, call));
-    checked.map_err(|refused| {
+    check_call(&authority, call).map_err(|refused| {
         tracing::warn!(peer = %shown(call.peer), reason = %refused, "procedure call refused");
         status_of(&refused)
     })
@@ -105,29 +100,53 @@ fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result
     Ok(())
 }
 
-/// Whether the call's epoch is current (see the module's docs).
-fn check_epoch(authority: &Authority, call: &CallInfo<'_>) -> Result<(), CallRefused> {
-    if call.path == VERSION_PATH {
-        return Ok(());
+/// The whole rule, in this order: a master-role certificate; an epoch older than the
+/// node's is refused as such, even from a certificate no longer listed (a replaced master
+/// demoted by the failover's successor learns why, and stands down), except that a listed
+/// certificate may always ask `Version`; then the certificate must be listed; then every
+/// procedure but `Version` must state an epoch.
+fn check_call(authority: &Authority, call: &CallInfo<'_>) -> Result<(), CallRefused> {
+    let identity = call
+        .peer
+        .and_then(PeerInfo::identity)
+        .ok_or(CallRefused::NoCertificate)?;
+    if identity.role.as_deref() != Some("master") {
+        return Err(CallRefused::NotMaster(Box::new(identity.clone())));
     }
-    let header = call
-        .headers
-        .get(MASTER_EPOCH_METADATA)
-        .ok_or(CallRefused::NoEpoch)?;
-    let offered = header
-        .to_str()
-        .ok()
-        .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|text| text.parse::<u64>().ok())
-        .ok_or(CallRefused::BadEpoch)?;
-    if offered < authority.version.epoch {
+    let offered = epoch_of(call)?;
+    let listed = authority.certificates.contains(&identity.sha256);
+    let version = call.path == VERSION_PATH;
+    if let Some(offered) = offered
+        && offered < authority.version.epoch
+        && !(listed && version)
+    {
         return Err(CallRefused::OlderEpoch {
             offered,
             current: authority.version.epoch,
             master: authority.master.clone(),
         });
     }
+    if !listed {
+        return Err(CallRefused::UnknownMaster(Box::new(identity.clone())));
+    }
+    if offered.is_none() && !version {
+        return Err(CallRefused::NoEpoch);
+    }
     Ok(())
+}
+
+/// The epoch the call states, if it states one.
+fn epoch_of(call: &CallInfo<'_>) -> Result<Option<u64>, CallRefused> {
+    let Some(header) = call.headers.get(MASTER_EPOCH_METADATA) else {
+        return Ok(None);
+    };
+    header
+        .to_str()
+        .ok()
+        .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|text| text.parse::<u64>().ok())
+        .map(Some)
+        .ok_or(CallRefused::BadEpoch)
 }
 
 /// Why a caller may not call the node procedures.
@@ -218,19 +237,27 @@ mod tests {
         }
     }
 
-    fn epoch_of(
+    /// `check_call` of `path` from a master certificate with digest `sha256`, stating
+    /// `epoch` if given.
+    fn check(
+        authority: &Authority,
+        sha256: [u8; 32],
         path: &str,
         epoch: Option<&'static str>,
-        authority: &Authority,
     ) -> Result<(), CallRefused> {
         let mut headers = http::HeaderMap::new();
         if let Some(epoch) = epoch {
             headers.insert(MASTER_EPOCH_METADATA, http::HeaderValue::from_static(epoch));
         }
-        check_epoch(
+        let peer = PeerInfo::with_identity(
+            gnt_transports::PeerAddr::Memory,
+            gnt_transports::ListenAddr::Memory,
+            master_certificate(sha256),
+        );
+        check_call(
             authority,
             &CallInfo {
-                peer: None,
+                peer: Some(&peer),
                 path,
                 headers: &headers,
             },
@@ -241,31 +268,43 @@ mod tests {
     fn a_call_of_an_older_epoch_is_refused_naming_both_epochs_and_the_master() {
         let write = "/gnt.node.v1.NodeAgent/WriteSsconf";
         let current = authority(3);
-        assert!(epoch_of(write, Some("3"), &current).is_ok());
+        let listed = [1; 32];
+        assert!(check(&current, listed, write, Some("3")).is_ok());
         // A newer master (a failover whose ssconf has not reached this node yet) may call.
-        assert!(epoch_of(write, Some("4"), &current).is_ok());
-        let refused = epoch_of(write, Some("2"), &current).unwrap_err();
+        assert!(check(&current, listed, write, Some("4")).is_ok());
+        let refused = check(&current, listed, write, Some("2")).unwrap_err();
         assert_eq!(
             refused.to_string(),
             "master epoch 2 is older than this node's 3: node2.example.com is the master now, and a master that a failover replaced must not act"
         );
         assert!(matches!(
-            epoch_of(write, None, &current),
+            check(&current, listed, write, None),
             Err(CallRefused::NoEpoch)
         ));
         for bad in ["", "+3", "-1", "x", "99999999999999999999999"] {
             let value = Box::leak(bad.to_owned().into_boxed_str());
             assert!(
                 matches!(
-                    epoch_of(write, Some(value), &current),
+                    check(&current, listed, write, Some(value)),
                     Err(CallRefused::BadEpoch)
                 ),
                 "{bad:?}"
             );
         }
-        // Version answers anyone listed: it is how a replaced master learns who took over.
-        assert!(epoch_of(VERSION_PATH, None, &current).is_ok());
-        assert!(epoch_of(VERSION_PATH, Some("1"), &current).is_ok());
+        // Version answers a listed master of any epoch: it is how one learns it was
+        // replaced.
+        assert!(check(&current, listed, VERSION_PATH, None).is_ok());
+        assert!(check(&current, listed, VERSION_PATH, Some("1")).is_ok());
+        // A certificate no longer listed (the old master, demoted) of an older epoch is told
+        // about the epoch, on every call; of the current epoch, about its certificate.
+        assert!(matches!(
+            check(&current, [7; 32], VERSION_PATH, Some("2")),
+            Err(CallRefused::OlderEpoch { offered: 2, .. })
+        ));
+        assert!(matches!(
+            check(&current, [7; 32], write, Some("3")),
+            Err(CallRefused::UnknownMaster(_))
+        ));
     }
 
     #[test]
