@@ -147,6 +147,16 @@ fn walk_message(
         check(field_path, format!("field {name}.{}", field.name()));
     }
     for (j, oneof) in message.oneof_decl.iter().enumerate() {
+        // The compiler wraps each proto3 `optional` field in a oneof of its own, which has
+        // no source to carry a comment (the field's comment documents it).
+        let synthetic = message
+            .field
+            .iter()
+            .filter(|f| f.oneof_index == Some(j as i32))
+            .all(|f| f.proto3_optional());
+        if synthetic {
+            continue;
+        }
         let mut oneof_path = path.clone();
         oneof_path.extend([MESSAGE_ONEOF, j as i32]);
         check(oneof_path, format!("oneof {name}.{}", oneof.name()));
