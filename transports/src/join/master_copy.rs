@@ -241,3 +241,106 @@ impl MasterCopyStore {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use rcgen::{CertificateParams, KeyPair};
+
+    use super::*;
+
+    /// A self-signed certificate and its key, PEM.
+    fn pair(name: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn request(epoch: u64, serial: u64) -> (WriteMasterCopyRequest, String) {
+        let (ca_cert, ca_key) = pair("ca");
+        let (master_cert, master_key) = pair("node1.example.com");
+        let request = WriteMasterCopyRequest {
+            config_json: format!(r#"{{"serial": {serial}, "master_epoch": {epoch}}}"#).into_bytes(),
+            epoch,
+            serial,
+            ca_certificate_pem: ca_cert,
+            ca_key_pem: ca_key,
+            master_certificate_pem: master_cert,
+        };
+        (request, master_key)
+    }
+
+    #[test]
+    fn a_copy_must_state_its_version_and_hold_a_working_ca() {
+        let (good, _) = request(2, 7);
+        assert_eq!(
+            MasterCopy::try_from(good.clone()).unwrap().version(),
+            SsconfVersion::new(2, 7)
+        );
+        let mut lying = good.clone();
+        lying.serial = 8;
+        let err = MasterCopy::try_from(lying).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("states serial Some(7), but 8 was sent"),
+            "{err}"
+        );
+        let mut other_key = good.clone();
+        other_key.ca_key_pem = pair("other").1;
+        assert!(matches!(
+            MasterCopy::try_from(other_key),
+            Err(MasterCopyError::Credentials { .. })
+        ));
+        let mut not_json = good;
+        not_json.config_json = b"{".to_vec();
+        assert!(matches!(
+            MasterCopy::try_from(not_json),
+            Err(MasterCopyError::Configuration(_))
+        ));
+    }
+
+    #[test]
+    fn the_store_is_private_never_goes_back_and_drops_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MasterCopyStore::new(dir.path());
+        assert!(store.read().unwrap().is_none());
+        let newer = MasterCopy::try_from(request(2, 3).0).unwrap();
+        store.replace(&newer).unwrap();
+        let path = dir.path().join(MASTER_COPY_FILE);
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(store.read().unwrap().unwrap(), newer);
+        // A higher serial of an older epoch is older.
+        let older = MasterCopy::try_from(request(1, 9).0).unwrap();
+        assert!(matches!(
+            store.replace(&older),
+            Err(MasterCopyError::Older { .. })
+        ));
+        assert_eq!(store.read().unwrap().unwrap(), newer);
+        store.replace(&newer).unwrap();
+        assert!(store.drop_copy().unwrap());
+        assert!(!store.drop_copy().unwrap());
+        assert!(store.read().unwrap().is_none());
+        // The debug form never shows the keys.
+        assert!(!format!("{newer:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn the_master_identity_needs_the_nodes_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (request, master_key) = request(1, 1);
+        let copy = MasterCopy::try_from(request).unwrap();
+        let own = dir.path().join("node.key");
+        std::fs::write(&own, master_key).unwrap();
+        assert!(copy.master_identity(&own).is_ok());
+        let other = dir.path().join("other.key");
+        std::fs::write(&other, pair("x").1).unwrap();
+        assert!(matches!(
+            copy.master_identity(&other),
+            Err(MasterCopyError::Credentials { .. })
+        ));
+    }
+}
