@@ -76,6 +76,7 @@ impl TestMaster {
             master_node: master.name.clone(),
             master_ip: master.addrs.primary,
             master_netmask: policy.default_master_netmask(),
+            master_netdev: String::new(),
             node_port: port,
             master_certificate_sha256: self.fingerprint.clone(),
             nodes: nodes

@@ -1,4 +1,5 @@
 //! `gnt`, the operator CLI, in Ganeti's idiom: `gnt cluster init|info|verify|redist-conf`,
+//! `gnt cluster activate-master-ip|deactivate-master-ip|modify`,
 //! `gnt node token create|add|list|info|remove|modify`, `gnt job list|info|watch`,
 //! `gnt rpc call`.
 //!
@@ -8,6 +9,7 @@
 
 mod args;
 mod jobs;
+mod master_ip;
 mod output;
 
 use std::process::ExitCode;
@@ -33,8 +35,8 @@ use crate::paths::MasterPaths;
 use jobs::Waited;
 
 pub use args::{
-    Cli, ClusterCommand, Command, InitArgs, JobArgs, JobCommand, NodeCommand, RpcCommand,
-    TokenCommand,
+    Cli, ClusterCommand, Command, InitArgs, JobArgs, JobCommand, ModifyArgs, NodeCommand,
+    RpcCommand, TokenCommand,
 };
 pub use output::Output;
 
@@ -102,6 +104,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 Waited::NotWaited(code) => Ok(code),
             }
         }
+        Command::Cluster(ClusterCommand::ActivateMasterIp) => master_ip::activate(&paths).await,
+        Command::Cluster(ClusterCommand::DeactivateMasterIp { yes }) => {
+            master_ip::deactivate(&paths, yes).await
+        }
+        Command::Cluster(ClusterCommand::Modify(args)) => master_ip::modify(&paths, args).await,
         Command::Node(command) => node(&paths, command).await,
         Command::Rpc(RpcCommand::Call {
             procedure,
@@ -188,7 +195,7 @@ async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
         .map_err(|s| Failure::status(&s))?
         .into_inner();
     println!(
-        "Verifying cluster {}: network test from every online node to every online node, ssconf of every online node",
+        "Verifying cluster {}: network test from every online node to every online node, ssconf of every online node, the cluster IP",
         info.cluster_name
     );
     let verdict = client

@@ -2,12 +2,17 @@
 //! its state directory, serves the master API on a Unix socket, and runs the job queue
 //! (recovering first what a previous master left unfinished) and the converger
 //! (`operations::converge`) until told to stop.
+//!
+//! Once recovery is over it activates the cluster IP on the master node
+//! (`operations::master_ip`); a failure is logged as an error and the daemon runs on (the
+//! cluster is still managed at the master's own address). A graceful stop deactivates it,
+//! after the last job, so that another master can take it over.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gnt_core::error::{Classify, ErrorKind};
+use gnt_core::error::{Chain, Classify, ErrorKind};
 use gnt_proto::master::v1::master_server::MasterServer;
 use gnt_transports::{GrpcServer, ListenError, Listener, ServeError, ServerSettings};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +24,9 @@ use crate::master::Master;
 use crate::operations::converge::{self, Converger};
 use crate::paths::MasterPaths;
 use crate::service::MasterService;
+
+/// How long a stopping daemon waits for the cluster IP to be deactivated.
+const DEACTIVATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the daemon stopped.
 #[non_exhaustive]
@@ -81,7 +89,8 @@ pub async fn run_with(
     let master = Arc::new(master);
     let paths = MasterPaths::new(state_dir);
     let config = master.config.snapshot().await;
-    let (jobs, worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
+    let (jobs, mut worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
+    let recovered = worker.recovered();
     let listener = Listener::unix(&paths.socket, 0o600)?;
     let server = GrpcServer::new("gnt-masterd")
         .settings(ServerSettings {
@@ -101,6 +110,7 @@ pub async fn run_with(
         socket = %paths.socket.display(),
         "master daemon ready"
     );
+    let activation = tokio::spawn(activate_master_ip(master.clone(), recovered));
     let converger = match options.converge_interval {
         Some(interval) => Some(tokio::spawn(
             Converger::new(master.clone(), interval).run(shutdown.child_token()),
@@ -122,10 +132,50 @@ pub async fn run_with(
     {
         tracing::warn!("a job is still running at shutdown; the next start will recover it");
     }
+    // An activation still running (a slow probe) must not add the address after it is
+    // removed.
+    activation.abort();
+    let _ = activation.await;
+    deactivate_master_ip(&master).await;
     server.shutdown().await?;
     if let Some(converger) = converger {
         // It stops at once on the cancelled token; a panic in it is not the server's.
         let _ = converger.await;
     }
     Ok(())
+}
+
+/// Activates the cluster IP once `recovered` says recovery is over; a failure is logged,
+/// naming its cause, and changes nothing else.
+async fn activate_master_ip(master: Arc<Master>, recovered: tokio::sync::oneshot::Receiver<()>) {
+    if recovered.await.is_err() {
+        return; // The worker stopped before recovery ended: the daemon is stopping.
+    }
+    match master.activate_master_ip().await {
+        Ok(done) => {
+            for warning in &done.warnings {
+                tracing::warn!(%warning, "cluster IP");
+            }
+        }
+        Err(error) => tracing::error!(
+            error = %Chain(&error),
+            "the cluster IP is not active; the cluster is still managed through the master's own address; fix the cause, then run `gnt cluster activate-master-ip`"
+        ),
+    }
+}
+
+/// Deactivates the cluster IP on the master node before the daemon stops, within
+/// [`DEACTIVATE_TIMEOUT`]; a failure is logged.
+async fn deactivate_master_ip(master: &Master) {
+    let node = master.config.snapshot().await.master_node;
+    match tokio::time::timeout(DEACTIVATE_TIMEOUT, master.deactivate_master_ip(&node)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::error!(error = %Chain(&error), "the cluster IP stays active after this daemon stops; remove it by hand or run `gnt cluster deactivate-master-ip` once the daemon runs again")
+        }
+        Err(_) => tracing::error!(
+            seconds = DEACTIVATE_TIMEOUT.as_secs(),
+            "the master's agent did not deactivate the cluster IP in time; it may stay active after this daemon stops"
+        ),
+    }
 }

@@ -6,6 +6,7 @@
 //! in ssconf's `master_candidates_certs` (Ganeti checks a SHA-1 digest in the same key).
 //! Health, reflection and diagnostics stay open to any cluster certificate.
 
+mod master_ip;
 mod network_test;
 mod upload;
 
@@ -19,6 +20,10 @@ use gnt_core::node::Node;
 use gnt_core::ssconf::{Published, SsconfError, SsconfSet};
 use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
+use gnt_proto::node::v1::{
+    ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
+    MasterIpRequest,
+};
 use gnt_proto::node::v1::{
     HasIpAddressRequest, HasIpAddressResponse, InterfaceAddresses, LeaveClusterRequest,
     LeaveClusterResponse, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest,
@@ -315,6 +320,33 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         Ok(Response::new(LeaveClusterResponse {
             bootstrap_address: self.ctx.bootstrap_address.clone(),
         }))
+    }
+
+    async fn activate_master_ip(
+        &self,
+        request: Request<MasterIpRequest>,
+    ) -> Result<Response<ActivateMasterIpResponse>, Status> {
+        master_ip::activate(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn deactivate_master_ip(
+        &self,
+        request: Request<MasterIpRequest>,
+    ) -> Result<Response<DeactivateMasterIpResponse>, Status> {
+        master_ip::deactivate(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn change_master_netmask(
+        &self,
+        request: Request<MasterIpRequest>,
+    ) -> Result<Response<ChangeMasterNetmaskResponse>, Status> {
+        master_ip::change_netmask(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 

@@ -22,10 +22,11 @@ use std::task::{Context, Poll};
 
 use gnt_proto::node::v1::node_agent_server::{NodeAgent, NodeAgentServer};
 use gnt_proto::node::v1::{
+    ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
     HasIpAddressRequest, HasIpAddressResponse, LeaveClusterRequest, LeaveClusterResponse,
-    NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse, TcpPingRequest,
-    TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest, VersionResponse,
-    WriteSsconfRequest, WriteSsconfResponse,
+    MasterIpRequest, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse,
+    TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest,
+    VersionResponse, WriteSsconfRequest, WriteSsconfResponse,
 };
 use gnt_transports::{ClientAuth, ServerTls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -253,6 +254,26 @@ impl NodeAgent for BareAgent {
         &self,
         _request: Request<LeaveClusterRequest>,
     ) -> Result<Response<LeaveClusterResponse>, Status> {
+        unimplemented()
+    }
+    async fn activate_master_ip(
+        &self,
+        _request: Request<MasterIpRequest>,
+    ) -> Result<Response<ActivateMasterIpResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn deactivate_master_ip(
+        &self,
+        _request: Request<MasterIpRequest>,
+    ) -> Result<Response<DeactivateMasterIpResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn change_master_netmask(
+        &self,
+        _request: Request<MasterIpRequest>,
+    ) -> Result<Response<ChangeMasterNetmaskResponse>, Status> {
         unimplemented()
     }
 }

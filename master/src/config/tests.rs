@@ -23,6 +23,7 @@ fn config() -> ClusterConfig {
         master_node: name("master.example.com"),
         master_ip: "2001:db8::100".parse().unwrap(),
         master_netmask: 128,
+        master_netdev: String::new(),
         node_port: 1811,
         master_certificate_sha256: "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA".to_owned(),
         nodes,

@@ -2,7 +2,9 @@
 //! on both networks (Ganeti 3.x tests the secondary only when the primary fails, hiding a
 //! broken replication network), and every failed ping or silent node is a problem
 //! (`ENODENET`); and the ssconf check, where every online node whose ssconf serial is not
-//! the configuration's is a problem (`ENODESSCONF`). Both run at once.
+//! the configuration's is a problem (`ENODESSCONF`); and the cluster IP check
+//! (`ENODEMASTERIP`, [`master_ip`]): the master has it, every other online node reaches it.
+//! All run at once.
 //!
 //! A node that does not tell its serial is not reported twice: the network test reports it
 //! silent already. A node is reported ahead of the configuration only if it is ahead of the
@@ -19,6 +21,8 @@ use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
 
+mod master_ip;
+
 use super::converge::SerialCheck;
 use super::rpc_call::{failed, fan_out_on, timed};
 use crate::master::Master;
@@ -33,6 +37,8 @@ pub enum Check {
     NodeNet,
     /// `ENODESSCONF`: the node's ssconf serial.
     NodeSsconf,
+    /// `ENODEMASTERIP`: the cluster IP, on the master and from the other nodes.
+    MasterIp,
 }
 
 /// One failed check of `cluster verify`.
@@ -102,8 +108,13 @@ impl Master {
             },
             |_| {},
         );
-        let (results, serials) = tokio::join!(network_test, self.ssconf_serials(&config, None));
+        let (results, serials, master_ip) = tokio::join!(
+            network_test,
+            self.ssconf_serials(&config, None),
+            self.master_ip_problems(&config)
+        );
         let mut problems = self.ssconf_problems(config.serial, serials).await;
+        problems.extend(master_ip);
         let mut checked = 0;
         for result in results {
             match result.outcome {
