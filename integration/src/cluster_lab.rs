@@ -21,6 +21,7 @@ use gnt_core::policy::IpPolicy;
 use crate::binaries::{MissingBinary, locate};
 use crate::lab::{HostSpec, Lab, LabError, LabHost, LabProcess};
 
+mod master_ip;
 mod output;
 
 pub use output::CommandOutput;
@@ -344,11 +345,13 @@ impl ClusterLab {
         self.stop(&format!("{host}/gnt-noded"), graceful)
     }
 
-    /// Starts gnt-masterd on the master host and waits until it answers.
+    /// Starts gnt-masterd on the master host and waits until it answers and has tried to
+    /// activate the cluster IP.
     pub fn start_masterd(&self) -> Result<(), ClusterLabError> {
         let state = self.state_dir("master");
         let mut args = vec!["--state-dir", state.to_str().unwrap_or_default()];
         args.extend(self.masterd_args.iter().map(String::as_str));
+        let activations = self.activations_at_start();
         self.spawn(
             "gnt-masterd".to_owned(),
             "master",
@@ -356,9 +359,7 @@ impl ClusterLab {
             &args,
             None,
         )?;
-        self.wait_until("gnt-masterd answers", || {
-            self.gnt(&["cluster", "info"]).ok()?.success().then_some(())
-        })
+        self.wait_for_masterd(activations)
     }
 
     /// Stops gnt-masterd.

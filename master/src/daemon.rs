@@ -151,15 +151,17 @@ async fn activate_master_ip(master: Arc<Master>, recovered: tokio::sync::oneshot
     if recovered.await.is_err() {
         return; // The worker stopped before recovery ended: the daemon is stopping.
     }
+    // One line either way, so that whoever waits for the start (the lab) knows it ended.
     match master.activate_master_ip().await {
         Ok(done) => {
             for warning in &done.warnings {
                 tracing::warn!(%warning, "cluster IP");
             }
+            tracing::info!(node = %done.node, ip = %done.address, netdev = %done.netdev, added = done.changed, "cluster IP activated at start");
         }
         Err(error) => tracing::error!(
             error = %Chain(&error),
-            "the cluster IP is not active; the cluster is still managed through the master's own address; fix the cause, then run `gnt cluster activate-master-ip`"
+            "cluster IP not activated at start; the cluster is still managed through the master's own address; fix the cause, then run `gnt cluster activate-master-ip`"
         ),
     }
 }

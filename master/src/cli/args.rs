@@ -120,7 +120,7 @@ pub enum ClusterCommand {
 pub struct ModifyArgs {
     /// New netmask length of the cluster IP: 1 to 32 (IPv4) or 1 to 128 (IPv6). Changed in
     /// the configuration, then live on the master.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=128))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub master_netmask: Option<u32>,
     /// How to wait for the job.
     #[command(flatten)]

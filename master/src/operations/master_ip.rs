@@ -152,7 +152,7 @@ impl Master {
             .map_err(|status| failed(NodeAnswer::of(&status)))?
             .into_inner();
         let changed = answer.change() == MasterIpChange::Done;
-        tracing::info!(node = %master.name, ip = %config.master_ip, netdev = %answer.netdev, changed, "cluster IP active");
+        tracing::debug!(node = %master.name, ip = %config.master_ip, netdev = %answer.netdev, changed, "cluster IP active");
         Ok(MasterIpDone {
             node: master.name,
             address: config.master_ip,
@@ -182,7 +182,7 @@ impl Master {
             .map_err(|status| failed(NodeAnswer::of(&status)))?
             .into_inner();
         let changed = answer.change() == MasterIpChange::Done;
-        tracing::info!(node = %target.name, ip = %config.master_ip, changed, "cluster IP inactive");
+        tracing::info!(node = %target.name, ip = %config.master_ip, removed = changed, "cluster IP deactivated");
         Ok(MasterIpDone {
             node: target.name,
             address: config.master_ip,

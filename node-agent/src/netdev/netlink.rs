@@ -13,7 +13,7 @@ use netlink_packet_core::{
     NetlinkPayload,
 };
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkLayerType, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -21,6 +21,9 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 use netlink_sys::{Socket, SocketAddr};
 
 use super::{Assigned, Link};
+
+/// An address lifetime that never ends (`INFINITY_LIFE_TIME`).
+const FOREVER: u32 = u32::MAX;
 
 /// Room for one datagram of a dump: the kernel fills at most 32 KiB per datagram.
 const RECEIVE_BUFFER: usize = 64 * 1024;
@@ -129,7 +132,14 @@ impl Netlink {
     /// Adds `ip/prefix` to `link`; refused if the device has it already. An IPv6 address
     /// is added without duplicate address detection (`IFA_F_NODAD`), so it is usable at
     /// once: the caller has checked that nothing answers at it, and DAD would keep it
-    /// tentative (unusable as a source, unannounced) for a second or more.
+    /// tentative (not bindable, unannounced) for a second or more. It is also added
+    /// deprecated (valid for ever, preferred for no time): it takes connections and can be
+    /// bound, but the kernel never picks it as the source of a connection of its own.
+    /// Otherwise it would: Linux caps the longest-matching-prefix rule of source selection
+    /// at an address's prefix length, so a /128 beats the host's own /64 towards every
+    /// neighbour, and the master's connections to its nodes, started from the cluster IP,
+    /// hung when the address moved away (the lab test caught it: a `verify` right after
+    /// `deactivate-master-ip` found a node silent for 20 s).
     pub(crate) fn add(&mut self, link: &Link, ip: IpAddr, prefix: u8) -> Result<(), NetlinkError> {
         let message = address_message(link, ip, prefix, true);
         self.request(
@@ -255,6 +265,12 @@ fn address_message(link: &Link, ip: IpAddr, prefix: u8, new: bool) -> AddressMes
         message
             .attributes
             .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        let mut lifetimes = CacheInfo::default();
+        lifetimes.ifa_valid = FOREVER;
+        lifetimes.ifa_preferred = 0;
+        message
+            .attributes
+            .push(AddressAttribute::CacheInfo(lifetimes));
     }
     message
 }
