@@ -110,7 +110,7 @@ pub async fn run_with(
         socket = %paths.socket.display(),
         "master daemon ready"
     );
-    let activation = tokio::spawn(activate_master_ip(master.clone(), recovered));
+    let mut activation = tokio::spawn(activate_master_ip(master.clone(), recovered));
     let converger = match options.converge_interval {
         Some(interval) => Some(tokio::spawn(
             Converger::new(master.clone(), interval).run(shutdown.child_token()),
@@ -132,10 +132,14 @@ pub async fn run_with(
     {
         tracing::warn!("a job is still running at shutdown; the next start will recover it");
     }
-    // An activation still running (a slow probe) must not add the address after it is
-    // removed.
-    activation.abort();
-    let _ = activation.await;
+    // An activation still running (a probe, or the device work) ends before the address
+    // is removed, so it cannot add it back afterwards.
+    if tokio::time::timeout(DEACTIVATE_TIMEOUT, &mut activation)
+        .await
+        .is_err()
+    {
+        activation.abort();
+    }
     deactivate_master_ip(&master).await;
     server.shutdown().await?;
     if let Some(converger) = converger {
@@ -172,9 +176,10 @@ async fn deactivate_master_ip(master: &Master) {
     let node = master.config.snapshot().await.master_node;
     match tokio::time::timeout(DEACTIVATE_TIMEOUT, master.deactivate_master_ip(&node)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            tracing::error!(error = %Chain(&error), "the cluster IP stays active after this daemon stops; remove it by hand or run `gnt cluster deactivate-master-ip` once the daemon runs again")
-        }
+        Ok(Err(error)) => tracing::error!(
+            error = %Chain(&error),
+            "the cluster IP may stay active after this daemon stops; before another master takes it, remove it from this host by hand"
+        ),
         Err(_) => tracing::error!(
             seconds = DEACTIVATE_TIMEOUT.as_secs(),
             "the master's agent did not deactivate the cluster IP in time; it may stay active after this daemon stops"

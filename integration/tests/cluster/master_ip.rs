@@ -280,12 +280,34 @@ fn the_cluster_ip_is_claimed_carefully(policy: IpPolicy) {
     });
     gnt_ok(&cluster, &["cluster", "deactivate-master-ip", "--yes"]);
 
-    // Configured by hand on node1: activation refuses and adds nothing.
+    // Configured by hand on node1: activation refuses and adds nothing. Even while the
+    // master's kernel is still resolving the address for an earlier probe (made when nobody
+    // had it), past its last solicitation: when that resolution failed, 3 s after it began,
+    // the kernel dropped the new probe's connection with "no route to host", and the
+    // address was taken twice (in every such second of the lab test, before the fix).
     let node1 = cluster.host("node1").unwrap();
     let cidr = format!("{ip}/{prefix}");
+    let started = Instant::now();
+    let probe = format!(r#"{{"target":"{ip}","port":1811,"timeout":"1s"}}"#);
+    let out = gnt_ok(
+        &cluster,
+        &[
+            "rpc",
+            "call",
+            "TcpPing",
+            "--nodes",
+            "master.lab.test",
+            "-d",
+            &probe,
+        ],
+    );
+    assert!(out.stdout.contains("TIMED_OUT"), "{out}");
+    // After the resolution's last solicitation (at 2 s), before its end (at 3 s).
+    std::thread::sleep(Duration::from_millis(2150).saturating_sub(started.elapsed()));
     node1
         .ip(&["addr", "add", &cidr, "dev", "eth0", "nodad"])
         .unwrap();
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed()));
     let out = cluster.gnt(&["cluster", "activate-master-ip"]).unwrap();
     assert_eq!(out.code, 65, "{out}");
     assert_eq!(

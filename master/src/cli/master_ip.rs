@@ -27,12 +27,7 @@ pub(super) async fn activate(paths: &MasterPaths) -> Result<ExitCode, Failure> {
         .map_err(|s| Failure::status(&s))?
         .into_inner();
     if done.changed {
-        println!(
-            "Cluster IP {} activated on {} ({}).",
-            cidr(&done),
-            done.node,
-            done.netdev
-        );
+        changed(&done, "activated");
     } else {
         println!(
             "Cluster IP {} is already active on {} ({}); nothing to do.",
@@ -70,12 +65,7 @@ pub(super) async fn deactivate(paths: &MasterPaths, yes: bool) -> Result<ExitCod
         .map_err(|s| Failure::status(&s))?
         .into_inner();
     if done.changed {
-        println!(
-            "Cluster IP {} deactivated on {} ({}).",
-            cidr(&done),
-            done.node,
-            done.netdev
-        );
+        changed(&done, "deactivated");
     } else {
         println!(
             "Cluster IP {} is not active on {}; nothing to do.",
@@ -108,6 +98,16 @@ pub(super) async fn modify(paths: &MasterPaths, args: ModifyArgs) -> Result<Exit
 
 fn cidr(done: &MasterIpResult) -> String {
     format!("{}/{}", done.address, done.prefix_length)
+}
+
+/// The line of a cluster IP that was `what` (activated, deactivated).
+fn changed(done: &MasterIpResult, what: &str) {
+    println!(
+        "Cluster IP {} {what} on {} ({}).",
+        cidr(done),
+        done.node,
+        done.netdev
+    );
 }
 
 /// Asks `question` on the terminal; only `y` or `yes` is a yes. Without a terminal there is

@@ -162,3 +162,23 @@ fn the_file_keeps_its_format_and_a_value_it_cannot_hold_is_refused_at_load() {
     assert!(matches!(err, ConfigError::Inconsistent { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Environment);
 }
+
+#[test]
+fn a_file_without_master_netdev_loads_and_ssconf_names_the_device_once_it_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    let mut old = serde_json::to_value(config()).unwrap();
+    old.as_object_mut().unwrap().remove("master_netdev");
+    std::fs::write(dir.path().join("config.json"), old.to_string()).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.master_netdev, "");
+    assert_eq!(loaded.ssconf().unwrap().get(SsconfKey::MasterNetdev), None);
+
+    let named = ClusterConfig {
+        master_netdev: "eth0".to_owned(),
+        ..loaded
+    };
+    let set = named.ssconf().unwrap();
+    assert_eq!(set.get(SsconfKey::MasterNetdev), Some("eth0"));
+    set.check_member().unwrap();
+}

@@ -137,59 +137,60 @@ impl Master {
     /// `gnt-masterd`'s start). Nothing is done if the master has it already; refused if
     /// anything else answers at it.
     pub async fn activate_master_ip(&self) -> Result<MasterIpDone, MasterError> {
-        let config = self.config.snapshot().await;
-        let master = self.node(config.master_node.as_str()).await?.node();
-        let request = master_ip_request(&config);
-        let failed = |reason| MasterIpError::Activate {
-            node: master.name.clone(),
-            reason,
-        };
-        let answer = self
-            .client(&master)
-            .map_err(failed)?
-            .activate_master_ip(timed(request, MASTER_IP_TIMEOUT))
-            .await
-            .map_err(|status| failed(NodeAnswer::of(&status)))?
-            .into_inner();
-        let changed = answer.change() == MasterIpChange::Done;
-        tracing::debug!(node = %master.name, ip = %config.master_ip, netdev = %answer.netdev, changed, "cluster IP active");
-        Ok(MasterIpDone {
-            node: master.name,
-            address: config.master_ip,
-            prefix: u8::try_from(answer.prefix_length).unwrap_or(config.master_netmask),
-            netdev: answer.netdev,
-            changed,
-            warnings: answer.warnings,
-        })
+        let master = self.config.snapshot().await.master_node;
+        let done = self.master_ip_call(&master, Turn::On).await?;
+        tracing::debug!(node = %done.node, ip = %done.address, netdev = %done.netdev, added = done.changed, "cluster IP active");
+        Ok(done)
     }
 
     /// Deactivates the cluster IP on `node` (`gnt cluster deactivate-master-ip` and
     /// `gnt-masterd`'s graceful stop ask it of the master; a failover asks it of the old
     /// master). Nothing is done if the node does not have it.
     pub async fn deactivate_master_ip(&self, node: &Hostname) -> Result<MasterIpDone, MasterError> {
+        let done = self.master_ip_call(node, Turn::Off).await?;
+        tracing::info!(node = %done.node, ip = %done.address, removed = done.changed, "cluster IP deactivated");
+        Ok(done)
+    }
+
+    /// Asks node `name` to turn the configuration's cluster IP on or off.
+    async fn master_ip_call(
+        &self,
+        name: &Hostname,
+        turn: Turn,
+    ) -> Result<MasterIpDone, MasterError> {
         let config = self.config.snapshot().await;
-        let target = self.node(node.as_str()).await?.node();
-        let request = master_ip_request(&config);
-        let failed = |reason| MasterIpError::Deactivate {
-            node: target.name.clone(),
-            reason,
+        let node = self.node(name.as_str()).await?.node();
+        let request = timed(master_ip_request(&config), MASTER_IP_TIMEOUT);
+        let failed = |reason| match turn {
+            Turn::On => MasterIpError::Activate {
+                node: node.name.clone(),
+                reason,
+            },
+            Turn::Off => MasterIpError::Deactivate {
+                node: node.name.clone(),
+                reason,
+            },
         };
-        let answer = self
-            .client(&target)
-            .map_err(failed)?
-            .deactivate_master_ip(timed(request, MASTER_IP_TIMEOUT))
-            .await
-            .map_err(|status| failed(NodeAnswer::of(&status)))?
-            .into_inner();
-        let changed = answer.change() == MasterIpChange::Done;
-        tracing::info!(node = %target.name, ip = %config.master_ip, removed = changed, "cluster IP deactivated");
+        let mut client = self.client(&node).map_err(failed)?;
+        let (change, netdev, prefix, warnings) = match turn {
+            Turn::On => client.activate_master_ip(request).await.map(|answer| {
+                let answer = answer.into_inner();
+                let prefix = u8::try_from(answer.prefix_length).ok();
+                (answer.change(), answer.netdev, prefix, answer.warnings)
+            }),
+            Turn::Off => client.deactivate_master_ip(request).await.map(|answer| {
+                let answer = answer.into_inner();
+                (answer.change(), answer.netdev, None, Vec::new())
+            }),
+        }
+        .map_err(|status| failed(NodeAnswer::of(&status)))?;
         Ok(MasterIpDone {
-            node: target.name,
+            node: node.name,
             address: config.master_ip,
-            prefix: config.master_netmask,
-            netdev: answer.netdev,
-            changed,
-            warnings: Vec::new(),
+            prefix: prefix.unwrap_or(config.master_netmask),
+            netdev,
+            changed: change == MasterIpChange::Done,
+            warnings,
         })
     }
 
@@ -272,6 +273,13 @@ impl Master {
             .map(NodeAgentClient::new)
             .map_err(|e| NodeAnswer::Call(CallFailure::TlsRejected(e.to_string())))
     }
+}
+
+/// Which way a cluster IP call goes.
+#[derive(Debug, Clone, Copy)]
+enum Turn {
+    On,
+    Off,
 }
 
 /// The cluster IP request of `config`: its address, netmask and device.

@@ -3,8 +3,8 @@
 //! broken replication network), and every failed ping or silent node is a problem
 //! (`ENODENET`); and the ssconf check, where every online node whose ssconf serial is not
 //! the configuration's is a problem (`ENODESSCONF`); and the cluster IP check
-//! (`ENODEMASTERIP`, [`master_ip`]): the master has it, every other online node reaches it.
-//! All run at once.
+//! (`ENODEMASTERIP`, `verify/master_ip.rs`): the master has it, every other online node
+//! reaches it. All run at once.
 //!
 //! A node that does not tell its serial is not reported twice: the network test reports it
 //! silent already. A node is reported ahead of the configuration only if it is ahead of the

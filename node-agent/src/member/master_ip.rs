@@ -26,21 +26,26 @@
 //! the caller's "old" value, so a change interrupted half-way is simply asked for again.
 //!
 //! The three run one at a time in the process: a host's addresses are shared by all of
-//! them, and two activations racing would both find the address free.
+//! them, and two activations racing would both find the address free. The turn is held
+//! until the device work on the blocking pool ends, even if the caller went away and its
+//! handler was dropped (that work runs on regardless): a deactivation that followed could
+//! otherwise run before an abandoned activation's address was added.
 
 mod error;
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use gnt_core::error::to_status;
-use gnt_core::netutils::{PingOptions, tcp_ping};
+use gnt_core::netutils::{PingError, PingOptions, PingOutcome, tcp_ping};
 use gnt_core::policy::IpFamily;
 use gnt_core::wire;
 use gnt_proto::node::v1::{
     ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
     MasterIpChange, MasterIpRequest,
 };
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tonic::Status;
 
 use super::{MemberContext, invalid};
@@ -49,9 +54,18 @@ use error::MasterIpError;
 
 /// How long the probe waits for an answer at the cluster IP.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The least time a try of the probe is given, even at the end of [`PROBE_TIMEOUT`].
+const LEAST_TRY: Duration = Duration::from_millis(500);
+/// The pause before trying again after "no route to host".
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// One cluster IP procedure at a time (see the module docs).
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static ONE_AT_A_TIME: LazyLock<Arc<Mutex<()>>> = LazyLock::new(Arc::default);
+
+/// Waits for this procedure's turn.
+async fn turn() -> OwnedMutexGuard<()> {
+    ONE_AT_A_TIME.clone().lock_owned().await
+}
 
 /// A request, checked against this node's cluster.
 #[derive(Debug, Clone)]
@@ -113,7 +127,7 @@ pub(crate) async fn activate(
     request: MasterIpRequest,
 ) -> Result<ActivateMasterIpResponse, Status> {
     let asked = checked(ctx, &request)?;
-    let _one = ONE_AT_A_TIME.lock().await;
+    let turn = turn().await;
     let host = blocking({
         let asked = asked.clone();
         move || Host::read(&asked)
@@ -142,17 +156,13 @@ pub(crate) async fn activate(
         });
     }
     let target = SocketAddr::new(asked.ip, ctx.port);
-    let probe = PingOptions {
-        timeout: PROBE_TIMEOUT,
-        ..PingOptions::default()
-    };
-    let answered = tcp_ping(target, &probe).await.map_err(|source| {
+    let answered = answers(target).await.map_err(|source| {
         fail(MasterIpError::Ping {
             ip: asked.ip,
             source,
         })
     })?;
-    if answered.is_alive(false) {
+    if answered {
         return Err(fail(MasterIpError::AnswersAlready {
             ip: asked.ip,
             port: ctx.port,
@@ -163,6 +173,7 @@ pub(crate) async fn activate(
         let device = device.clone();
         let (ip, prefix) = (asked.ip, asked.prefix);
         move || {
+            let _turn = turn;
             Netlink::open()?.add(&device, ip, prefix)?;
             tracing::info!(%ip, prefix, %device, "cluster IP activated");
             Ok(match netdev::announce(&device, ip) {
@@ -187,15 +198,39 @@ pub(crate) async fn activate(
     })
 }
 
+/// Whether anything answers at `target` (a refusal is an answer) within [`PROBE_TIMEOUT`].
+///
+/// An early "no route to host" is no answer either way, so the connection is tried again
+/// (each try given at least [`LEAST_TRY`]): it is how a neighbour resolution that began
+/// before ends (an earlier probe's, whose last solicitation went out before the address
+/// was configured elsewhere), and the kernel drops what waited on it. In the lab, a probe
+/// started up to 0.25 s before such an end failed at once, while the address answered on
+/// node1; asked again, the kernel resolves afresh and the answer comes in milliseconds.
+async fn answers(target: SocketAddr) -> Result<bool, PingError> {
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    loop {
+        let options = PingOptions {
+            timeout: deadline
+                .saturating_duration_since(Instant::now())
+                .max(LEAST_TRY),
+            ..PingOptions::default()
+        };
+        match tcp_ping(target, &options).await? {
+            outcome if outcome.is_alive(false) => return Ok(true),
+            PingOutcome::Unreachable(_) if Instant::now() < deadline => {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            _ => return Ok(false),
+        }
+    }
+}
+
 /// `DeactivateMasterIp`.
 pub(crate) async fn deactivate(
     ctx: &MemberContext,
     request: MasterIpRequest,
 ) -> Result<DeactivateMasterIpResponse, Status> {
-    let asked = checked(ctx, &request)?;
-    let _one = ONE_AT_A_TIME.lock().await;
-    blocking(move || {
-        let host = Host::read(&asked)?;
+    on_host(ctx, &request, |asked, host| {
         let held = host.holding(asked.ip);
         let change = match held.iter().find(|(_, l)| l.index == host.device.index) {
             Some((here, _)) => {
@@ -231,10 +266,7 @@ pub(crate) async fn change_netmask(
     ctx: &MemberContext,
     request: MasterIpRequest,
 ) -> Result<ChangeMasterNetmaskResponse, Status> {
-    let asked = checked(ctx, &request)?;
-    let _one = ONE_AT_A_TIME.lock().await;
-    blocking(move || {
-        let host = Host::read(&asked)?;
+    on_host(ctx, &request, |asked, host| {
         let (ip, new) = (asked.ip, asked.prefix);
         let device = &host.device;
         let Some((here, _)) = host
@@ -274,6 +306,23 @@ pub(crate) async fn change_netmask(
             change: MasterIpChange::Done.into(),
             previous_prefix_length: u32::from(old),
         })
+    })
+    .await
+}
+
+/// Checks `request`, waits for the turn, and runs `work` on the blocking pool with the host's
+/// devices and addresses as they are now; the turn ends when `work` does.
+async fn on_host<T: Send + 'static>(
+    ctx: &MemberContext,
+    request: &MasterIpRequest,
+    work: impl FnOnce(&Asked, Host) -> Result<T, MasterIpError> + Send + 'static,
+) -> Result<T, Status> {
+    let asked = checked(ctx, request)?;
+    let turn = turn().await;
+    blocking(move || {
+        let _turn = turn;
+        let host = Host::read(&asked)?;
+        work(&asked, host)
     })
     .await
 }

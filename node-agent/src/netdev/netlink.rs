@@ -101,31 +101,34 @@ impl Netlink {
 
     /// Every network device.
     pub(crate) fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        let answers = self.request(
+        self.dump(
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        Ok(answers
-            .into_iter()
-            .filter_map(|answer| match answer {
+            |answer| match answer {
                 RouteNetlinkMessage::NewLink(link) => Some(link_of(link)),
                 _ => None,
-            })
-            .collect())
+            },
+        )
     }
 
     /// Every address of every device, both families.
     pub(crate) fn addresses(&mut self) -> Result<Vec<Assigned>, NetlinkError> {
-        let answers = self.request(
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        Ok(answers
+        let request = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        self.dump(request, |answer| match answer {
+            RouteNetlinkMessage::NewAddress(address) => assigned_of(&address),
+            _ => None,
+        })
+    }
+
+    /// The entries of the dump `request` asks for, as `pick` reads them.
+    fn dump<T>(
+        &mut self,
+        request: RouteNetlinkMessage,
+        pick: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        Ok(self
+            .request(request, NLM_F_DUMP)?
             .into_iter()
-            .filter_map(|answer| match answer {
-                RouteNetlinkMessage::NewAddress(address) => assigned_of(&address),
-                _ => None,
-            })
+            .filter_map(pick)
             .collect())
     }
 
