@@ -86,6 +86,7 @@ impl TestMaster {
             master_node: master.name.clone(),
             master_ip: master.addrs.primary,
             master_netmask: policy.default_master_netmask(),
+            master_netdev: String::new(),
             node_port: port,
             master_epoch: 1,
             candidate_pool_size: 10,

@@ -21,6 +21,7 @@ use gnt_core::policy::IpPolicy;
 use crate::binaries::{MissingBinary, locate};
 use crate::lab::{HostSpec, Lab, LabError, LabHost, LabProcess};
 
+mod master_ip;
 mod master_role;
 mod output;
 
@@ -333,7 +334,8 @@ impl ClusterLab {
         self.stop(&format!("{host}/gnt-noded"), graceful)
     }
 
-    /// Starts gnt-masterd on the master host and waits until it answers.
+    /// Starts gnt-masterd on the master host and waits until it answers and has tried to
+    /// activate the cluster IP.
     pub fn start_masterd(&self) -> Result<(), ClusterLabError> {
         self.start_masterd_on(&self.master_host())
     }

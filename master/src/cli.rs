@@ -1,4 +1,5 @@
 //! `gnt`, the operator CLI, in Ganeti's idiom: `gnt cluster init|info|verify|redist-conf`,
+//! `gnt cluster activate-master-ip|deactivate-master-ip|modify`,
 //! `gnt node token create|add|list|info|remove|modify`, `gnt job list|info|watch`,
 //! `gnt rpc call`.
 //!
@@ -9,6 +10,7 @@
 mod args;
 mod failover;
 mod jobs;
+mod master_ip;
 mod output;
 
 use std::process::ExitCode;
@@ -34,8 +36,8 @@ use crate::paths::MasterPaths;
 use jobs::Waited;
 
 pub use args::{
-    Cli, ClusterCommand, Command, InitArgs, JobArgs, JobCommand, NodeCommand, RpcCommand,
-    TokenCommand,
+    Cli, ClusterCommand, Command, InitArgs, JobArgs, JobCommand, ModifyArgs, NodeCommand,
+    RpcCommand, TokenCommand,
 };
 pub use output::Output;
 
@@ -108,6 +110,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             yes_do_it,
         }) => failover::run(&paths, no_voting, yes_do_it).await,
         Command::Cluster(ClusterCommand::Getmaster) => failover::getmaster(&cli.state_dir),
+        Command::Cluster(ClusterCommand::ActivateMasterIp) => master_ip::activate(&paths).await,
+        Command::Cluster(ClusterCommand::DeactivateMasterIp { yes }) => {
+            master_ip::deactivate(&paths, yes).await
+        }
+        Command::Cluster(ClusterCommand::Modify(args)) => master_ip::modify(&paths, args).await,
         Command::Node(command) => node(&paths, command).await,
         Command::Rpc(RpcCommand::Call {
             procedure,
@@ -196,7 +203,7 @@ async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
         .map_err(|s| Failure::status(&s))?
         .into_inner();
     println!(
-        "Verifying cluster {}: network test from every online node to every online node, ssconf of every online node",
+        "Verifying cluster {}: network test from every online node to every online node, ssconf of every online node, the cluster IP",
         info.cluster_name
     );
     let verdict = client

@@ -46,6 +46,13 @@ pub struct ClusterConfig {
     pub master_ip: IpAddr,
     /// The master IP's netmask length.
     pub master_netmask: u8,
+    /// The master node's network device for the cluster IP, e.g. `eth0`. `gnt cluster
+    /// init` writes the device it chose; a configuration written before this field loads
+    /// with it empty, which means "the device that holds the master's primary address",
+    /// found by the master's agent when it activates the address (so nothing guesses a
+    /// device on a host other than the one that has it).
+    #[serde(default)]
+    pub master_netdev: String,
     /// The node agents' port.
     pub node_port: u16,
     /// The master's term: raised by every master failover, stamped on every call to a node,
@@ -210,7 +217,9 @@ impl ClusterConfig {
         self.nodes.values().filter(|n| n.master_candidate).count()
     }
 
-    /// The ssconf set every node gets.
+    /// The ssconf set every node gets: the facts of [`SsconfSet::from_cluster`], and
+    /// `master_netdev` when it is set (Ganeti's key; absent means the device holding the
+    /// master's primary address).
     pub fn ssconf(&self) -> Result<SsconfSet, SsconfError> {
         let candidates: Vec<CandidateFacts<'_>> = self
             .candidates()
@@ -233,7 +242,7 @@ impl ClusterConfig {
                 offline: node.offline,
             })
             .collect();
-        SsconfSet::from_cluster(&ClusterFacts {
+        let mut set = SsconfSet::from_cluster(&ClusterFacts {
             cluster_name: &self.cluster_name,
             policy: self.policy,
             master: &self.master_node,
@@ -243,7 +252,11 @@ impl ClusterConfig {
             release_version: env!("CARGO_PKG_VERSION"),
             master_certificate_sha256: master_certificate,
             candidates: &candidates,
-        })
+        })?;
+        if !self.master_netdev.is_empty() {
+            set.insert(SsconfKey::MasterNetdev, self.master_netdev.as_str())?;
+        }
+        Ok(set)
     }
 
     /// What Join offers `node`, which this configuration lists already (so its ssconf is

@@ -2,12 +2,17 @@
 //! its state directory, serves the master API on a Unix socket, and runs the job queue
 //! (recovering first what a previous master left unfinished) and the converger
 //! (`operations::converge`) until told to stop.
+//!
+//! Once recovery is over it activates the cluster IP on the master node
+//! (`operations::master_ip`); a failure is logged as an error and the daemon runs on (the
+//! cluster is still managed at the master's own address). A graceful stop deactivates it,
+//! after the last job, so that another master can take it over.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gnt_core::error::{Classify, ErrorKind};
+use gnt_core::error::{Chain, Classify, ErrorKind};
 use gnt_core::ssconf::SsconfStore;
 use gnt_proto::master::v1::master_server::MasterServer;
 use gnt_transports::{GrpcServer, ListenError, Listener, ServeError, ServerSettings};
@@ -21,6 +26,9 @@ use crate::master::Master;
 use crate::operations::converge::{self, Converger};
 use crate::paths::MasterPaths;
 use crate::service::MasterService;
+
+/// How long a stopping daemon waits for the cluster IP to be deactivated.
+const DEACTIVATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the daemon stopped.
 #[non_exhaustive]
@@ -112,7 +120,8 @@ pub async fn run_with(
     let paths = MasterPaths::new(state_dir);
     let config = master.config.snapshot().await;
     still_master(state_dir, &config)?;
-    let (jobs, worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
+    let (jobs, mut worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
+    let recovered = worker.recovered();
     let listener = Listener::unix(&paths.socket, 0o600)?;
     let server = GrpcServer::new("gnt-masterd")
         .settings(ServerSettings {
@@ -132,6 +141,7 @@ pub async fn run_with(
         socket = %paths.socket.display(),
         "master daemon ready"
     );
+    let mut activation = tokio::spawn(activate_master_ip(master.clone(), recovered));
     let stop_converger = shutdown.child_token();
     let converger = match options.converge_interval {
         Some(interval) => Some(tokio::spawn(
@@ -159,26 +169,75 @@ pub async fn run_with(
             Ok(()) => "it returned".to_owned(),
         })),
     };
-    if let Some(error) = stopped {
+    if let Some(error) = &stopped {
         tracing::error!(%error, "gnt-masterd stops");
-        stop_jobs.cancel();
         stop_converger.cancel();
-        server.shutdown().await?;
-        return Err(error);
     }
     // The job running now is let finish (within the server's grace), so that callers
-    // waiting for it get its end; queued jobs stay queued for the next start.
+    // waiting for it get its end; queued jobs stay queued for the next start. A master
+    // standing down does not wait: the nodes refuse its calls.
     stop_jobs.cancel();
-    if tokio::time::timeout(Duration::from_secs(30), worker)
+    let patience = if stopped.is_some() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(30)
+    };
+    if tokio::time::timeout(patience, worker).await.is_err() {
+        tracing::warn!("a job is still running at shutdown; the next start will recover it");
+    }
+    // An activation still running (a probe, or the device work) ends before the address
+    // is removed, so it cannot add it back afterwards.
+    if tokio::time::timeout(DEACTIVATE_TIMEOUT, &mut activation)
         .await
         .is_err()
     {
-        tracing::warn!("a job is still running at shutdown; the next start will recover it");
+        activation.abort();
     }
+    // A master that stands down gives the cluster IP up too (on its own node, which may
+    // refuse it if the failover reached it: the failover took the address away then).
+    deactivate_master_ip(&master).await;
     server.shutdown().await?;
     if let Some(converger) = converger {
         // It stops at once on the cancelled token; a panic in it is not the server's.
         let _ = converger.await;
     }
-    Ok(())
+    stopped.map_or(Ok(()), Err)
+}
+
+/// Activates the cluster IP once `recovered` says recovery is over; a failure is logged,
+/// naming its cause, and changes nothing else.
+async fn activate_master_ip(master: Arc<Master>, recovered: tokio::sync::oneshot::Receiver<()>) {
+    if recovered.await.is_err() {
+        return; // The worker stopped before recovery ended: the daemon is stopping.
+    }
+    // One line either way, so that whoever waits for the start (the lab) knows it ended.
+    match master.activate_master_ip().await {
+        Ok(done) => {
+            for warning in &done.warnings {
+                tracing::warn!(%warning, "cluster IP");
+            }
+            tracing::info!(node = %done.node, ip = %done.address, netdev = %done.netdev, added = done.changed, "cluster IP activated at start");
+        }
+        Err(error) => tracing::error!(
+            error = %Chain(&error),
+            "cluster IP not activated at start; the cluster is still managed through the master's own address; fix the cause, then run `gnt cluster activate-master-ip`"
+        ),
+    }
+}
+
+/// Deactivates the cluster IP on the master node before the daemon stops, within
+/// [`DEACTIVATE_TIMEOUT`]; a failure is logged.
+async fn deactivate_master_ip(master: &Master) {
+    let node = master.config.snapshot().await.master_node;
+    match tokio::time::timeout(DEACTIVATE_TIMEOUT, master.deactivate_master_ip(&node)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::error!(
+            error = %Chain(&error),
+            "the cluster IP may stay active after this daemon stops; before another master takes it, remove it from this host by hand"
+        ),
+        Err(_) => tracing::error!(
+            seconds = DEACTIVATE_TIMEOUT.as_secs(),
+            "the master's agent did not deactivate the cluster IP in time; it may stay active after this daemon stops"
+        ),
+    }
 }

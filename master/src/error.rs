@@ -14,6 +14,7 @@ use gnt_transports::join::JoinError;
 
 use crate::config::ConfigError;
 use crate::jobs::record::JobStoreError;
+use crate::operations::master_ip::MasterIpError;
 use crate::operations::token::TokenError;
 use crate::pki::PkiError;
 use crate::procedure::ProcedureError;
@@ -167,6 +168,9 @@ pub enum MasterError {
     /// The master is stopping and takes no more jobs.
     #[error("the master daemon is stopping; submit the job again once it runs")]
     Stopping,
+    /// A cluster IP operation was refused or failed.
+    #[error(transparent)]
+    MasterIp(#[from] MasterIpError),
     /// A node that says it is a member of this cluster could not be shown to be one.
     #[error(
         "{node} says it already belongs to this cluster, but {why}; on {node}, stop gnt-noded and empty its state directory (all but join-ledger), then retry"
@@ -248,6 +252,7 @@ impl Classify for MasterError {
             | Self::OfflineCandidate(_)
             | Self::NotMaster { .. } => ErrorKind::WrongState,
             Self::EmptyCandidatePool | Self::NoFlags | Self::TwoStates => ErrorKind::WrongInput,
+            Self::MasterIp(e) => e.kind(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! | [`failover`] | `gnt cluster master-failover`, run on a candidate: the vote, the newest copy, the new epoch | `bootstrap.MasterFailover` |
 //! | [`verify`] | `gnt cluster verify`: the network test, every node's ssconf serial | `LUClusterVerifyGroup` |
 //! | [`rpc_call`] | fan-out calls, and `gnt rpc call` | `rpc.RpcRunner` |
+//! | [`master_ip`] | the cluster IP on the master: activate, deactivate, `gnt cluster modify --master-netmask` | `LUClusterActivateMasterIp`, `LUClusterDeactivateMasterIp`, `LUClusterSetParams` |
 //!
 //! Every change runs as a job ([`crate::jobs`]), one at a time, so two operator commands
 //! never interleave; the configuration itself is locked only for each commit, so reading it
@@ -27,6 +28,7 @@ pub mod candidates;
 pub mod converge;
 pub mod failover;
 pub mod init;
+pub mod master_ip;
 pub mod node_add;
 pub mod node_modify;
 pub mod node_remove;

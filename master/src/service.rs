@@ -4,9 +4,10 @@
 //! through `gnt_core::wire`.
 //!
 //! Operations that change the cluster run as jobs ([`crate::jobs`]): `AddNode`,
-//! `RemoveNode` and `ModifyNode` submit one and wait for it, and a caller that goes away
-//! leaves the job running; `SubmitJob`, `WatchJob`, `GetJob` and `ListJobs` are the queue
-//! itself. Read-only calls never wait for a job.
+//! `RemoveNode`, `ModifyNode` and `ModifyCluster` submit one and wait for it, and a caller
+//! that goes away leaves the job running; `SubmitJob`, `WatchJob`, `GetJob` and `ListJobs`
+//! are the queue itself. Read-only calls never wait for a job, and neither do
+//! `ActivateMasterIp` and `DeactivateMasterIp`, which change no configuration.
 //!
 //! The API is served on a Unix socket readable by root only: the file's permissions are its
 //! authentication, as for Ganeti's master socket.
@@ -17,14 +18,16 @@ use std::time::Duration;
 use gnt_core::error::{Chain, to_status};
 use gnt_core::join::JoinToken;
 use gnt_core::netutils::Hostname;
+use gnt_core::policy::IpPolicy;
 use gnt_core::runner::{NodeResult, TimeoutClass};
 use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::master::v1::{
-    AddNodeRequest, AddNodeResponse, CallNodesRequest, CallStatus, ClusterInfoRequest,
-    ClusterInfoResponse, CreateJoinTokenRequest, CreateJoinTokenResponse, GetJobRequest,
-    GetNodeRequest, Job, JobReference, ListJobsRequest, ListJobsResponse, ListNodesRequest,
-    ListNodesResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
+    ActivateMasterIpRequest, AddNodeRequest, AddNodeResponse, CallNodesRequest, CallStatus,
+    ClusterInfoRequest, ClusterInfoResponse, CreateJoinTokenRequest, CreateJoinTokenResponse,
+    DeactivateMasterIpRequest, GetJobRequest, GetNodeRequest, Job, JobReference, ListJobsRequest,
+    ListJobsResponse, ListNodesRequest, ListNodesResponse, MasterIpResult, ModifyClusterRequest,
+    ModifyClusterResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
     RedistributeConfigRequest, RedistributeConfigResponse, RemoveNodeRequest, RemoveNodeResponse,
     SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem,
     WatchJobRequest, job, master_server, submit_job_request,
@@ -38,6 +41,7 @@ use crate::jobs::JobQueue;
 use crate::jobs::queue::Submission;
 use crate::jobs::wire::{failure_status, node_record};
 use crate::master::{Master, NodeView};
+use crate::operations::master_ip::{MasterIpDone, MasterIpError};
 use crate::operations::node_add::AddNode;
 use crate::operations::node_modify::NodeFlags;
 use crate::operations::token::TokenError;
@@ -77,8 +81,8 @@ impl MasterService {
     }
 }
 
-/// The operation of a `SubmitJobRequest`.
-fn submission(request: SubmitJobRequest) -> Result<Submission, Status> {
+/// The operation of a `SubmitJobRequest` in a cluster of `policy`.
+fn submission(request: SubmitJobRequest, policy: IpPolicy) -> Result<Submission, Status> {
     match request.operation {
         Some(submit_job_request::Operation::AddNode(add)) => add_submission(add),
         Some(submit_job_request::Operation::RemoveNode(remove)) => {
@@ -92,9 +96,43 @@ fn submission(request: SubmitJobRequest) -> Result<Submission, Status> {
             name: modify.name,
         }),
         Some(submit_job_request::Operation::RedistributeConfig(_)) => Ok(Submission::Redistribute),
+        Some(submit_job_request::Operation::ModifyCluster(modify)) => {
+            cluster_modification(&modify, policy)
+        }
         None => Err(Status::invalid_argument(
-            "the job names no operation (set add_node, remove_node, modify_node or redistribute_config)",
+            "the job names no operation (set add_node, remove_node, modify_node, redistribute_config or modify_cluster)",
         )),
+    }
+}
+
+/// A `ModifyClusterRequest`, its netmask checked against `policy`'s family (0: unchanged).
+fn cluster_modification(
+    request: &ModifyClusterRequest,
+    policy: IpPolicy,
+) -> Result<Submission, Status> {
+    let master_netmask = match request.master_netmask {
+        0 => None,
+        netmask => Some(policy.validate_master_netmask(netmask).map_err(|_| {
+            status(
+                MasterIpError::Netmask {
+                    netmask,
+                    version: policy.primary_family().version(),
+                }
+                .into(),
+            )
+        })?),
+    };
+    Ok(Submission::ModifyCluster { master_netmask })
+}
+
+fn master_ip_result(done: MasterIpDone) -> MasterIpResult {
+    MasterIpResult {
+        node: done.node.to_string(),
+        address: done.address.to_string(),
+        prefix_length: u32::from(done.prefix),
+        netdev: done.netdev,
+        changed: done.changed,
+        warnings: done.warnings,
     }
 }
 
@@ -125,6 +163,7 @@ fn problem(problem: Problem) -> VerifyProblem {
         Check::NodeNet => VerifyCode::NodeNet,
         Check::NodeSsconf => VerifyCode::NodeSsconf,
         Check::NodeMasterCopy => VerifyCode::NodeMasterCopy,
+        Check::MasterIp => VerifyCode::NodeMasterIp,
     };
     VerifyProblem {
         code: code.into(),
@@ -176,6 +215,7 @@ impl master_server::Master for MasterService {
             node_port: u32::from(config.node_port),
             master_epoch: config.master_epoch,
             candidate_pool_size: config.candidate_pool_size,
+            master_netdev: config.master_netdev,
         }))
     }
 
@@ -316,13 +356,49 @@ impl master_server::Master for MasterService {
         }
     }
 
+    async fn activate_master_ip(
+        &self,
+        _request: Request<ActivateMasterIpRequest>,
+    ) -> Result<Response<MasterIpResult>, Status> {
+        let done = self.master.activate_master_ip().await.map_err(status)?;
+        Ok(Response::new(master_ip_result(done)))
+    }
+
+    async fn deactivate_master_ip(
+        &self,
+        _request: Request<DeactivateMasterIpRequest>,
+    ) -> Result<Response<MasterIpResult>, Status> {
+        let master = self.master.config.snapshot().await.master_node;
+        let done = self
+            .master
+            .deactivate_master_ip(&master)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(master_ip_result(done)))
+    }
+
+    async fn modify_cluster(
+        &self,
+        request: Request<ModifyClusterRequest>,
+    ) -> Result<Response<ModifyClusterResponse>, Status> {
+        let policy = self.master.config.snapshot().await.policy;
+        let job = self
+            .run(cluster_modification(&request.into_inner(), policy)?)
+            .await?;
+        match job.result {
+            Some(job::Result::ClusterModified(done)) => Ok(Response::new(done)),
+            _ => Err(unexpected(&job)),
+        }
+    }
+
     async fn submit_job(
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<JobReference>, Status> {
+        let policy = self.master.config.snapshot().await.policy;
         let submitted = self
             .jobs
-            .submit(submission(request.into_inner())?)
+            .submit(submission(request.into_inner(), policy)?)
             .map_err(status)?;
         Ok(Response::new(JobReference {
             job_id: submitted.id,

@@ -10,7 +10,8 @@
 //!
 //! - [`config`]: the command line, and where the join token comes from;
 //! - [`daemon`]: the agent's life: bootstrap, member, and back;
-//! - `member`: the node procedures.
+//! - `member`: the node procedures;
+//! - `netdev`: the host's network devices (the cluster IP's addresses and announcements).
 //!
 //! The Join exchange (both halves) and the state directory it fills are
 //! `gnt_transports::join`, shared with the master; what the agent trusts is in
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod daemon;
 mod member;
+mod netdev;
 
 pub use config::AgentConfig;
 pub use daemon::{AgentError, AgentStatus, run};

@@ -7,6 +7,7 @@
 
 mod authority;
 mod copy;
+mod master_ip;
 mod network_test;
 mod upload;
 
@@ -22,6 +23,8 @@ use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
     DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
     WriteMasterCopyRequest, WriteMasterCopyResponse,
+    ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
+    MasterIpRequest,
 };
 use gnt_proto::node::v1::{
     HasIpAddressRequest, HasIpAddressResponse, InterfaceAddresses, LeaveClusterRequest,
@@ -320,5 +323,32 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         Ok(Response::new(LeaveClusterResponse {
             bootstrap_address: self.ctx.bootstrap_address.clone(),
         }))
+    }
+
+    async fn activate_master_ip(
+        &self,
+        request: Request<MasterIpRequest>,
+    ) -> Result<Response<ActivateMasterIpResponse>, Status> {
+        master_ip::activate(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn deactivate_master_ip(
+        &self,
+        request: Request<MasterIpRequest>,
+    ) -> Result<Response<DeactivateMasterIpResponse>, Status> {
+        master_ip::deactivate(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn change_master_netmask(
+        &self,
+        request: Request<MasterIpRequest>,
+    ) -> Result<Response<ChangeMasterNetmaskResponse>, Status> {
+        master_ip::change_netmask(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -26,10 +26,11 @@ use gnt_proto::node::v1::{
     WriteMasterCopyRequest, WriteMasterCopyResponse,
 };
 use gnt_proto::node::v1::{
+    ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
     HasIpAddressRequest, HasIpAddressResponse, LeaveClusterRequest, LeaveClusterResponse,
-    NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse, TcpPingRequest,
-    TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest, VersionResponse,
-    WriteSsconfRequest, WriteSsconfResponse,
+    MasterIpRequest, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse,
+    TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest,
+    VersionResponse, WriteSsconfRequest, WriteSsconfResponse,
 };
 use gnt_transports::{ClientAuth, ServerTls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -278,6 +279,27 @@ impl NodeAgent for BareAgent {
         &self,
         _request: Request<ReadMasterCopyRequest>,
     ) -> Result<Response<ReadMasterCopyResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn activate_master_ip(
+        &self,
+        _request: Request<MasterIpRequest>,
+    ) -> Result<Response<ActivateMasterIpResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn deactivate_master_ip(
+        &self,
+        _request: Request<MasterIpRequest>,
+    ) -> Result<Response<DeactivateMasterIpResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn change_master_netmask(
+        &self,
+        _request: Request<MasterIpRequest>,
+    ) -> Result<Response<ChangeMasterNetmaskResponse>, Status> {
         unimplemented()
     }
 }

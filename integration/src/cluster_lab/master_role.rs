@@ -42,13 +42,9 @@ impl ClusterLab {
 
     /// Starts gnt-masterd on `host` and waits until it answers there.
     pub fn start_masterd_on(&self, host: &str) -> Result<(), ClusterLabError> {
+        let before = self.activations_at_start(host);
         self.spawn_masterd_on(host)?;
-        self.wait_until("gnt-masterd answers", || {
-            self.gnt_on(host, &["cluster", "info"])
-                .ok()?
-                .success()
-                .then_some(())
-        })
+        self.wait_for_masterd(host, before)
     }
 
     /// Stops gnt-masterd on `host`: gracefully (SIGTERM) or not (SIGKILL).

@@ -17,6 +17,7 @@ mod flood;
 mod init;
 mod jobs;
 mod lifecycle;
+mod master_ip;
 mod operations;
 mod refusals;
 mod support;

@@ -1,5 +1,5 @@
 //! The command line of `gnt`: clap's declarations, Ganeti's idiom
-//! (`gnt cluster init|info|verify|redist-conf`,
+//! (`gnt cluster init|info|verify|redist-conf|activate-master-ip|deactivate-master-ip|modify`,
 //! `gnt node token create|add|list|info|remove|modify`, `gnt job list|info|watch`,
 //! `gnt rpc call`).
 
@@ -116,6 +116,29 @@ pub enum ClusterCommand {
         #[command(flatten)]
         job: JobArgs,
     },
+    /// Configure the cluster IP on the master node (gnt-masterd does when it starts).
+    ActivateMasterIp,
+    /// Remove the cluster IP from the master node: the cluster is then reachable only at
+    /// the master's own address.
+    DeactivateMasterIp {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Change cluster parameters.
+    Modify(ModifyArgs),
+}
+
+/// `gnt cluster modify` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ModifyArgs {
+    /// New netmask length of the cluster IP: 1 to 32 (IPv4) or 1 to 128 (IPv6). Changed in
+    /// the configuration, then live on the master.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub master_netmask: Option<u32>,
+    /// How to wait for the job.
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 /// `gnt cluster init` arguments.
@@ -130,6 +153,10 @@ pub struct InitArgs {
     /// Netmask length of the cluster IP. Default: 32 (IPv4) or 128 (IPv6).
     #[arg(long, value_name = "N")]
     pub master_netmask: Option<u32>,
+    /// The network device of this host the cluster IP goes on. Default: the device that
+    /// holds this host's primary address.
+    #[arg(long, value_name = "DEV")]
+    pub master_netdev: Option<String>,
     /// This host's name. Default: $GNT_HOSTNAME, else the system host name.
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
@@ -159,6 +186,7 @@ impl InitArgs {
             policy: self.primary_ip_version,
             secondary_ip: self.secondary_ip,
             master_netmask: self.master_netmask,
+            master_netdev: self.master_netdev,
             node_name,
             node_port: DEFAULT_NODE_PORT,
             ping_timeout: Duration::from_secs(5),

@@ -237,6 +237,15 @@ fn describe_end(job: &Job) {
             node.addresses.as_ref().map_or("", |a| a.name.as_str()),
             if node.offline { "offline" } else { "online" }
         ),
+        Some(job::Result::ClusterModified(done)) => {
+            println!(
+                "Result:    cluster modified; configuration serial {}",
+                done.config_serial
+            );
+            for warning in &done.warnings {
+                println!("Warning:   {warning}");
+            }
+        }
         Some(job::Result::Redistributed(done)) => {
             println!(
                 "Result:    ssconf of configuration serial {} sent",

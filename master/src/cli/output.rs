@@ -46,8 +46,8 @@ pub(super) fn initialised(config: &ClusterConfig, state_dir: &Path) {
         );
     }
     println!(
-        "  cluster IP:  {}/{}",
-        config.master_ip, config.master_netmask
+        "  cluster IP:  {}/{} on {}",
+        config.master_ip, config.master_netmask, config.master_netdev
     );
     println!(
         "  state:       {} (configuration serial {})",
@@ -70,6 +70,7 @@ pub(super) fn cluster_info(info: &ClusterInfoResponse, output: Output) {
             "master_secondary_ip": master.secondary_ip,
             "master_ip": info.master_ip,
             "master_netmask": info.master_netmask,
+            "master_netdev": info.master_netdev,
             "node_port": info.node_port,
             "node_count": info.node_count,
             "config_serial": info.config_serial,
@@ -89,8 +90,13 @@ pub(super) fn cluster_info(info: &ClusterInfoResponse, output: Output) {
         "Master node:         {} (primary {}, secondary {})",
         master.name, master.primary_ip, master.secondary_ip
     );
+    let netdev = if info.master_netdev.is_empty() {
+        "the device holding the master's primary address"
+    } else {
+        info.master_netdev.as_str()
+    };
     println!(
-        "Cluster IP:          {}/{}",
+        "Cluster IP:          {}/{} on {netdev}",
         info.master_ip, info.master_netmask
     );
     println!("Node agent port:     {}", info.node_port);
@@ -222,6 +228,7 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
         let code = match (problem.code(), problem.network()) {
             (VerifyCode::NodeSsconf, _) => "ENODESSCONF",
             (VerifyCode::NodeMasterCopy, _) => "ENODEMASTERCOPY",
+            (VerifyCode::NodeMasterIp, _) => "ENODEMASTERIP",
             (_, NetworkKind::Primary) => "ENODENET:primary",
             (_, NetworkKind::Secondary) => "ENODENET:secondary",
             (_, NetworkKind::Unspecified) => "ENODENET",

@@ -26,6 +26,7 @@ fn config() -> ClusterConfig {
         master_node: name("master.example.com"),
         master_ip: "2001:db8::100".parse().unwrap(),
         master_netmask: 128,
+        master_netdev: String::new(),
         node_port: 1811,
         master_epoch: 1,
         candidate_pool_size: 10,
@@ -214,4 +215,24 @@ fn a_file_written_before_master_candidates_takes_the_masters_certificate_from_ma
         ssconf.get(SsconfKey::MasterCandidatesCerts).unwrap(),
         format!("master.example.com={}", master.master_certificate_sha256)
     );
+}
+
+#[test]
+fn a_file_without_master_netdev_loads_and_ssconf_names_the_device_once_it_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    let mut old = serde_json::to_value(config()).unwrap();
+    old.as_object_mut().unwrap().remove("master_netdev");
+    std::fs::write(dir.path().join("config.json"), old.to_string()).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.master_netdev, "");
+    assert_eq!(loaded.ssconf().unwrap().get(SsconfKey::MasterNetdev), None);
+
+    let named = ClusterConfig {
+        master_netdev: "eth0".to_owned(),
+        ..loaded
+    };
+    let set = named.ssconf().unwrap();
+    assert_eq!(set.get(SsconfKey::MasterNetdev), Some("eth0"));
+    set.check_member().unwrap();
 }

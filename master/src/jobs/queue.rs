@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use gnt_core::clock::unix_now;
 use gnt_core::error::{Chain, ErrorKind};
 use gnt_core::join::JoinToken;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::record::{
@@ -54,6 +54,11 @@ pub enum Submission {
     },
     /// `gnt cluster redist-conf`.
     Redistribute,
+    /// `gnt cluster modify`.
+    ModifyCluster {
+        /// The new master netmask, if it changes.
+        master_netmask: Option<u8>,
+    },
 }
 
 impl Submission {
@@ -70,6 +75,9 @@ impl Submission {
                 flags: *flags,
             },
             Self::Redistribute => JobOp::Redistribute,
+            Self::ModifyCluster { master_netmask } => JobOp::ModifyCluster {
+                master_netmask: *master_netmask,
+            },
         }
     }
 }
@@ -115,6 +123,7 @@ pub struct Worker {
     queue: JobQueue,
     work: mpsc::UnboundedReceiver<Work>,
     unfinished: Vec<JobRecord>,
+    recovered: Option<oneshot::Sender<()>>,
 }
 
 impl JobQueue {
@@ -150,6 +159,7 @@ impl JobQueue {
             queue: queue.clone(),
             work: work_rx,
             unfinished,
+            recovered: None,
         };
         Ok((queue, worker))
     }
@@ -364,11 +374,23 @@ impl Progress for JobProgress<'_> {
 }
 
 impl Worker {
+    /// What tells when recovery is over (the cluster whole again, before any new job
+    /// runs): `gnt-masterd` activates the cluster IP then.
+    pub fn recovered(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.recovered = Some(tx);
+        rx
+    }
+
     /// Recovers the unfinished jobs, then runs submitted jobs one at a time until
     /// `shutdown`; a job running then is let finish.
     pub async fn run(mut self, master: Arc<Master>, shutdown: CancellationToken) {
         for record in std::mem::take(&mut self.unfinished) {
             self.recover(&master, record).await;
+        }
+        if let Some(recovered) = self.recovered.take() {
+            // Nobody listening is fine: the daemon may not have asked.
+            let _ = recovered.send(());
         }
         loop {
             let work = tokio::select! {
@@ -466,6 +488,11 @@ async fn run_op(
         JobOp::Redistribute => {
             let done = master.redistribute_config(progress).await?;
             Ok((wire::redistributed(&done), Vec::new()))
+        }
+        JobOp::ModifyCluster { master_netmask } => {
+            let changed = master.modify_cluster(*master_netmask, progress).await?;
+            let serial = changed.serial;
+            Ok((JobOutcome::ClusterModified { serial }, changed.warnings))
         }
     }
 }

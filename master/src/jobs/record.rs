@@ -45,6 +45,11 @@ pub enum JobOp {
     },
     /// `gnt cluster redist-conf`.
     Redistribute,
+    /// `gnt cluster modify`.
+    ModifyCluster {
+        /// The new master netmask, if it changes.
+        master_netmask: Option<u8>,
+    },
 }
 
 impl JobOp {
@@ -55,6 +60,12 @@ impl JobOp {
             Self::RemoveNode { name } => format!("remove node {name}"),
             Self::ModifyNode { name, flags } => format!("mark node {name} {}", flags.summary()),
             Self::Redistribute => "redistribute the configuration".to_owned(),
+            Self::ModifyCluster {
+                master_netmask: Some(netmask),
+            } => format!("set the master netmask to {netmask}"),
+            Self::ModifyCluster {
+                master_netmask: None,
+            } => "modify the cluster (nothing to change)".to_owned(),
         }
     }
 }
@@ -96,6 +107,11 @@ pub enum Step {
         /// Nodes that did not take it (they catch up later).
         missed: usize,
     },
+    /// A new master netmask was made live on the master's cluster IP, or could not be.
+    NetmaskLive {
+        /// Whether the master's cluster IP has it now.
+        live: bool,
+    },
 }
 
 impl Step {
@@ -110,6 +126,7 @@ impl Step {
             Self::Left { .. } => "left",
             Self::Committed { .. } => "committed",
             Self::Distributed { .. } => "distributed",
+            Self::NetmaskLive { .. } => "netmask-live",
         }
     }
 
@@ -131,6 +148,12 @@ impl Step {
             Self::Distributed { missed: 0 } => "every online node has the new ssconf".to_owned(),
             Self::Distributed { missed } => {
                 format!("{missed} node(s) did not take the new ssconf yet")
+            }
+            Self::NetmaskLive { live: true } => {
+                "the master's cluster IP has the new netmask".to_owned()
+            }
+            Self::NetmaskLive { live: false } => {
+                "the master's cluster IP could not be changed (see the warnings)".to_owned()
             }
         }
     }
@@ -189,6 +212,11 @@ pub enum JobOutcome {
     Modified {
         /// The node.
         node: NodeView,
+        /// The configuration serial after it.
+        serial: u64,
+    },
+    /// Cluster parameters changed.
+    ClusterModified {
         /// The configuration serial after it.
         serial: u64,
     },

@@ -14,6 +14,8 @@
 //! | modify | none | failed: nothing done |
 //! | modify | `committed` and on | ssconf redistributed: succeeded |
 //! | redistribute | any | sent again: succeeded (it changes nothing, so nothing is undone) |
+//! | modify cluster | none | failed: nothing done |
+//! | modify cluster | `committed` and on | ssconf redistributed, the netmask made live on the master again (the node changes only what differs): succeeded |
 //!
 //! A commit whose step could not be recorded (the disk filled just then) shows in the
 //! configuration, and counts as recorded. A queued remove or modify needs nothing the record
@@ -96,6 +98,21 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
             Recovered::done(
                 (outcome, missed),
                 "committed before the stop: ssconf redistributed",
+            )
+        }
+        JobOp::ModifyCluster { master_netmask } => {
+            let config = master.config.snapshot().await;
+            // A commit whose step could not be recorded shows in the configuration.
+            let shows = master_netmask.is_some_and(|n| n == config.master_netmask);
+            if !record.took("committed") && !shows {
+                return Recovered::failed("it had changed nothing; run it again");
+            }
+            let (serial, mut warnings) = redistribute(master, progress).await;
+            let config = master.config.snapshot().await;
+            warnings.extend(master.apply_master_netmask(&config, progress).await);
+            Recovered::done(
+                (JobOutcome::ClusterModified { serial }, warnings),
+                "committed before the stop: ssconf redistributed, the netmask made live again",
             )
         }
         JobOp::Redistribute => match master.redistribute_config(progress).await {

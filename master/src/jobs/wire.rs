@@ -9,8 +9,8 @@ use gnt_core::runner::{CallFailure, NodeResult};
 use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::master::v1::{
-    AddNodeResponse, CallStatus, Job, JobStatus, JobStep, NodeCallResult, NodeRecord,
-    RedistributeConfigResponse, RemoveNodeResponse, job,
+    AddNodeResponse, CallStatus, Job, JobStatus, JobStep, ModifyClusterResponse, NodeCallResult,
+    NodeRecord, RedistributeConfigResponse, RemoveNodeResponse, job,
 };
 use tonic::Status;
 use tonic::metadata::MetadataValue;
@@ -56,6 +56,12 @@ fn result(outcome: &JobOutcome, warnings: &[String]) -> job::Result {
             left: *left,
         }),
         JobOutcome::Modified { node, .. } => job::Result::Modified(node_record(node)),
+        JobOutcome::ClusterModified { serial } => {
+            job::Result::ClusterModified(ModifyClusterResponse {
+                config_serial: *serial,
+                warnings: warnings.to_vec(),
+            })
+        }
         JobOutcome::Redistributed { serial, nodes } => {
             job::Result::Redistributed(RedistributeConfigResponse {
                 config_serial: *serial,

@@ -12,9 +12,11 @@
 //! configuration file (whose existence means "initialised"). If a write fails, what was
 //! written is removed again.
 //!
-//! Departure: Ganeti also activates the cluster IP on the master's network device
-//! (`master-ip-setup`); the cluster IP is recorded here (ssconf `master_ip`) but managing a
-//! floating address is outside this layer.
+//! The cluster IP's device (`--master-netdev`, Ganeti's option) is checked with the
+//! arguments: it must exist on this host. Without it, the device that holds this host's
+//! primary address is chosen, and written down: the configuration names the device, never
+//! "the default". Init does not activate the cluster IP (Ganeti does, from
+//! `InitCluster`): `gnt-masterd` does when it starts, as after a failover.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -23,7 +25,8 @@ use std::time::Duration;
 use gnt_core::clock::unix_now;
 use gnt_core::fs_atomic;
 use gnt_core::netutils::{
-    Hostname, PingOptions, Resolver, is_loopback, owns_address, parse_name, tcp_ping,
+    Hostname, PingOptions, Resolver, all_interface_addresses, interface_addresses, is_loopback,
+    owns_address, parse_name, tcp_ping,
 };
 use gnt_core::node::Node;
 use gnt_core::policy::IpPolicy;
@@ -50,6 +53,8 @@ pub struct InitOptions {
     pub secondary_ip: Option<String>,
     /// `--master-netmask`.
     pub master_netmask: Option<u32>,
+    /// `--master-netdev`; `None`: the device that holds this host's primary address.
+    pub master_netdev: Option<String>,
     /// This host's name (default: the system's).
     pub node_name: String,
     /// The node agents' port.
@@ -71,6 +76,7 @@ struct Checked {
     node: Node,
     master_ip: IpAddr,
     netmask: u8,
+    netdev: String,
 }
 
 /// Checks, then initialises.
@@ -121,6 +127,9 @@ async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, In
                 version: family.version(),
             })?,
     };
+    if let Some(netdev) = &options.master_netdev {
+        interface_addresses(netdev).map_err(InitError::MasterNetdev)?;
+    }
 
     // This host: its name, its addresses.
     let primary = resolver.first_address(&node, family).await?;
@@ -137,6 +146,10 @@ async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, In
     if !owns_address(addrs.secondary) {
         return Err(InitError::SecondaryNotOwned(addrs.secondary));
     }
+    let netdev = match &options.master_netdev {
+        Some(netdev) => netdev.clone(),
+        None => device_holding(primary)?,
+    };
 
     // The cluster IP, last: probing an unused address is the slowest check.
     let master_ip = resolver.first_address(&cluster, family).await?;
@@ -159,7 +172,18 @@ async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, In
         node: Node { name: node, addrs },
         master_ip,
         netmask,
+        netdev,
     })
+}
+
+/// The device that holds `primary`, the cluster IP's default device.
+fn device_holding(primary: IpAddr) -> Result<String, InitError> {
+    all_interface_addresses()
+        .map_err(InitError::Interfaces)?
+        .into_iter()
+        .find(|(_, addresses)| addresses.contains(primary))
+        .map(|(name, _)| name)
+        .ok_or(InitError::NoPrimaryDevice(primary))
 }
 
 fn write(
@@ -199,6 +223,7 @@ fn write(
         master_node: node.name.clone(),
         master_ip: checked.master_ip,
         master_netmask: checked.netmask,
+        master_netdev: checked.netdev.clone(),
         node_port: options.node_port,
         master_epoch: 1,
         candidate_pool_size: DEFAULT_CANDIDATE_POOL_SIZE,

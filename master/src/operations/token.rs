@@ -140,6 +140,7 @@ mod tests {
             master_node: Hostname::parse("m.example").unwrap(),
             master_ip: "192.0.2.100".parse().unwrap(),
             master_netmask: 32,
+            master_netdev: String::new(),
             node_port: 1811,
             master_epoch: 1,
             candidate_pool_size: 10,

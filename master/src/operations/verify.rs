@@ -2,7 +2,9 @@
 //! on both networks (Ganeti 3.x tests the secondary only when the primary fails, hiding a
 //! broken replication network), and every failed ping or silent node is a problem
 //! (`ENODENET`); and the ssconf check, where every online node whose ssconf serial is not
-//! the configuration's is a problem (`ENODESSCONF`). Both run at once.
+//! the configuration's is a problem (`ENODESSCONF`); and the cluster IP check
+//! (`ENODEMASTERIP`, `verify/master_ip.rs`): the master has it, every other online node
+//! reaches it. All run at once.
 //!
 //! A node that does not tell its serial is not reported twice: the network test reports it
 //! silent already. A node is reported ahead of the configuration only if it is ahead of the
@@ -18,6 +20,8 @@ use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
+
+mod master_ip;
 
 use super::converge::{NodeReport, SerialCheck};
 use super::rpc_call::{failed, fan_out_on, timed};
@@ -36,6 +40,8 @@ pub enum Check {
     NodeSsconf,
     /// `ENODEMASTERCOPY`: a master candidate's copy.
     NodeMasterCopy,
+    /// `ENODEMASTERIP`: the cluster IP, on the master and from the other nodes.
+    MasterIp,
 }
 
 /// One failed check of `cluster verify`.
@@ -105,7 +111,11 @@ impl Master {
             },
             |_| {},
         );
-        let (results, reports) = tokio::join!(network_test, self.node_reports(&config, None));
+        let (results, reports, master_ip) = tokio::join!(
+            network_test,
+            self.node_reports(&config, None),
+            self.master_ip_problems(&config)
+        );
         let mut problems = copy_problems(&config, &reports);
         let serials = reports
             .into_iter()
@@ -116,6 +126,7 @@ impl Master {
             })
             .collect();
         problems.extend(self.ssconf_problems(config.serial, serials).await);
+        problems.extend(master_ip);
         let mut checked = 0;
         for result in results {
             match result.outcome {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::fs_atomic::FsError;
-use gnt_core::netutils::{NameError, PingError};
+use gnt_core::netutils::{InterfaceError, NameError, PingError};
 use gnt_core::node::NodeAddrsError;
 use gnt_transports::join::{IssueError, StateError};
 
@@ -80,6 +80,17 @@ pub enum InitError {
         /// The IP version.
         version: u8,
     },
+    /// `--master-netdev` names no device of this host.
+    #[error("invalid --master-netdev: {0}; give a device of this host (`ip link` lists them)")]
+    MasterNetdev(#[source] InterfaceError),
+    /// This host's interfaces cannot be listed.
+    #[error(transparent)]
+    Interfaces(InterfaceError),
+    /// No device holds the master's primary address, so none is the default.
+    #[error(
+        "no network device of this host holds its primary address {0}, so there is no default device for the cluster IP; give one with --master-netdev"
+    )]
+    NoPrimaryDevice(IpAddr),
     /// The cluster IP probe could not run.
     #[error("cannot probe the cluster IP")]
     Ping(#[source] PingError),
@@ -114,9 +125,11 @@ impl Classify for InitError {
                 ErrorKind::WrongInput
             }
             Self::Name(e) => e.kind(),
-            Self::Loopback(_) | Self::NotOwned { .. } | Self::SecondaryNotOwned(_) => {
-                ErrorKind::Environment
-            }
+            Self::Loopback(_)
+            | Self::NotOwned { .. }
+            | Self::SecondaryNotOwned(_)
+            | Self::NoPrimaryDevice(_) => ErrorKind::Environment,
+            Self::MasterNetdev(e) | Self::Interfaces(e) => e.kind(),
             Self::ClusterIpActive { .. } => ErrorKind::NotUnique,
             Self::Ping(e) => e.kind(),
             Self::Pki(e) => e.kind(),
