@@ -21,10 +21,9 @@ use gnt_core::ssconf::{Published, SsconfError};
 use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
-    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
-    WriteMasterCopyRequest, WriteMasterCopyResponse,
     ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
-    MasterIpRequest,
+    DropMasterCopyRequest, DropMasterCopyResponse, MasterIpRequest, ReadMasterCopyRequest,
+    ReadMasterCopyResponse, WriteMasterCopyRequest, WriteMasterCopyResponse,
 };
 use gnt_proto::node::v1::{
     HasIpAddressRequest, HasIpAddressResponse, InterfaceAddresses, LeaveClusterRequest,

@@ -22,15 +22,15 @@ use std::task::{Context, Poll};
 
 use gnt_proto::node::v1::node_agent_server::{NodeAgent, NodeAgentServer};
 use gnt_proto::node::v1::{
-    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
-    WriteMasterCopyRequest, WriteMasterCopyResponse,
-};
-use gnt_proto::node::v1::{
     ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
     HasIpAddressRequest, HasIpAddressResponse, LeaveClusterRequest, LeaveClusterResponse,
     MasterIpRequest, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse,
     TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest,
     VersionResponse, WriteSsconfRequest, WriteSsconfResponse,
+};
+use gnt_proto::node::v1::{
+    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
+    WriteMasterCopyRequest, WriteMasterCopyResponse,
 };
 use gnt_transports::{ClientAuth, ServerTls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};

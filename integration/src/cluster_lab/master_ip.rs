@@ -25,7 +25,11 @@ impl ClusterLab {
 
     /// Waits until `host`'s gnt-masterd answers, then (within [`ACTIVATION_PATIENCE`])
     /// until its log shows more start-up activations than `before`.
-    pub(super) fn wait_for_masterd(&self, host: &str, before: usize) -> Result<(), ClusterLabError> {
+    pub(super) fn wait_for_masterd(
+        &self,
+        host: &str,
+        before: usize,
+    ) -> Result<(), ClusterLabError> {
         self.wait_until("gnt-masterd answers", || {
             self.gnt_on(host, &["cluster", "info"])
                 .ok()?

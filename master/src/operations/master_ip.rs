@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::channels::NodeChannel;
 use gnt_core::error::{Classify, ErrorKind, kind_of_status};
 use gnt_core::netutils::Hostname;
 use gnt_core::node::Node;
@@ -19,7 +20,6 @@ use gnt_core::runner::CallFailure;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{MasterIpChange, MasterIpRequest};
 use gnt_transports::call_failure;
-use crate::channels::NodeChannel;
 
 use super::Changed;
 use super::rpc_call::timed;
