@@ -9,6 +9,7 @@ use gnt_core::policy::IpPolicy;
 use gnt_integration::cluster_lab::ClusterLab;
 use gnt_integration::grpcurl::grpcurl;
 
+use crate::master_ip::{answers_from, cluster_ip, eventually, held};
 use crate::support::{Running, empty, gnt_ok, running, serial};
 
 /// `gnt node list -o json` on the current master: (name, candidate, offline) per node.
@@ -97,8 +98,12 @@ fn voting_refuses_a_live_master_and_a_failover_fences_the_old_one() {
     let itself = cluster.gnt(&["cluster", "master-failover"]).unwrap();
     assert!(itself.stderr.contains("is already the master"), "{itself}");
 
-    // Stopped: the vote passes, and node1 takes the role at epoch 2.
-    cluster.stop_masterd().unwrap();
+    // Killed (it could not give the cluster IP up): the vote passes, node1 takes the role
+    // at epoch 2, and the address moves with it.
+    let ip = cluster_ip(IpPolicy::HybridIpv6);
+    assert!(held(&cluster, "master", ip).is_some());
+    cluster.stop_masterd_on("master", false).unwrap();
+    assert!(held(&cluster, "master", ip).is_some(), "kill -9 left it");
     let moved = cluster
         .gnt_on("node1", &["cluster", "master-failover"])
         .unwrap();
@@ -110,8 +115,16 @@ fn voting_refuses_a_live_master_and_a_failover_fences_the_old_one() {
         )) && moved.stdout.contains("3 of 3 online nodes answered"),
         "{moved}"
     );
+    assert!(
+        held(&cluster, "master", ip).is_none(),
+        "the failover removed it"
+    );
     cluster.use_master("node1");
     cluster.start_masterd().unwrap();
+    assert!(held(&cluster, "node1", ip).is_some());
+    eventually("the cluster IP answers on node1", || {
+        answers_from(&cluster, "node2", ip)
+    });
     for host in ["master", "node1", "node2"] {
         let named = cluster.gnt_on(host, &["cluster", "getmaster"]).unwrap();
         assert_eq!(named.stdout.trim(), "node1.lab.test", "{host}: {named}");
@@ -257,6 +270,10 @@ fn after_the_master_host_dies_a_failover_without_voting_keeps_every_acknowledged
             && log.contains("node1.lab.test is the master now"),
         "{log}"
     );
+    // It gave up the cluster IP it still held from before the kill; the new master has it.
+    let ip = cluster_ip(IpPolicy::Ipv4);
+    assert!(held(&cluster, "master", ip).is_none());
+    assert!(held(&cluster, "node1", ip).is_some());
     // Nothing it did reached the nodes: the new master's cluster is as it was.
     let verify = gnt_ok(&cluster, &["cluster", "verify"]);
     assert!(verify.stdout.contains("Cluster verify passed"), "{verify}");

@@ -15,7 +15,7 @@ use gnt_integration::cluster_lab::ClusterLab;
 use crate::support::{empty, gnt_ok, running, ssconf};
 
 /// The cluster IP of the lab's cluster name under `policy`.
-fn cluster_ip(policy: IpPolicy) -> IpAddr {
+pub(crate) fn cluster_ip(policy: IpPolicy) -> IpAddr {
     match policy {
         IpPolicy::HybridIpv6 => "fd00:77::100".parse().unwrap(),
         IpPolicy::Ipv4 => "10.77.0.100".parse().unwrap(),
@@ -33,7 +33,7 @@ fn addresses(cluster: &ClusterLab, host: &str) -> String {
 }
 
 /// The device and prefix length `ip` has in `host`, if it has it.
-fn held(cluster: &ClusterLab, host: &str, ip: IpAddr) -> Option<(String, u8)> {
+pub(crate) fn held(cluster: &ClusterLab, host: &str, ip: IpAddr) -> Option<(String, u8)> {
     // `2: eth0    inet6 fd00:77::100/128 scope global nodad ...`
     addresses(cluster, host).lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -45,7 +45,7 @@ fn held(cluster: &ClusterLab, host: &str, ip: IpAddr) -> Option<(String, u8)> {
 }
 
 /// Waits, at most 20 s, until `done` holds; panics with `what` otherwise.
-fn eventually(what: &str, done: impl Fn() -> bool) {
+pub(crate) fn eventually(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
         assert!(Instant::now() < deadline, "gave up waiting until {what}");
@@ -54,7 +54,7 @@ fn eventually(what: &str, done: impl Fn() -> bool) {
 }
 
 /// Whether a TCP connection from `host` to `ip` port 1811 is accepted.
-fn answers_from(cluster: &ClusterLab, host: &str, ip: IpAddr) -> bool {
+pub(crate) fn answers_from(cluster: &ClusterLab, host: &str, ip: IpAddr) -> bool {
     let options = PingOptions {
         timeout: Duration::from_secs(2),
         source: None,

@@ -18,7 +18,8 @@
 //!    term here are set aside, never recovered.
 //! 5. **Distribution** with the new epoch: every online node's ssconf (from then on they
 //!    refuse the old master's calls) and every candidate's copy. Nodes that miss it are the
-//!    new gnt-masterd's converger's.
+//!    new gnt-masterd's converger's. Then the cluster IP is removed from the old master
+//!    (its daemon may have died holding it), so that the new daemon can claim it.
 //!
 //! Starting gnt-masterd here is the operator's (or the service manager's) step; the daemon
 //! brings up the cluster IP. See `docs/design.md`, "Master failover".
@@ -226,7 +227,15 @@ pub async fn master_failover(
     take_the_role(state_dir, &local, &config)?;
     tracing::warn!(old = %old_master, new = %me, epoch = config.master_epoch, serial = config.serial, "master role taken over");
     let master = Master::load_unlocked(state_dir)?;
-    let warnings = master.redistribute(&config).await;
+    let mut warnings = master.redistribute(&config).await;
+    // The old master's daemon may have died holding the cluster IP: take it away there,
+    // so the new daemon can claim it (its claim refuses an address that answers).
+    if let Err(error) = master.deactivate_master_ip(&old_master).await {
+        warnings.push(format!(
+            "the cluster IP could not be removed from {old_master} ({}); if it is still configured there, the new master cannot claim it: remove it there by hand",
+            gnt_core::error::Chain(&error)
+        ));
+    }
     Ok(FailoverReport {
         old_master,
         new_master: me,

@@ -1,6 +1,7 @@
 //! `gnt cluster verify`'s cluster IP check (Ganeti's `NV_MASTERIP`): the master's agent
-//! must report the cluster IP as its own (`HasIpAddress`), and every other online node must
-//! reach it on the node port (`TcpPing`; a refusal counts as reached, as in Ganeti). Ganeti
+//! must report the cluster IP as its own (`HasIpAddress`), and every other online master
+//! candidate (the nodes that may have to take it over, and that reach the master by it)
+//! must reach it on the node port (`TcpPing`; a refusal counts as reached, as in Ganeti). Ganeti
 //! reports both under `ENODENET`; they have a code of their own here (`ENODEMASTERIP`) so
 //! that a script can tell a missing cluster IP from a broken network.
 //!
@@ -25,12 +26,7 @@ impl Master {
     /// The cluster IP's problems in `config`'s cluster.
     pub(super) async fn master_ip_problems(&self, config: &ClusterConfig) -> Vec<Problem> {
         let ip = config.master_ip;
-        let others: Vec<_> = config
-            .nodes
-            .keys()
-            .filter(|name| **name != config.master_node)
-            .cloned()
-            .collect();
+        let others: Vec<_> = config.candidates().map(|(name, _)| name.clone()).collect();
         let request = TcpPingRequest {
             target: ip.to_string(),
             port: u32::from(config.node_port),
