@@ -25,6 +25,7 @@
 //! configuration's serial; nodes that did not are the converger's.
 
 pub mod candidates;
+pub mod cluster_modify;
 pub mod converge;
 pub mod failover;
 pub mod init;

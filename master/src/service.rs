@@ -41,6 +41,7 @@ use crate::jobs::JobQueue;
 use crate::jobs::queue::Submission;
 use crate::jobs::wire::{failure_status, node_record};
 use crate::master::{Master, NodeView};
+use crate::operations::cluster_modify::ClusterChange;
 use crate::operations::master_ip::{MasterIpDone, MasterIpError};
 use crate::operations::node_add::AddNode;
 use crate::operations::node_modify::NodeFlags;
@@ -105,7 +106,8 @@ fn submission(request: SubmitJobRequest, policy: IpPolicy) -> Result<Submission,
     }
 }
 
-/// A `ModifyClusterRequest`, its netmask checked against `policy`'s family (0: unchanged).
+/// A `ModifyClusterRequest`, its netmask checked against `policy`'s family (0: unchanged;
+/// a pool size of 0 too).
 fn cluster_modification(
     request: &ModifyClusterRequest,
     policy: IpPolicy,
@@ -122,7 +124,14 @@ fn cluster_modification(
             )
         })?),
     };
-    Ok(Submission::ModifyCluster { master_netmask })
+    let candidate_pool_size = match request.candidate_pool_size {
+        0 => None,
+        size => Some(size),
+    };
+    Ok(Submission::ModifyCluster(ClusterChange {
+        master_netmask,
+        candidate_pool_size,
+    }))
 }
 
 fn master_ip_result(done: MasterIpDone) -> MasterIpResult {

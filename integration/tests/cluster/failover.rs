@@ -161,10 +161,10 @@ fn voting_refuses_a_live_master_and_a_failover_fences_the_old_one() {
     );
 }
 
-/// A cluster of the master and `added` nodes, with one more host (`node{added+1}`) not
-/// added yet.
+/// A cluster of the master and `added` nodes, with two more hosts (`node{added+1}`,
+/// `node{added+2}`) not added yet.
 fn with_a_spare_host(policy: IpPolicy, added: u8) -> Running {
-    let cluster = empty(policy, added + 1, &[]);
+    let cluster = empty(policy, added + 2, &[]);
     assert!(cluster.init().unwrap().success());
     cluster.start_noded("master", None).unwrap();
     cluster.start_masterd().unwrap();
@@ -275,6 +275,72 @@ fn after_the_master_host_dies_a_failover_without_voting_keeps_every_acknowledged
     assert!(held(&cluster, "master", ip).is_none());
     assert!(held(&cluster, "node1", ip).is_some());
     // Nothing it did reached the nodes: the new master's cluster is as it was.
+    let verify = gnt_ok(&cluster, &["cluster", "verify"]);
+    assert!(verify.stdout.contains("Cluster verify passed"), "{verify}");
+}
+
+#[test]
+fn the_candidate_pool_is_filled_at_add_and_when_it_grows() {
+    let cluster = with_a_spare_host(IpPolicy::Ipv4, 0);
+    gnt_ok(
+        &cluster,
+        &["cluster", "modify", "--candidate-pool-size", "2"],
+    );
+    // node1 fills the pool; node2 (the lab's second host, started by hand) finds it full.
+    let added = cluster.add_node("node1", None).unwrap();
+    assert!(added.success(), "{added}");
+    let token = cluster.token().unwrap();
+    cluster.start_noded("node2", Some(&token)).unwrap();
+    let added = cluster.node_add("node2", &token, None).unwrap();
+    assert!(added.success(), "{added}");
+    assert_eq!(
+        roles(&cluster),
+        [
+            ("master.lab.test".to_owned(), true, false),
+            ("node1.lab.test".to_owned(), true, false),
+            ("node2.lab.test".to_owned(), false, false),
+        ]
+    );
+    let no_copy = cluster.state_dir("node2").join("master-copy.json");
+    assert!(!no_copy.exists());
+
+    // A larger pool promotes node2 at once: a copy, and its certificate in every ssconf.
+    let grown = gnt_ok(&cluster, &["cluster", "modify", "-C", "3"]);
+    assert!(
+        grown
+            .stdout
+            .contains("Cluster modified: candidate pool size 3"),
+        "{grown}"
+    );
+    assert_eq!(copy_of(&cluster, "node2")["serial"], serial(&cluster));
+    for host in ["master", "node1", "node2"] {
+        let certs = crate::support::ssconf(&cluster, host, "master_candidates_certs").unwrap();
+        assert!(certs.contains("node2.lab.test="), "{host}: {certs}");
+    }
+    // Demoted by hand: its copy is deleted and its certificate unlisted.
+    gnt_ok(
+        &cluster,
+        &[
+            "node",
+            "modify",
+            "--master-candidate",
+            "no",
+            "node2.lab.test",
+        ],
+    );
+    assert!(!no_copy.exists());
+    let certs = crate::support::ssconf(&cluster, "node1", "master_candidates_certs").unwrap();
+    assert!(!certs.contains("node2.lab.test="), "{certs}");
+    // The master's flags are the failover's.
+    let refused = cluster
+        .gnt(&["node", "modify", "-C", "no", "master.lab.test"])
+        .unwrap();
+    assert!(
+        refused
+            .stderr
+            .contains("The master role can be changed only via master-failover"),
+        "{refused}"
+    );
     let verify = gnt_ok(&cluster, &["cluster", "verify"]);
     assert!(verify.stdout.contains("Cluster verify passed"), "{verify}");
 }

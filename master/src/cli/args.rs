@@ -136,6 +136,10 @@ pub struct ModifyArgs {
     /// the configuration, then live on the master.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub master_netmask: Option<u32>,
+    /// How many master candidates the cluster wants, the master included (Ganeti's
+    /// `candidate_pool_size`, default 10); a larger pool is filled from the online nodes.
+    #[arg(short = 'C', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub candidate_pool_size: Option<u32>,
     /// How to wait for the job.
     #[command(flatten)]
     pub job: JobArgs,

@@ -77,15 +77,26 @@ pub(super) async fn deactivate(paths: &MasterPaths, yes: bool) -> Result<ExitCod
 
 /// `gnt cluster modify`.
 pub(super) async fn modify(paths: &MasterPaths, args: ModifyArgs) -> Result<ExitCode, Failure> {
-    let Some(master_netmask) = args.master_netmask else {
+    if args.master_netmask.is_none() && args.candidate_pool_size.is_none() {
         return Err(Failure::of(&MasterIpError::NothingToModify));
-    };
+    }
     let mut client = connect(paths).await?;
-    let request = ModifyClusterRequest { master_netmask };
+    let request = ModifyClusterRequest {
+        master_netmask: args.master_netmask.unwrap_or(0),
+        candidate_pool_size: args.candidate_pool_size.unwrap_or(0),
+    };
+    let mut changed = Vec::new();
+    if let Some(netmask) = args.master_netmask {
+        changed.push(format!("master netmask {netmask}"));
+    }
+    if let Some(size) = args.candidate_pool_size {
+        changed.push(format!("candidate pool size {size}"));
+    }
     match run_job(&mut client, Operation::ModifyCluster(request), args.job).await? {
         Waited::Done(job::Result::ClusterModified(done)) => {
             println!(
-                "Cluster modified: master netmask {master_netmask}; configuration serial {}.",
+                "Cluster modified: {}; configuration serial {}.",
+                changed.join(", "),
                 done.config_serial
             );
             output::warnings(&done.warnings);

@@ -27,6 +27,7 @@ use super::record::{
 use super::{Progress, Step, recovery, wire};
 use crate::error::MasterError;
 use crate::master::Master;
+use crate::operations::cluster_modify::ClusterChange;
 use crate::operations::node_add::AddNode;
 use crate::operations::node_modify::NodeFlags;
 
@@ -55,10 +56,7 @@ pub enum Submission {
     /// `gnt cluster redist-conf`.
     Redistribute,
     /// `gnt cluster modify`.
-    ModifyCluster {
-        /// The new master netmask, if it changes.
-        master_netmask: Option<u8>,
-    },
+    ModifyCluster(ClusterChange),
 }
 
 impl Submission {
@@ -75,9 +73,7 @@ impl Submission {
                 flags: *flags,
             },
             Self::Redistribute => JobOp::Redistribute,
-            Self::ModifyCluster { master_netmask } => JobOp::ModifyCluster {
-                master_netmask: *master_netmask,
-            },
+            Self::ModifyCluster(change) => JobOp::ModifyCluster { change: *change },
         }
     }
 }
@@ -489,8 +485,8 @@ async fn run_op(
             let done = master.redistribute_config(progress).await?;
             Ok((wire::redistributed(&done), Vec::new()))
         }
-        JobOp::ModifyCluster { master_netmask } => {
-            let changed = master.modify_cluster(*master_netmask, progress).await?;
+        JobOp::ModifyCluster { change } => {
+            let changed = master.modify_cluster(*change, progress).await?;
             let serial = changed.serial;
             Ok((JobOutcome::ClusterModified { serial }, changed.warnings))
         }

@@ -15,6 +15,7 @@ use gnt_core::fs_atomic::{self, FsError};
 use serde::{Deserialize, Serialize};
 
 use crate::master::NodeView;
+use crate::operations::cluster_modify::ClusterChange;
 use crate::operations::node_modify::NodeFlags;
 
 /// What a job does.
@@ -47,8 +48,9 @@ pub enum JobOp {
     Redistribute,
     /// `gnt cluster modify`.
     ModifyCluster {
-        /// The new master netmask, if it changes.
-        master_netmask: Option<u8>,
+        /// What changes.
+        #[serde(flatten)]
+        change: ClusterChange,
     },
 }
 
@@ -60,12 +62,7 @@ impl JobOp {
             Self::RemoveNode { name } => format!("remove node {name}"),
             Self::ModifyNode { name, flags } => format!("mark node {name} {}", flags.summary()),
             Self::Redistribute => "redistribute the configuration".to_owned(),
-            Self::ModifyCluster {
-                master_netmask: Some(netmask),
-            } => format!("set the master netmask to {netmask}"),
-            Self::ModifyCluster {
-                master_netmask: None,
-            } => "modify the cluster (nothing to change)".to_owned(),
+            Self::ModifyCluster { change } => change.summary(),
         }
     }
 }

@@ -100,16 +100,17 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
                 "committed before the stop: ssconf redistributed",
             )
         }
-        JobOp::ModifyCluster { master_netmask } => {
+        JobOp::ModifyCluster { change } => {
             let config = master.config.snapshot().await;
             // A commit whose step could not be recorded shows in the configuration.
-            let shows = master_netmask.is_some_and(|n| n == config.master_netmask);
-            if !record.took("committed") && !shows {
+            if !record.took("committed") && !change.applied_to(&config) {
                 return Recovered::failed("it had changed nothing; run it again");
             }
             let (serial, mut warnings) = redistribute(master, progress).await;
-            let config = master.config.snapshot().await;
-            warnings.extend(master.apply_master_netmask(&config, progress).await);
+            if change.master_netmask.is_some() {
+                let config = master.config.snapshot().await;
+                warnings.extend(master.apply_master_netmask(&config, progress).await);
+            }
             Recovered::done(
                 (JobOutcome::ClusterModified { serial }, warnings),
                 "committed before the stop: ssconf redistributed, the netmask made live again",

@@ -12,7 +12,6 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::channels::NodeChannel;
 use gnt_core::error::{Classify, ErrorKind, kind_of_status};
 use gnt_core::netutils::Hostname;
 use gnt_core::node::Node;
@@ -21,8 +20,8 @@ use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{MasterIpChange, MasterIpRequest};
 use gnt_transports::call_failure;
 
-use super::Changed;
 use super::rpc_call::timed;
+use crate::channels::NodeChannel;
 use crate::config::ClusterConfig;
 use crate::error::MasterError;
 use crate::jobs::{Progress, Step};
@@ -80,7 +79,7 @@ pub enum MasterIpError {
         version: u8,
     },
     /// `gnt cluster modify` without anything to change.
-    #[error("nothing to change: give --master-netmask N")]
+    #[error("nothing to change: give --master-netmask N or --candidate-pool-size N")]
     NothingToModify,
 }
 
@@ -190,45 +189,6 @@ impl Master {
             prefix: prefix.unwrap_or(config.master_netmask),
             netdev,
             changed: change == MasterIpChange::Done,
-            warnings,
-        })
-    }
-
-    /// `gnt cluster modify`: checks the change against the cluster's family, commits it,
-    /// redistributes ssconf, then makes a new master netmask live on the master; a live
-    /// change that fails is a warning (the configuration is the truth, and the next
-    /// activation uses it).
-    pub async fn modify_cluster(
-        &self,
-        master_netmask: Option<u8>,
-        progress: &dyn Progress,
-    ) -> Result<Changed, MasterError> {
-        let netmask = master_netmask.ok_or(MasterIpError::NothingToModify)?;
-        let policy = self.config.snapshot().await.policy;
-        policy
-            .validate_master_netmask(u32::from(netmask))
-            .map_err(|_| MasterIpError::Netmask {
-                netmask: u32::from(netmask),
-                version: policy.primary_family().version(),
-            })?;
-        let ((), committed) = self
-            .config
-            .update(|config| {
-                config.master_netmask = netmask;
-                Ok::<_, MasterError>(())
-            })
-            .await?;
-        tracing::info!(netmask, serial = committed.serial, "cluster modified");
-        progress.step_after_commit(Step::Committed {
-            serial: committed.serial,
-        });
-        let mut warnings = self.redistribute(&committed).await;
-        progress.step_after_commit(Step::Distributed {
-            missed: warnings.len(),
-        });
-        warnings.extend(self.apply_master_netmask(&committed, progress).await);
-        Ok(Changed {
-            serial: committed.serial,
             warnings,
         })
     }
