@@ -168,11 +168,29 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     expect(cluster.gnt_on(&nodes[0], &["cluster", "master-failover"]))?;
     cluster.use_master(&nodes[0]);
     say(&format!(
-        "Starting gnt-masterd on {}, the new master",
+        "Starting gnt-masterd on {}, the new master: it brings up the cluster IP there",
         nodes[0]
     ));
     cluster.start_masterd()?;
     expect(cluster.gnt(&["node", "list"]))?;
+    expect(cluster.gnt(&["cluster", "info"]))?;
+    for host in ["master", nodes[0].as_str()] {
+        let shown = cluster.host(host)?.run("ip", &["-o", "addr", "show"])?;
+        let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+        let cluster_ip = text
+            .lines()
+            .filter(|line| line.contains(".100/") || line.contains("::100/"))
+            .map(|line| line.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>();
+        println!(
+            "   cluster IP on {host}: {}",
+            if cluster_ip.is_empty() {
+                "none".to_owned()
+            } else {
+                cluster_ip.join("; ")
+            }
+        );
+    }
     say("The old master's epoch is over: started again, its gnt-masterd refuses to act");
     cluster.spawn_masterd_on("master")?;
     match cluster.wait_exit("master/gnt-masterd", std::time::Duration::from_secs(20)) {
