@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use gnt_core::error::to_status;
 use gnt_core::netutils::{Hostname, all_interface_addresses, owns_address, tcp_ping};
 use gnt_core::node::Node;
-use gnt_core::ssconf::{Published, SsconfError};
+use gnt_core::ssconf::{Published, SsconfError, SsconfVersion};
 use gnt_core::wire::{self, WireError};
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::node::v1::{
@@ -105,6 +105,33 @@ pub(crate) fn bad(field: &'static str, reason: impl ToString) -> Status {
 /// The status of a request that does not convert.
 pub(crate) fn invalid(error: WireError) -> Status {
     to_status(&error)
+}
+
+/// Whether a set of version `offered` naming master `offered_master` may replace the
+/// node's set of version `current` naming `current_master`: never an older one, and within
+/// one epoch never one naming another master (two failovers that chose the same epoch: the
+/// first to reach the node keeps it).
+fn check_replacement(
+    current: SsconfVersion,
+    current_master: &Hostname,
+    offered: SsconfVersion,
+    offered_master: &Hostname,
+) -> Result<(), SsconfError> {
+    if offered < current {
+        return Err(if offered.epoch < current.epoch {
+            SsconfError::OlderEpoch { current, offered }
+        } else {
+            SsconfError::OlderSerial { current, offered }
+        });
+    }
+    if offered.epoch == current.epoch && offered_master != current_master {
+        return Err(SsconfError::EpochTaken {
+            epoch: current.epoch,
+            current: current_master.to_string(),
+            offered: offered_master.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The procedures.
@@ -204,19 +231,14 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         // overtaken by a later one, must not undo a newer set; nor may a master of an older
         // epoch (one a failover replaced). The same version is written again (`gnt cluster
         // redist-conf`, a retried push whose answer was lost).
-        let current = self
-            .ctx
-            .authority
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .version;
+        let (current, current_master) = {
+            let held = self.ctx.authority.read().unwrap_or_else(|p| p.into_inner());
+            (held.version, held.master.clone())
+        };
         let offered = published.version();
-        if offered < current {
-            let refused = if offered.epoch < current.epoch {
-                SsconfError::OlderEpoch { current, offered }
-            } else {
-                SsconfError::OlderSerial { current, offered }
-            };
+        if let Err(refused) =
+            check_replacement(current, &current_master, offered, &authority.master)
+        {
             tracing::warn!(%peer, reason = %refused, "ssconf write refused");
             return Err(to_status(&refused));
         }
@@ -349,5 +371,38 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         master_ip::change_netmask(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_of_the_same_epoch_naming_another_master_is_refused() {
+        let node2 = Hostname::parse("node2.example.com").unwrap();
+        let node3 = Hostname::parse("node3.example.com").unwrap();
+        let v = SsconfVersion::new;
+        assert!(check_replacement(v(3, 5), &node2, v(3, 5), &node2).is_ok());
+        assert!(check_replacement(v(3, 5), &node2, v(3, 6), &node2).is_ok());
+        assert!(check_replacement(v(3, 5), &node2, v(4, 1), &node3).is_ok());
+        assert!(matches!(
+            check_replacement(v(3, 5), &node2, v(2, 9), &node2),
+            Err(SsconfError::OlderEpoch { .. })
+        ));
+        assert!(matches!(
+            check_replacement(v(3, 5), &node2, v(3, 4), &node2),
+            Err(SsconfError::OlderSerial { .. })
+        ));
+        // node3 chose epoch 3 too, at the same moment as node2, whose set came first.
+        for serial in [5, 6] {
+            let refused = check_replacement(v(3, 5), &node2, v(3, serial), &node3).unwrap_err();
+            assert!(
+                refused.to_string().starts_with(
+                    "this node's ssconf of master epoch 3 names node2.example.com as master, not node3.example.com"
+                ),
+                "{refused}"
+            );
+        }
     }
 }

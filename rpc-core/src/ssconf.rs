@@ -153,6 +153,19 @@ pub enum SsconfError {
         /// The version of the refused set.
         offered: SsconfVersion,
     },
+    /// The set names another master than the node's set of the same epoch: two
+    /// failovers chose the same epoch, and the first to reach the node keeps it.
+    #[error(
+        "this node's ssconf of master epoch {epoch} names {current} as master, not {offered}: two master-failovers chose the same epoch; stop gnt-masterd on both and run 'gnt cluster master-failover --no-voting' on the one to keep (it takes a newer epoch)"
+    )]
+    EpochTaken {
+        /// The epoch both sets are of.
+        epoch: u64,
+        /// The master of the node's set.
+        current: String,
+        /// The master of the refused set.
+        offered: String,
+    },
 }
 
 impl Classify for SsconfError {
@@ -164,9 +177,10 @@ impl Classify for SsconfError {
             | Self::Missing { location } => location.kind(),
             Self::UnknownFile { .. } | Self::Fs(_) => ErrorKind::Environment,
             Self::LockTimeout { .. } => ErrorKind::Unavailable,
-            Self::ClusterMismatch { .. } | Self::OlderSerial { .. } | Self::OlderEpoch { .. } => {
-                ErrorKind::WrongState
-            }
+            Self::ClusterMismatch { .. }
+            | Self::OlderSerial { .. }
+            | Self::OlderEpoch { .. }
+            | Self::EpochTaken { .. } => ErrorKind::WrongState,
         }
     }
 }

@@ -34,11 +34,15 @@ use gnt_core::netutils::Hostname;
 use gnt_core::runner::{CallFailure, NodeResult, TimeoutClass};
 use gnt_core::ssconf::SsconfVersion;
 use gnt_core::wire::MASTER_EPOCH_METADATA;
+use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
-use gnt_proto::node::v1::{VersionRequest, VersionResponse};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+mod report;
+
+pub use report::NodeReport;
 
 use super::rpc_call::{failed, fan_out_named, timed};
 use crate::config::ClusterConfig;
@@ -106,30 +110,6 @@ impl SerialCheck {
             std::cmp::Ordering::Equal => Self::Current,
             std::cmp::Ordering::Less => Self::Lags { node },
             std::cmp::Ordering::Greater => Self::Ahead { node },
-        }
-    }
-}
-
-/// What a node's `Version` answer tells about the master role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeReport {
-    /// The version of its ssconf.
-    pub ssconf: SsconfVersion,
-    /// The master its ssconf names.
-    pub master: String,
-    /// The version of its master copy (0 when it holds none).
-    pub copy: SsconfVersion,
-    /// Whether a gnt-masterd runs on it.
-    pub master_daemon_running: bool,
-}
-
-impl From<VersionResponse> for NodeReport {
-    fn from(answer: VersionResponse) -> Self {
-        Self {
-            ssconf: SsconfVersion::new(answer.master_epoch, answer.ssconf_serial),
-            master: answer.master_node,
-            copy: SsconfVersion::new(answer.master_copy_epoch, answer.master_copy_serial),
-            master_daemon_running: answer.master_daemon_running,
         }
     }
 }
@@ -328,11 +308,10 @@ impl Converger {
         let version = config.version();
         for result in self.master.node_reports(&config, Some(&names)).await {
             if let Ok(report) = &result.outcome {
-                if report.ssconf.epoch > version.epoch {
-                    self.master.stand_down.signal(format!(
-                        "{} holds the ssconf of master epoch {}, which names {} as master; this master's epoch is {}",
-                        result.key, report.ssconf.epoch, report.master, version.epoch
-                    ));
+                if let Some(reason) =
+                    report.replaced(&result.key, &config.master_node, version.epoch)
+                {
+                    self.master.stand_down.signal(reason);
                     return;
                 }
                 let candidate = config.candidates().any(|(name, _)| *name == result.key);

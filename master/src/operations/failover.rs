@@ -83,7 +83,8 @@ pub enum FailoverError {
     /// This host is not a member of a cluster.
     #[error("this host is not a member of a cluster (its gnt-noded waits for a Join)")]
     NotMember,
-    /// This node is the master already (Ganeti's words).
+    /// This node is the master already, and every node that answered agrees (Ganeti's
+    /// words).
     #[error(
         "This commands must be run on the node where you want the new master to be. {0} is already the master"
     )]
@@ -206,6 +207,17 @@ pub async fn master_failover(
         .master_node()
         .map_err(MasterError::from)?;
     let reports = ask_nodes(&local).await;
+    // This node's ssconf names it, but another answering node names someone else: an
+    // earlier failover here was interrupted mid-distribution, or two failovers chose the
+    // same epoch. Running it again (taking a newer epoch) is the way out of both.
+    if believed == me
+        && !reports
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .any(|r| r.master != me.as_str())
+    {
+        return Err(FailoverError::AlreadyMaster(believed));
+    }
     let vote = if options.no_voting {
         None
     } else {
@@ -254,11 +266,12 @@ fn load_local(state_dir: &Path) -> Result<Local, FailoverError> {
     let Mode::Member(membership) = state.mode()? else {
         return Err(FailoverError::NotMember);
     };
-    let believed = membership.ssconf.master_node().map_err(MasterError::from)?;
-    if believed == membership.node_name {
-        return Err(FailoverError::AlreadyMaster(believed));
-    }
     let Some(copy) = MasterCopyStore::new(state_dir).read()? else {
+        // The master keeps no copy of its own: its master directory is the original.
+        let believed = membership.ssconf.master_node().map_err(MasterError::from)?;
+        if believed == membership.node_name {
+            return Err(FailoverError::AlreadyMaster(believed));
+        }
         let candidates = membership
             .ssconf
             .get(SsconfKey::MasterCandidates)

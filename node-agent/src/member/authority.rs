@@ -14,12 +14,21 @@
 //!   down. `Version` stays open so that such a master, or a candidate counting votes, can
 //!   learn who the master is without being refused.
 //!
+//! Within one epoch there is one master: a call stating the node's own epoch must come
+//! from the certificate listed under the master that the node's ssconf names (except
+//! `Version` and `ReadMasterCopy`, which a candidate counting votes or gathering copies
+//! asks at the current epoch). Two candidates that ran `master-failover` at the same time
+//! both chose the same new epoch; the first to reach a node keeps it there, and the other
+//! is refused as a replaced master is (with the epoch in the metadata), instead of both
+//! changing the node.
+//!
 //! The epoch is not secret and a caller chooses what it sends: the fence stops a master
 //! that is out of date, not a forger. A forger would need a listed master certificate,
 //! which is the cluster's own key material (see `docs/security.md`).
 
 use std::sync::RwLock;
 
+use gnt_core::digest::parse_fingerprint;
 use gnt_core::error::{Classify, ErrorKind, to_status};
 use gnt_core::netutils::Hostname;
 use gnt_core::ssconf::{Published, SsconfError, SsconfVersion};
@@ -31,6 +40,10 @@ use tonic::metadata::MetadataValue;
 /// The only procedure a caller may call without an epoch.
 const VERSION_PATH: &str = "/gnt.node.v1.NodeAgent/Version";
 
+/// What a candidate that is not the master asks at the current epoch (a failover gathering
+/// the newest configuration), besides `Version`.
+const READ_COPY_PATH: &str = "/gnt.node.v1.NodeAgent/ReadMasterCopy";
+
 /// What the node's ssconf says about its masters, parsed once per set so a call compares
 /// 32 bytes and a number.
 #[derive(Debug, Clone)]
@@ -41,15 +54,26 @@ pub(crate) struct Authority {
     pub(crate) version: SsconfVersion,
     /// The master the set names.
     pub(crate) master: Hostname,
+    /// The digest listed under that master's name, the only certificate that may act at
+    /// the set's epoch; `None` when the set lists none for it (then any listed one may).
+    master_certificate: Option<[u8; 32]>,
 }
 
 impl Authority {
     /// The authority `published` grants.
     pub(crate) fn of(published: &Published) -> Result<Self, SsconfError> {
+        let master = published.set.master_node()?;
+        let master_certificate = published
+            .set
+            .master_certificates()?
+            .iter()
+            .find(|(name, _)| Hostname::parse(name).is_ok_and(|name| name == master))
+            .and_then(|(_, fingerprint)| parse_fingerprint(fingerprint));
         Ok(Self {
             certificates: published.set.master_certificate_digests()?,
             version: published.version(),
-            master: published.set.master_node()?,
+            master,
+            master_certificate,
         })
     }
 }
@@ -68,7 +92,8 @@ pub(crate) fn authorize(authority: &RwLock<Authority>, call: &CallInfo<'_>) -> R
 /// metadata, so the old master stands down on the number, not the text.
 fn status_of(refused: &CallRefused) -> Status {
     let mut status = to_status(refused);
-    if let CallRefused::OlderEpoch { current, .. } = refused
+    if let CallRefused::OlderEpoch { current, .. } | CallRefused::NotTheMaster { current, .. } =
+        refused
         && let Ok(value) = MetadataValue::try_from(current.to_string())
     {
         status.metadata_mut().insert(MASTER_EPOCH_METADATA, value);
@@ -104,7 +129,8 @@ fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result
 /// node's is refused as such, even from a certificate no longer listed (a replaced master
 /// demoted by the failover's successor learns why, and stands down), except that a listed
 /// certificate may always ask `Version`; then the certificate must be listed; then every
-/// procedure but `Version` must state an epoch.
+/// procedure but `Version` must state an epoch; then, at the node's own epoch, only the
+/// master's certificate may call procedures other than `Version` and `ReadMasterCopy`.
 fn check_call(authority: &Authority, call: &CallInfo<'_>) -> Result<(), CallRefused> {
     let identity = call
         .peer
@@ -131,6 +157,18 @@ fn check_call(authority: &Authority, call: &CallInfo<'_>) -> Result<(), CallRefu
     }
     if offered.is_none() && !version {
         return Err(CallRefused::NoEpoch);
+    }
+    if offered == Some(authority.version.epoch)
+        && !version
+        && call.path != READ_COPY_PATH
+        && authority
+            .master_certificate
+            .is_some_and(|master| master != identity.sha256)
+    {
+        return Err(CallRefused::NotTheMaster {
+            current: authority.version.epoch,
+            master: authority.master.clone(),
+        });
     }
     Ok(())
 }
@@ -174,13 +212,17 @@ enum CallRefused {
         current: u64,
         master: Hostname,
     },
+    #[error(
+        "master epoch {current} belongs to {master} on this node, and the caller is not {master}: two master-failovers chose the same epoch; stop gnt-masterd on both new masters and run 'gnt cluster master-failover --no-voting' on the one to keep (it takes a newer epoch)"
+    )]
+    NotTheMaster { current: u64, master: Hostname },
 }
 
 impl Classify for CallRefused {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NoEpoch | Self::BadEpoch => ErrorKind::WrongInput,
-            Self::OlderEpoch { .. } => ErrorKind::WrongState,
+            Self::OlderEpoch { .. } | Self::NotTheMaster { .. } => ErrorKind::WrongState,
             _ => ErrorKind::PermissionDenied,
         }
     }
@@ -234,6 +276,7 @@ mod tests {
             certificates: vec![[1; 32]],
             version: SsconfVersion::new(epoch, 9),
             master: Hostname::parse("node2.example.com").unwrap(),
+            master_certificate: Some([1; 32]),
         }
     }
 
@@ -305,6 +348,51 @@ mod tests {
             check(&current, [7; 32], write, Some("3")),
             Err(CallRefused::UnknownMaster(_))
         ));
+    }
+
+    #[test]
+    fn at_the_nodes_epoch_only_the_named_master_may_act() {
+        // Candidates node2 ([1; 32], the master this node's ssconf names at epoch 3) and
+        // node3 ([3; 32]) both ran master-failover at once and chose epoch 3; node2's set
+        // reached this node first.
+        let current = Authority {
+            certificates: vec![[1; 32], [3; 32]],
+            ..authority(3)
+        };
+        let write = "/gnt.node.v1.NodeAgent/WriteSsconf";
+        let leave = "/gnt.node.v1.NodeAgent/LeaveCluster";
+        assert!(check(&current, [1; 32], write, Some("3")).is_ok());
+        for path in [write, leave, "/gnt.node.v1.NodeAgent/WriteMasterCopy"] {
+            let refused = check(&current, [3; 32], path, Some("3")).unwrap_err();
+            assert!(
+                matches!(refused, CallRefused::NotTheMaster { current: 3, .. }),
+                "{path}: {refused:?}"
+            );
+            assert!(
+                refused.to_string().starts_with(
+                    "master epoch 3 belongs to node2.example.com on this node, and the caller is not node2.example.com"
+                ),
+                "{refused}"
+            );
+            assert_eq!(
+                status_of(&refused)
+                    .metadata()
+                    .get(MASTER_EPOCH_METADATA)
+                    .unwrap(),
+                "3"
+            );
+        }
+        // A candidate counting votes or gathering copies asks at the current epoch.
+        assert!(check(&current, [3; 32], VERSION_PATH, Some("3")).is_ok());
+        assert!(check(&current, [3; 32], READ_COPY_PATH, Some("3")).is_ok());
+        // A failover of a newer epoch is let in (its ssconf has not reached this node).
+        assert!(check(&current, [3; 32], write, Some("4")).is_ok());
+        // A set that lists no certificate under its master keeps the older rule.
+        let unnamed = Authority {
+            master_certificate: None,
+            ..current
+        };
+        assert!(check(&unnamed, [3; 32], write, Some("3")).is_ok());
     }
 
     #[test]

@@ -1,0 +1,91 @@
+//! What a node's `Version` answer tells about the master role, and when it means that this
+//! master was replaced.
+
+use gnt_core::netutils::Hostname;
+use gnt_core::ssconf::SsconfVersion;
+use gnt_proto::node::v1::VersionResponse;
+
+/// What a node's `Version` answer tells about the master role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    /// The version of its ssconf.
+    pub ssconf: SsconfVersion,
+    /// The master its ssconf names.
+    pub master: String,
+    /// The version of its master copy (0 when it holds none).
+    pub copy: SsconfVersion,
+    /// Whether a gnt-masterd runs on it.
+    pub master_daemon_running: bool,
+}
+
+impl From<VersionResponse> for NodeReport {
+    fn from(answer: VersionResponse) -> Self {
+        Self {
+            ssconf: SsconfVersion::new(answer.master_epoch, answer.ssconf_serial),
+            master: answer.master_node,
+            copy: SsconfVersion::new(answer.master_copy_epoch, answer.master_copy_serial),
+            master_daemon_running: answer.master_daemon_running,
+        }
+    }
+}
+
+impl NodeReport {
+    /// Why this master (`master`, of epoch `ours`) must stand down, when `node`'s report
+    /// shows that it was replaced: the node's ssconf is of a newer epoch, or of this master's epoch but
+    /// naming another master (two failovers chose the same epoch: neither may act until
+    /// one runs again and takes a newer one).
+    pub fn replaced(&self, node: &Hostname, master: &Hostname, ours: u64) -> Option<String> {
+        if self.ssconf.epoch > ours {
+            return Some(format!(
+                "{node} holds the ssconf of master epoch {}, which names {} as master; this master's epoch is {ours}",
+                self.ssconf.epoch, self.master
+            ));
+        }
+        if self.ssconf.epoch == ours && self.master != master.as_str() {
+            return Some(format!(
+                "{node} holds the ssconf of this master's epoch {ours} naming {} as master: two master-failovers chose the same epoch; run 'gnt cluster master-failover --no-voting' on the node to keep as master (it takes a newer epoch)",
+                self.master
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(epoch: u64, master: &str) -> NodeReport {
+        NodeReport {
+            ssconf: SsconfVersion::new(epoch, 7),
+            master: master.to_owned(),
+            copy: SsconfVersion::default(),
+            master_daemon_running: false,
+        }
+    }
+
+    #[test]
+    fn a_node_naming_another_master_at_this_masters_epoch_means_standing_down() {
+        let node = Hostname::parse("node1.example.com").unwrap();
+        let me = Hostname::parse("node2.example.com").unwrap();
+        assert_eq!(report(3, "node2.example.com").replaced(&node, &me, 3), None);
+        assert_eq!(report(2, "node9.example.com").replaced(&node, &me, 3), None);
+        let newer = report(4, "node3.example.com")
+            .replaced(&node, &me, 3)
+            .unwrap();
+        assert!(
+            newer.contains("master epoch 4, which names node3.example.com"),
+            "{newer}"
+        );
+        // node3 ran master-failover at the same moment and chose epoch 3 as well.
+        let split = report(3, "node3.example.com")
+            .replaced(&node, &me, 3)
+            .unwrap();
+        assert!(
+            split.starts_with(
+                "node1.example.com holds the ssconf of this master's epoch 3 naming node3.example.com as master: two master-failovers chose the same epoch"
+            ),
+            "{split}"
+        );
+    }
+}
