@@ -180,7 +180,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let cluster_ip = text
             .lines()
             .filter(|line| line.contains(".100/") || line.contains("::100/"))
-            .map(|line| line.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            .map(|line| {
+                line.split_whitespace()
+                    .take(4)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect::<Vec<_>>();
         println!(
             "   cluster IP on {host}: {}",
