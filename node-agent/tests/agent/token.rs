@@ -116,10 +116,13 @@ fn the_node_enforces_its_own_copy_of_the_tokens_expiry() {
     drop(agent);
 
     // A token whose own expiry has passed is refused whatever the master claims.
-    let (agent, _) = agent_with_file(&topology, &format!("{TOKEN}.{}", now() - 60));
+    // One instant for both: computed twice, a second boundary between them made the
+    // claim a second later than the token's own expiry (refused for that reason instead).
+    let expired = now() - 60;
+    let (agent, _) = agent_with_file(&topology, &format!("{TOKEN}.{expired}"));
     let (_, message) = refusal(
-        topology.join("node1", IpPolicy::HybridIpv6, any(1811), |p| {
-            p.expires_at_unix = now() - 60;
+        topology.join("node1", IpPolicy::HybridIpv6, any(1811), move |p| {
+            p.expires_at_unix = expired;
         }),
     );
     assert!(message.contains("the join token expired"), "{message}");
