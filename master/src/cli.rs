@@ -28,6 +28,7 @@ use gnt_proto::master::v1::{
     GetNodeRequest, ListNodesRequest, ModifyNodeRequest, RedistributeConfigRequest,
     RemoveNodeRequest, VerifyClusterRequest, job,
 };
+use gnt_proto::master::v1::{DeleteJoinTokenRequest, ListJoinTokensRequest};
 use gnt_transports::{ConnectError, Connector};
 use tonic::transport::Channel;
 
@@ -228,6 +229,27 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
                 .map_err(status)?
                 .into_inner();
             output::token(&token);
+        }
+        NodeCommand::Token(TokenCommand::List { output }) => {
+            let tokens = connect(paths)
+                .await?
+                .list_join_tokens(ListJoinTokensRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::tokens(&tokens.tokens, output);
+        }
+        NodeCommand::Token(TokenCommand::Delete { id }) => {
+            let done = connect(paths)
+                .await?
+                .delete_join_token(DeleteJoinTokenRequest { id: id.clone() })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "Join token {id} revoked; configuration serial {}.",
+                done.config_serial
+            );
         }
         NodeCommand::Add {
             secondary_ip,

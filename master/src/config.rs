@@ -67,7 +67,8 @@ pub struct ClusterConfig {
     /// The nodes, by name.
     #[serde(deserialize_with = "unique_nodes")]
     pub nodes: BTreeMap<Hostname, NodeConfig>,
-    /// Join tokens: issued, used or expired (expired ones are pruned on the next change).
+    /// Join tokens: issued, used or expired (expired unused ones are purged at the first
+    /// change a week after their expiry).
     pub join_tokens: Vec<TokenRecord>,
     /// When the cluster was initialised, seconds since the Unix epoch.
     pub created_at: i64,
@@ -418,8 +419,12 @@ impl ConfigGuard<'_> {
         next.serial += 1;
         next.modified_at = unix_now();
         let now = next.modified_at;
-        next.join_tokens
-            .retain(|t| t.used_by.is_some() || t.expires_at > now);
+        // Unused tokens stay listed a while after they expire (`gnt node token list` then
+        // says why an add was refused), used ones for good (the record of a join).
+        next.join_tokens.retain(|t| {
+            t.used_by.is_some()
+                || t.expires_at + crate::operations::token::EXPIRED_TOKEN_GRACE > now
+        });
         self.handle.store.save(&next)?;
         let next = Arc::new(next);
         *self

@@ -32,6 +32,10 @@ use gnt_proto::master::v1::{
     SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem,
     WatchJobRequest, job, master_server, submit_job_request,
 };
+use gnt_proto::master::v1::{
+    DeleteJoinTokenRequest, DeleteJoinTokenResponse, JoinTokenInfo, ListJoinTokensRequest,
+    ListJoinTokensResponse,
+};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
@@ -244,6 +248,36 @@ impl master_server::Master for MasterService {
             expires_at_unix: expires_at,
             token_id: token.id().to_owned(),
         }))
+    }
+
+    async fn list_join_tokens(
+        &self,
+        _request: Request<ListJoinTokensRequest>,
+    ) -> Result<Response<ListJoinTokensResponse>, Status> {
+        let tokens = self
+            .master
+            .list_tokens()
+            .await
+            .into_iter()
+            .map(|t| JoinTokenInfo {
+                id: t.id,
+                expires_at_unix: t.expires_at,
+                used_by: t.used_by.map(|n| n.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(ListJoinTokensResponse { tokens }))
+    }
+
+    async fn delete_join_token(
+        &self,
+        request: Request<DeleteJoinTokenRequest>,
+    ) -> Result<Response<DeleteJoinTokenResponse>, Status> {
+        let config_serial = self
+            .master
+            .delete_token(&request.into_inner().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(DeleteJoinTokenResponse { config_serial }))
     }
 
     async fn add_node(

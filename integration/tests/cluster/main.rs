@@ -21,3 +21,4 @@ mod master_ip;
 mod operations;
 mod refusals;
 mod support;
+mod tokens;

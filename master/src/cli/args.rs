@@ -270,6 +270,17 @@ pub enum TokenCommand {
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
     },
+    /// List the join tokens: id, expiry, and the node each added (never the secrets).
+    List {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Revoke an unused join token, at once.
+    Delete {
+        /// The token's id (the part before the first dot).
+        id: String,
+    },
 }
 
 /// `gnt rpc ...`.

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use gnt_core::policy::IpPolicy;
 use gnt_proto::master::v1::{
-    AddNodeResponse, CallStatus, ClusterInfoResponse, CreateJoinTokenResponse, NetworkKind,
-    NodeCallResult, NodeRecord, RedistributeConfigResponse, VerifyClusterResponse, VerifyCode,
+    AddNodeResponse, CallStatus, ClusterInfoResponse, CreateJoinTokenResponse, JoinTokenInfo,
+    NetworkKind, NodeCallResult, NodeRecord, RedistributeConfigResponse, VerifyClusterResponse,
+    VerifyCode,
 };
 use serde_json::json;
 
@@ -104,6 +105,40 @@ pub(super) fn cluster_info(info: &ClusterInfoResponse, output: Output) {
     println!("Configuration serial: {}", info.config_serial);
     println!("Master epoch:        {}", info.master_epoch);
     println!("Candidate pool size: {}", info.candidate_pool_size);
+}
+
+/// `gnt node token list`: a line per token, never a secret.
+pub(super) fn tokens(tokens: &[JoinTokenInfo], output: Output) {
+    let now = gnt_core::clock::unix_now();
+    let status = |t: &JoinTokenInfo| {
+        if !t.used_by.is_empty() {
+            format!("used by {}", t.used_by)
+        } else if t.expires_at_unix <= now {
+            "expired".to_owned()
+        } else {
+            "unused".to_owned()
+        }
+    };
+    if output == Output::Json {
+        let list: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id,
+                    "expires_at": utc(t.expires_at_unix),
+                    "used_by": (!t.used_by.is_empty()).then_some(t.used_by.as_str()),
+                    "status": status(t),
+                })
+            })
+            .collect();
+        println!("{:#}", serde_json::Value::Array(list));
+        return;
+    }
+    let rows: Vec<[String; 3]> = tokens
+        .iter()
+        .map(|t| [t.id.clone(), utc(t.expires_at_unix), status(t)])
+        .collect();
+    table(&["ID", "Expires", "Status"], &rows);
 }
 
 pub(super) fn token(token: &CreateJoinTokenResponse) {

@@ -236,3 +236,34 @@ fn a_file_without_master_netdev_loads_and_ssconf_names_the_device_once_it_is_set
     assert_eq!(set.get(SsconfKey::MasterNetdev), Some("eth0"));
     set.check_member().unwrap();
 }
+
+#[tokio::test]
+async fn expired_unused_tokens_stay_listed_a_week_and_used_ones_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    let now = unix_now();
+    let token = |id: &str, expires_at: i64, used: bool| TokenRecord {
+        id: id.to_owned(),
+        sha256: String::new(),
+        expires_at,
+        used_by: used.then(|| name("node1.example.com")),
+    };
+    let mut config = config();
+    config.join_tokens = vec![
+        token("recent", now - 86400, false),
+        token("old", now - 8 * 86400, false),
+        token("joined", now - 400 * 86400, true),
+        token("live", now + 3600, false),
+    ];
+    store.save(&config).unwrap();
+    let handle = ConfigHandle::new(store.clone(), store.load().unwrap());
+    let ((), next) = handle
+        .update(|c| {
+            c.master_netmask = 64;
+            Ok::<_, ConfigError>(())
+        })
+        .await
+        .unwrap();
+    let kept: Vec<&str> = next.join_tokens.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(kept, ["recent", "joined", "live"]);
+}

@@ -1,6 +1,8 @@
-//! Join tokens: `gnt node token create`, and the check node add makes before it contacts a
-//! node. The configuration keeps a token's id, the SHA-256 of the whole token, its expiry
-//! and the node it added; never the secret.
+//! Join tokens: `gnt node token create|list|delete`, and the check node add makes before
+//! it contacts a node. The configuration keeps a token's id, the SHA-256 of the whole
+//! token, its expiry and the node it added; never the secret. An unused token is kept for
+//! [`EXPIRED_TOKEN_GRACE`] after it expires, so that `list` can say why an add was refused,
+//! then purged at the next change; a used one stays as the record of its node's join.
 
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ use crate::master::Master;
 /// Shortest and longest lifetime of a token.
 const LIFETIME: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(60)..=Duration::from_secs(30 * 86400);
+
+/// How long an unused token stays listed after it expired.
+pub const EXPIRED_TOKEN_GRACE: i64 = 7 * 86400;
 
 /// Why a join token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,12 +50,27 @@ pub enum TokenError {
         /// The node it added.
         node: String,
     },
+    /// No token with that id to revoke.
+    #[error("no join token '{0}' to revoke; `gnt node token list` shows the tokens")]
+    NoSuchToken(String),
+    /// A used token cannot be revoked.
+    #[error(
+        "join token '{id}' was used to add {node} already: it cannot join anything again, and its record stays; to take the node out, `gnt node remove {node}`"
+    )]
+    NothingToRevoke {
+        /// The id.
+        id: String,
+        /// The node it added.
+        node: String,
+    },
 }
 
 impl Classify for TokenError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Malformed(e) => e.kind(),
+            Self::NothingToRevoke { .. } => ErrorKind::WrongState,
+            Self::NoSuchToken(_) => ErrorKind::UnknownEntity,
             _ => ErrorKind::Unauthenticated,
         }
     }
@@ -90,6 +110,42 @@ impl Master {
             tracing::warn!(%warning, "after creating a join token");
         }
         Ok((token, expires_at))
+    }
+
+    /// The tokens the configuration keeps, soonest expiry first.
+    pub async fn list_tokens(&self) -> Vec<TokenRecord> {
+        let mut tokens = self.config.snapshot().await.join_tokens;
+        tokens.sort_by_key(|t| t.expires_at);
+        tokens
+    }
+
+    /// Revokes unused token `id` (an unknown id is refused as such); returns the serial
+    /// after it.
+    pub async fn delete_token(&self, id: &str) -> Result<u64, MasterError> {
+        let ((), committed) = self
+            .config
+            .update(|c| {
+                let index = c
+                    .join_tokens
+                    .iter()
+                    .position(|t| t.id == id)
+                    .ok_or_else(|| TokenError::NoSuchToken(id.to_owned()))?;
+                if let Some(node) = &c.join_tokens[index].used_by {
+                    return Err(TokenError::NothingToRevoke {
+                        id: id.to_owned(),
+                        node: node.to_string(),
+                    }
+                    .into());
+                }
+                c.join_tokens.remove(index);
+                Ok::<_, MasterError>(())
+            })
+            .await?;
+        tracing::info!(token = id, serial = committed.serial, "join token revoked");
+        for warning in self.redistribute(&committed).await {
+            tracing::warn!(%warning, "after revoking a join token");
+        }
+        Ok(committed.serial)
     }
 }
 
