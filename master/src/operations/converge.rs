@@ -115,24 +115,6 @@ impl SerialCheck {
 }
 
 impl Master {
-    /// The ssconf serial of each online node among `names` (every node when `None`), as its
-    /// `Version` answer reports it.
-    pub async fn ssconf_serials(
-        &self,
-        config: &ClusterConfig,
-        names: Option<&[Hostname]>,
-    ) -> Vec<NodeResult<Hostname, u64>> {
-        self.node_reports(config, names)
-            .await
-            .into_iter()
-            .map(|result| NodeResult {
-                key: result.key,
-                outcome: result.outcome.map(|report| report.ssconf.serial),
-                elapsed: result.elapsed,
-            })
-            .collect()
-    }
-
     /// What each online node among `names` (every node when `None`) reports about the
     /// master role.
     pub async fn node_reports(

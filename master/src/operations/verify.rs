@@ -117,15 +117,7 @@ impl Master {
             self.master_ip_problems(&config)
         );
         let mut problems = copy_problems(&config, &reports);
-        let serials = reports
-            .into_iter()
-            .map(|r| NodeResult {
-                key: r.key,
-                outcome: r.outcome.map(|report| report.ssconf.serial),
-                elapsed: r.elapsed,
-            })
-            .collect();
-        problems.extend(self.ssconf_problems(config.serial, serials).await);
+        problems.extend(self.ssconf_problems(config.serial, &reports).await);
         problems.extend(master_ip);
         let mut checked = 0;
         for result in results {
@@ -155,15 +147,18 @@ impl Master {
         }
     }
 
-    /// The nodes among `serials` whose ssconf is not that of configuration `serial`.
+    /// The nodes among `reports` whose ssconf is not that of configuration `serial`.
     async fn ssconf_problems(
         &self,
         serial: u64,
-        serials: Vec<NodeResult<Hostname, u64>>,
+        reports: &[NodeResult<Hostname, NodeReport>],
     ) -> Vec<Problem> {
-        let answers: Vec<(Hostname, SerialCheck)> = serials
-            .into_iter()
-            .filter_map(|r| Some((r.key, SerialCheck::of(r.outcome.ok()?, serial))))
+        let answers: Vec<(Hostname, SerialCheck)> = reports
+            .iter()
+            .filter_map(|r| {
+                let held = r.outcome.as_ref().ok()?.ssconf.serial;
+                Some((r.key.clone(), SerialCheck::of(held, serial)))
+            })
             .collect();
         let ahead = answers
             .iter()
