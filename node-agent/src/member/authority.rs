@@ -113,12 +113,18 @@ fn shown(peer: Option<&PeerInfo>) -> String {
     peer.map_or_else(|| "unknown".to_owned(), ToString::to_string)
 }
 
-/// Whether `identity` is one of the `allowed` master certificates.
-fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result<(), CallRefused> {
+/// `identity`, if it is a certificate of role `master`.
+fn master_role(identity: Option<&PeerIdentity>) -> Result<&PeerIdentity, CallRefused> {
     let identity = identity.ok_or(CallRefused::NoCertificate)?;
     if identity.role.as_deref() != Some("master") {
         return Err(CallRefused::NotMaster(Box::new(identity.clone())));
     }
+    Ok(identity)
+}
+
+/// Whether `identity` is one of the `allowed` master certificates.
+fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result<(), CallRefused> {
+    let identity = master_role(identity)?;
     if !allowed.contains(&identity.sha256) {
         return Err(CallRefused::UnknownMaster(Box::new(identity.clone())));
     }
@@ -132,13 +138,7 @@ fn check_caller(allowed: &[[u8; 32]], identity: Option<&PeerIdentity>) -> Result
 /// procedure but `Version` must state an epoch; then, at the node's own epoch, only the
 /// master's certificate may call procedures other than `Version` and `ReadMasterCopy`.
 fn check_call(authority: &Authority, call: &CallInfo<'_>) -> Result<(), CallRefused> {
-    let identity = call
-        .peer
-        .and_then(PeerInfo::identity)
-        .ok_or(CallRefused::NoCertificate)?;
-    if identity.role.as_deref() != Some("master") {
-        return Err(CallRefused::NotMaster(Box::new(identity.clone())));
-    }
+    let identity = master_role(call.peer.and_then(PeerInfo::identity))?;
     let offered = epoch_of(call)?;
     let listed = authority.certificates.contains(&identity.sha256);
     let version = call.path == VERSION_PATH;
