@@ -25,7 +25,7 @@
 //! brings up the cluster IP. See `docs/design.md`, "Master failover".
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use gnt_core::fs_atomic::{self, FsError};
 use gnt_core::netutils::Hostname;
@@ -79,6 +79,8 @@ struct Local {
     copy: MasterCopy,
     config: ClusterConfig,
     channels: NodeChannels,
+    /// This node's key: its master identity's, and the new master's once it takes over.
+    node_key: PathBuf,
 }
 
 /// Makes this node (state directory `state_dir`) the master (see the module docs).
@@ -167,7 +169,8 @@ fn load_local(state_dir: &Path) -> Result<Local, FailoverError> {
         return Err(FailoverError::NotCandidate { candidates });
     };
     let config = parse_config(&membership.node_name, &copy.config_json)?;
-    let identity = copy.master_identity(&state.node_key_path())?;
+    let node_key = state.node_key_path();
+    let identity = copy.master_identity(&node_key)?;
     let ca = Pem::from_bytes("cluster CA", copy.ca_certificate_pem.as_bytes());
     let tls = ClientTls::new(&ca, Some(&identity))?;
     let channels = NodeChannels::new(tls, config.policy, config.node_port, config.master_epoch);
@@ -176,6 +179,7 @@ fn load_local(state_dir: &Path) -> Result<Local, FailoverError> {
         copy,
         config,
         channels,
+        node_key,
     })
 }
 
@@ -355,9 +359,8 @@ fn take_the_role(
         std::fs::rename(&jobs, &aside).map_err(|e| FsError::new("rename", &jobs, e))?;
     }
     let copy = &local.copy;
-    let node_key_path = NodeState::open(state_dir)?.node_key_path();
     let node_key =
-        std::fs::read(&node_key_path).map_err(|e| FsError::new("read", &node_key_path, e))?;
+        std::fs::read(&local.node_key).map_err(|e| FsError::new("read", &local.node_key, e))?;
     fs_atomic::write_atomic(
         &paths.pki.ca_cert,
         copy.ca_certificate_pem.as_bytes(),
