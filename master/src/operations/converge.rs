@@ -31,20 +31,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gnt_core::netutils::Hostname;
-use gnt_core::runner::{CallFailure, NodeResult, TimeoutClass};
+use gnt_core::runner::{CallFailure, NodeResult};
 use gnt_core::ssconf::SsconfVersion;
 use gnt_core::wire::MASTER_EPOCH_METADATA;
 use gnt_proto::node::v1::VersionRequest;
-use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod report;
 
-pub use report::NodeReport;
+pub use report::{NodeReport, ask_reports};
 
-use super::rpc_call::{failed, fan_out_named, timed};
 use crate::config::ClusterConfig;
 use crate::master::Master;
 
@@ -123,33 +121,22 @@ impl Master {
         names: Option<&[Hostname]>,
     ) -> Vec<NodeResult<Hostname, NodeReport>> {
         let ours = config.master_epoch;
-        fan_out_named(
+        ask_reports(
             &self.channels,
             config,
             names,
-            TimeoutClass::Urgent,
-            |name, channel, _| {
-                let request = timed(VersionRequest::default(), SERIAL_TIMEOUT);
-                let name = name.clone();
-                async move {
-                    NodeAgentClient::new(channel)
-                        .version(request)
-                        .await
-                        .map(|answer| NodeReport::from(answer.into_inner()))
-                        .map_err(|status| {
-                            // A node that no longer lists this master's certificate (the
-                            // successor demoted it) refuses even Version, with its epoch.
-                            if let Some(epoch) = newer_epoch(&status, ours) {
-                                self.stand_down.signal(format!(
-                                    "{name} refuses this master's calls: its ssconf is of master epoch {epoch}, this master's is {ours} ({})",
-                                    status.message()
-                                ));
-                            }
-                            failed(SERIAL_TIMEOUT)(status)
-                        })
+            VersionRequest::default(),
+            SERIAL_TIMEOUT,
+            |name, status| {
+                // A node that no longer lists this master's certificate (the successor
+                // demoted it) refuses even Version, with its epoch.
+                if let Some(epoch) = newer_epoch(status, ours) {
+                    self.stand_down.signal(format!(
+                        "{name} refuses this master's calls: its ssconf is of master epoch {epoch}, this master's is {ours} ({})",
+                        status.message()
+                    ));
                 }
             },
-            |_| {},
         )
         .await
     }

@@ -29,15 +29,14 @@ use std::path::{Path, PathBuf};
 
 use gnt_core::fs_atomic::{self, FsError};
 use gnt_core::netutils::Hostname;
-use gnt_core::runner::{NodeResult, TimeoutClass};
 use gnt_core::ssconf::SsconfKey;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{ReadMasterCopyRequest, VersionRequest};
 use gnt_transports::join::{MasterCopy, MasterCopyStore, Membership, Mode, NodeState};
 use gnt_transports::{ClientTls, Pem};
 
-use super::converge::NodeReport;
-use super::rpc_call::{failed, fan_out_on, timed};
+use super::converge::{NodeReport, ask_reports};
+use super::rpc_call::timed;
 use crate::channels::NodeChannels;
 use crate::config::{ClusterConfig, ConfigStore};
 use crate::error::MasterError;
@@ -194,22 +193,13 @@ fn parse_config(node: &Hostname, json: &str) -> Result<ClusterConfig, FailoverEr
 async fn ask_nodes(
     local: &Local,
 ) -> BTreeMap<Hostname, Result<NodeReport, gnt_core::runner::CallFailure>> {
-    let results: Vec<NodeResult<Hostname, NodeReport>> = fan_out_on(
+    let results = ask_reports(
         &local.channels,
         &local.config,
         None,
-        TimeoutClass::Urgent,
-        |channel, _| {
-            let request = timed(VersionRequest { master_role: true }, VOTE_TIMEOUT);
-            async move {
-                NodeAgentClient::new(channel)
-                    .version(request)
-                    .await
-                    .map(|answer| NodeReport::from(answer.into_inner()))
-                    .map_err(failed(VOTE_TIMEOUT))
-            }
-        },
-        |_| {},
+        VersionRequest { master_role: true },
+        VOTE_TIMEOUT,
+        |_, _| {},
     )
     .await;
     results

@@ -1,9 +1,17 @@
-//! What a node's `Version` answer tells about the master role, and when it means that this
-//! master was replaced.
+//! What a node's `Version` answer tells about the master role, asking nodes for it, and
+//! when it means that this master was replaced.
+
+use std::time::Duration;
 
 use gnt_core::netutils::Hostname;
+use gnt_core::runner::{NodeResult, TimeoutClass};
 use gnt_core::ssconf::SsconfVersion;
-use gnt_proto::node::v1::VersionResponse;
+use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+use gnt_proto::node::v1::{VersionRequest, VersionResponse};
+
+use crate::channels::NodeChannels;
+use crate::config::ClusterConfig;
+use crate::operations::rpc_call::{failed, fan_out_named, timed};
 
 /// What a node's `Version` answer tells about the master role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +57,42 @@ impl NodeReport {
         }
         None
     }
+}
+
+/// Asks the online nodes of `config` among `names` (all when `None`), through `channels`,
+/// for their `Version` answers as reports; each may take `timeout`. `on_refusal` sees every
+/// status a node answered with instead (the converger looks there for a newer epoch).
+pub async fn ask_reports(
+    channels: &NodeChannels,
+    config: &ClusterConfig,
+    names: Option<&[Hostname]>,
+    request: VersionRequest,
+    timeout: Duration,
+    on_refusal: impl Fn(&Hostname, &tonic::Status),
+) -> Vec<NodeResult<Hostname, NodeReport>> {
+    let on_refusal = &on_refusal;
+    fan_out_named(
+        channels,
+        config,
+        names,
+        TimeoutClass::Urgent,
+        |name, channel, _| {
+            let request = timed(request, timeout);
+            let name = name.clone();
+            async move {
+                NodeAgentClient::new(channel)
+                    .version(request)
+                    .await
+                    .map(|answer| NodeReport::from(answer.into_inner()))
+                    .map_err(|status| {
+                        on_refusal(&name, &status);
+                        failed(timeout)(status)
+                    })
+            }
+        },
+        |_| {},
+    )
+    .await
 }
 
 #[cfg(test)]
