@@ -372,6 +372,27 @@ impl node_agent_server::NodeAgent for NodeAgentService {
             .await
             .map(Response::new)
     }
+
+    async fn prepare_node_key(
+        &self,
+        _request: Request<gnt_proto::node::v1::PrepareNodeKeyRequest>,
+    ) -> Result<Response<gnt_proto::node::v1::PrepareNodeKeyResponse>, Status> {
+        Err(Status::unimplemented("not yet"))
+    }
+
+    async fn install_node_certificate(
+        &self,
+        _request: Request<gnt_proto::node::v1::InstallNodeCertificateRequest>,
+    ) -> Result<Response<gnt_proto::node::v1::InstallNodeCertificateResponse>, Status> {
+        Err(Status::unimplemented("not yet"))
+    }
+
+    async fn write_trust(
+        &self,
+        _request: Request<gnt_proto::node::v1::WriteTrustRequest>,
+    ) -> Result<Response<gnt_proto::node::v1::WriteTrustResponse>, Status> {
+        Err(Status::unimplemented("not yet"))
+    }
 }
 
 #[cfg(test)]

@@ -302,6 +302,27 @@ impl NodeAgent for BareAgent {
     ) -> Result<Response<ChangeMasterNetmaskResponse>, Status> {
         unimplemented()
     }
+
+    async fn prepare_node_key(
+        &self,
+        _request: Request<gnt_proto::node::v1::PrepareNodeKeyRequest>,
+    ) -> Result<Response<gnt_proto::node::v1::PrepareNodeKeyResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn install_node_certificate(
+        &self,
+        _request: Request<gnt_proto::node::v1::InstallNodeCertificateRequest>,
+    ) -> Result<Response<gnt_proto::node::v1::InstallNodeCertificateResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn write_trust(
+        &self,
+        _request: Request<gnt_proto::node::v1::WriteTrustRequest>,
+    ) -> Result<Response<gnt_proto::node::v1::WriteTrustResponse>, Status> {
+        unimplemented()
+    }
 }
 
 /// Size of an echo message.

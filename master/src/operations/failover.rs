@@ -197,7 +197,10 @@ async fn ask_nodes(
         &local.channels,
         &local.config,
         None,
-        VersionRequest { master_role: true },
+        VersionRequest {
+            master_role: true,
+            ..VersionRequest::default()
+        },
         VOTE_TIMEOUT,
         |_, _| {},
     )
