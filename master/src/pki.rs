@@ -133,10 +133,21 @@ fn validity(params: &mut CertificateParams, length: Duration) {
 impl ClusterCa {
     /// A new CA for cluster `name`.
     pub fn create(cluster_name: &str) -> Result<Self, PkiError> {
+        Self::create_named(format!("gnt-rpc CA of {cluster_name}"))
+    }
+
+    /// A CA to replace this one (`renew-crypto --new-cluster-certificate`): a key of its
+    /// own, and a name that tells it from this one, since nodes trust both for a while.
+    pub fn successor(&self, cluster_name: &str) -> Result<Self, PkiError> {
+        let stamp = OffsetDateTime::now_utc().unix_timestamp();
+        Self::create_named(format!("gnt-rpc CA of {cluster_name}, renewed at {stamp}"))
+    }
+
+    fn create_named(common_name: String) -> Result<Self, PkiError> {
         let mut params = CertificateParams::default();
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("gnt-rpc CA of {cluster_name}"));
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, CA_VALIDITY);

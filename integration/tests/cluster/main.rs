@@ -20,5 +20,6 @@ mod lifecycle;
 mod master_ip;
 mod operations;
 mod refusals;
+mod renewal;
 mod support;
 mod tokens;

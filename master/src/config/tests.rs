@@ -32,6 +32,7 @@ fn config() -> ClusterConfig {
         candidate_pool_size: 10,
         nodes,
         join_tokens: Vec::new(),
+        rollover: None,
         created_at: 1,
         modified_at: 1,
     }

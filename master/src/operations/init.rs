@@ -229,6 +229,7 @@ fn write(
         candidate_pool_size: DEFAULT_CANDIDATE_POOL_SIZE,
         nodes: [(node.name.clone(), record)].into(),
         join_tokens: Vec::new(),
+        rollover: None,
         created_at: now,
         modified_at: now,
     };

@@ -202,6 +202,7 @@ mod tests {
             candidate_pool_size: 10,
             nodes: BTreeMap::new(),
             join_tokens: tokens,
+            rollover: None,
             created_at: 0,
             modified_at: 0,
         }

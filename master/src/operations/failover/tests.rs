@@ -23,6 +23,7 @@ fn config(epoch: u64) -> ClusterConfig {
         candidate_pool_size: 10,
         nodes: BTreeMap::new(),
         join_tokens: Vec::new(),
+        rollover: None,
         created_at: 0,
         modified_at: 0,
     }
