@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use gnt_transports::{ClientTls, Identity, PairFiles, Pem, TlsConfigError};
+use gnt_transports::{ClientTls, PairFiles, Pem, TlsConfigError};
 
 use crate::channels::Presenting;
 use crate::config::ClusterConfig;
@@ -82,9 +82,19 @@ pub fn presenting(
     let retiring = match &config.rollover {
         Some(rollover) if !rollover.pending.is_empty() => {
             let files = retiring_pair(paths);
-            let identity = Identity::from_files(files.cert_path(), files.key_path())?;
-            let nodes = rollover.pending.iter().map(ToString::to_string).collect();
-            Some((ClientTls::new(&trust, Some(&identity))?, nodes))
+            match files.identity() {
+                Ok(identity) => {
+                    let nodes = rollover.pending.iter().map(ToString::to_string).collect();
+                    Some((ClientTls::new(&trust, Some(&identity))?, nodes))
+                }
+                // A master that took the role by failover during a renewal never had the
+                // previous master's key: the nodes still pending accept this master's own
+                // certificate anyway, listed in their ssconf as a candidate's.
+                Err(error) => {
+                    tracing::warn!(%error, "the previous master certificate is not here; nodes the renewal waits for are called with this master's own");
+                    None
+                }
+            }
         }
         _ => None,
     };
