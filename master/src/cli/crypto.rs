@@ -36,15 +36,22 @@ pub(super) async fn renew(paths: &MasterPaths, args: RenewCryptoArgs) -> Result<
 /// What a renewal did, as `renew-crypto` and `gnt job watch` print it.
 pub(super) fn print_renewal(done: &RenewCryptoResponse) {
     for node in &done.renewed {
-        println!(
-            "Renewed:   {} presents certificate {}",
-            node.name, node.certificate_sha256
-        );
+        if node.new_certificate {
+            println!(
+                "Renewed:   {} presents its new certificate {}",
+                node.name, node.certificate_sha256
+            );
+        } else {
+            println!(
+                "Updated:   {} accepts the master's new certificate",
+                node.name
+            );
+        }
     }
     output::warnings(&done.warnings);
     if done.finished {
         println!(
-            "Renewal complete; configuration serial {}. The previous CA and master key are no longer trusted.",
+            "Renewal complete (configuration serial {}): the previous certificates, keys and CA are trusted nowhere.",
             done.config_serial
         );
     } else {

@@ -246,8 +246,8 @@ pub enum JobOutcome {
     CryptoRenewed {
         /// The configuration serial after it.
         serial: u64,
-        /// The nodes renewed, with the fingerprint of the certificate each presents.
-        renewed: Vec<(String, String)>,
+        /// The nodes renewed.
+        renewed: Vec<RenewedRecord>,
         /// The nodes still to renew.
         pending: Vec<String>,
         /// Whether the renewal is over.
@@ -260,6 +260,17 @@ pub enum JobOutcome {
         /// What each node did with it, sorted by name.
         nodes: Vec<Delivery>,
     },
+}
+
+/// A node a renewal reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewedRecord {
+    /// The node's name.
+    pub node: String,
+    /// The fingerprint of the certificate it presents.
+    pub certificate_sha256: String,
+    /// Whether that certificate is new.
+    pub new_certificate: bool,
 }
 
 /// What one node did with a set sent to it.

@@ -16,7 +16,7 @@ use gnt_proto::master::v1::{
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 
-use super::record::{Delivery, JobFailure, JobOutcome, JobRecord, JobState};
+use super::record::{Delivery, JobFailure, JobOutcome, JobRecord, JobState, RenewedRecord};
 use crate::master::NodeView;
 use crate::operations::redistribute::Redistribution;
 use crate::operations::renew_crypto::Renewal;
@@ -73,9 +73,10 @@ fn result(outcome: &JobOutcome, warnings: &[String]) -> job::Result {
             config_serial: *serial,
             renewed: renewed
                 .iter()
-                .map(|(name, certificate_sha256)| RenewedNode {
-                    name: name.clone(),
-                    certificate_sha256: certificate_sha256.clone(),
+                .map(|done| RenewedNode {
+                    name: done.node.clone(),
+                    certificate_sha256: done.certificate_sha256.clone(),
+                    new_certificate: done.new_certificate,
                 })
                 .collect(),
             pending: pending.clone(),
@@ -98,7 +99,11 @@ pub fn crypto_renewed(renewal: Renewal) -> (JobOutcome, Vec<String>) {
         renewed: renewal
             .renewed
             .into_iter()
-            .map(|done| (done.node.to_string(), done.certificate_sha256))
+            .map(|done| RenewedRecord {
+                node: done.node.to_string(),
+                certificate_sha256: done.certificate_sha256,
+                new_certificate: done.new_certificate,
+            })
             .collect(),
         pending: renewal.pending.iter().map(ToString::to_string).collect(),
         finished: renewal.finished,

@@ -35,6 +35,8 @@ pub struct NodeRenewal {
     pub node: Hostname,
     /// The fingerprint of the certificate it presents.
     pub certificate_sha256: String,
+    /// Whether that certificate is new (not only the ssconf that lists the master's).
+    pub new_certificate: bool,
     /// A master candidate's new master certificate (PEM) and its fingerprint.
     master_certificate: Option<(String, String)>,
 }
@@ -170,6 +172,7 @@ impl Master {
             return Ok(NodeRenewal {
                 node: name.clone(),
                 certificate_sha256: record.certificate_sha256.clone(),
+                new_certificate: false,
                 master_certificate: None,
             });
         }
@@ -210,6 +213,7 @@ impl Master {
         Ok(NodeRenewal {
             node: name.clone(),
             certificate_sha256: installed.certificate_sha256,
+            new_certificate: true,
             master_certificate,
         })
     }
