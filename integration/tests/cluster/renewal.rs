@@ -261,6 +261,7 @@ fn a_node_down_during_a_ca_rollover_is_renewed_when_it_comes_back() {
     let out = cluster
         .gnt(&["cluster", "renew-crypto", "--new-cluster-certificate"])
         .unwrap();
+    eprintln!("{out}");
     assert_eq!(out.code, 1, "{out}");
     assert!(
         out.stdout.contains("Renewal waits for node2.lab.test"),
@@ -275,6 +276,7 @@ fn a_node_down_during_a_ca_rollover_is_renewed_when_it_comes_back() {
     let refused = cluster
         .gnt(&["cluster", "renew-crypto", "--new-node-certificates"])
         .unwrap();
+    eprintln!("{refused}");
     assert_ne!(refused.code, 0, "{refused}");
     assert!(
         refused.stderr.contains("still waits for node2.lab.test"),

@@ -11,5 +11,6 @@
 mod binary;
 mod join;
 mod member;
+mod renewal;
 mod support;
 mod token;
