@@ -223,8 +223,10 @@ fn every_kind_of_renewal_runs_under_calls_with_none_failing_and_leaves_no_old_ke
         let (verified, text) = grpcurl_with_ca(&cluster, host, &new_ca);
         assert!(verified, "{host} with the new CA: {text}");
         assert!(text.contains("gnt.node.v1.NodeAgent"), "{text}");
+        eprintln!("grpcurl {host}, new CA:\n{text}");
         let (verified, text) = grpcurl_with_ca(&cluster, host, &old_ca_copy);
         assert!(!verified, "{host} still verifies with the old CA: {text}");
+        eprintln!("grpcurl {host}, old CA:\n{text}");
         // Each node trusts the new CA alone.
         let trusted = std::fs::read_to_string(cluster.state_dir(host).join("ca.pem")).unwrap();
         assert_eq!(

@@ -55,8 +55,13 @@ pub(super) fn print_renewal(done: &RenewCryptoResponse) {
             done.config_serial
         );
     } else {
+        let (it, answers) = if done.pending.len() == 1 {
+            ("it", "it answers")
+        } else {
+            ("them", "they answer")
+        };
         println!(
-            "Renewal waits for {}: it goes on as soon as they answer (gnt-masterd retries them); until then the previous CA and master certificate stay trusted. `gnt cluster verify` lists them.",
+            "Renewal waits for {}: gnt-masterd goes on as soon as {answers}; until then the previous CA and master certificate stay trusted, and `gnt cluster verify` lists {it}.",
             done.pending.join(", ")
         );
     }

@@ -373,7 +373,13 @@ impl Master {
             committed = after;
             warnings.extend(finish_warnings);
         } else {
-            warnings.extend(self.redistribute(&committed).await);
+            // A pending node that missed the set was named already, with what to expect.
+            let missed = self.redistribute(&committed).await;
+            warnings.extend(missed.into_iter().filter(|warning| {
+                !pending
+                    .iter()
+                    .any(|node| warning.contains(&format!(" on {node}:")))
+            }));
         }
         Ok(Renewal {
             serial: committed.serial,
