@@ -237,9 +237,9 @@ impl Master {
             })
             .await?;
         tracing::info!(parts = %parts.summary(), serial = committed.serial, master_certificate = %master_sha256, "certificate renewal started");
-        progress.step(Step::Committed {
+        progress.step_after_commit(Step::Committed {
             serial: committed.serial,
-        })?;
+        });
         self.settle_master_dir(&committed)
     }
 
