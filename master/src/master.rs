@@ -95,7 +95,10 @@ impl Master {
         let paths = MasterPaths::new(state_dir);
         let store = ConfigStore::new(&paths.master_dir);
         let config = store.load()?;
-        let ca = ClusterCa::load(&paths.pki)?;
+        // Every certificate this master issues (node add, candidates' master certificates)
+        // lives as long as the configuration says.
+        let ca =
+            ClusterCa::load(&paths.pki)?.with_certificate_validity(config.certificate_validity());
         let channels = NodeChannels::new(
             node_client_tls(&paths)?,
             config.policy,
