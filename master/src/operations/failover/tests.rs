@@ -36,6 +36,7 @@ fn report(master: &str, epoch: u64, running: bool) -> Result<NodeReport, CallFai
         master: master.to_owned(),
         copy: SsconfVersion::new(epoch, 7),
         master_daemon_running: running,
+        certificate: None,
     })
 }
 
