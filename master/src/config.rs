@@ -210,6 +210,11 @@ impl ClusterConfig {
         std::time::Duration::from_secs(self.certificate_validity_secs)
     }
 
+    /// How long the cluster CA was made valid.
+    pub fn ca_validity(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ca_validity_secs)
+    }
+
     /// The master's record.
     pub fn master(&self) -> Option<&NodeConfig> {
         self.nodes.get(&self.master_node)

@@ -29,6 +29,7 @@ use time::{Duration, OffsetDateTime};
 
 mod validity;
 
+pub(crate) use validity::Human;
 pub use validity::{
     DEFAULT_CA_VALIDITY, DEFAULT_CERTIFICATE_VALIDITY, LEGACY_CA_VALIDITY,
     LEGACY_CERTIFICATE_VALIDITY, LifetimeError, Lifetimes, Validity, certificate_not_after,

@@ -8,11 +8,16 @@ use gnt_integration::cluster_lab::ClusterLab;
 
 use crate::support::{Running, empty};
 
-/// A cluster of the master and node1, initialised with `flags`.
-fn initialised_with(policy: IpPolicy, flags: &[&str]) -> Running {
+/// A cluster of the master and node1, initialised with `flags`; init says `lifetimes`.
+fn initialised_with(policy: IpPolicy, flags: &[&str], lifetimes: &str) -> Running {
     let cluster = empty(policy, 1, &[]);
     let init = cluster.init_with(flags).unwrap();
     assert!(init.success(), "{init}");
+    assert!(
+        init.stdout
+            .contains(&format!("\n  lifetimes:   {lifetimes}\n")),
+        "{init}"
+    );
     cluster.start_noded("master", None).unwrap();
     cluster.start_masterd().unwrap();
     let secondary = cluster.default_secondary("node1");
@@ -47,7 +52,11 @@ fn day(pem: &str) -> String {
 
 #[test]
 fn verify_warns_of_certificates_issued_for_20_days_naming_each_node_and_passes() {
-    let cluster = initialised_with(IpPolicy::HybridIpv6, &["--certificate-validity", "20d"]);
+    let cluster = initialised_with(
+        IpPolicy::HybridIpv6,
+        &["--certificate-validity", "20d"],
+        "certificates 20d, the CA 3650d",
+    );
     let verify = cluster.gnt(&["cluster", "verify"]).unwrap();
     assert_eq!(verify.code, 0, "warnings alone pass: {verify}");
     // The master's and node1's node certificates (node1's issued by the daemon at node
@@ -89,6 +98,7 @@ fn verify_fails_on_certificates_issued_for_5_days_and_warns_of_a_ca_for_20() {
     let cluster = initialised_with(
         IpPolicy::Ipv4,
         &["--certificate-validity", "5d", "--ca-validity", "20d"],
+        "certificates 5d, the CA 20d",
     );
     let verify = cluster.gnt(&["cluster", "verify"]).unwrap();
     assert_eq!(verify.code, 1, "{verify}");

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::config::ClusterConfig;
 use crate::operations::utc;
+use crate::pki::Human;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +55,11 @@ pub(super) fn initialised(config: &ClusterConfig, state_dir: &Path) {
         "  state:       {} (configuration serial {})",
         state_dir.display(),
         config.serial
+    );
+    println!(
+        "  lifetimes:   certificates {}, the CA {}",
+        Human(config.certificate_validity()),
+        Human(config.ca_validity())
     );
     println!("Now start the daemons on this host:");
     println!("  gnt-noded --state-dir {}", state_dir.display());

@@ -121,7 +121,7 @@ impl Classify for LifetimeError {
 }
 
 /// A duration as the flags take it: in the largest unit that divides it (`20d`, `36h`).
-struct Human(Duration);
+pub(crate) struct Human(pub(crate) Duration);
 
 impl fmt::Display for Human {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
