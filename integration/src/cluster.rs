@@ -97,6 +97,7 @@ impl TestMaster {
                 .map(|node| (node.name.clone(), record(node)))
                 .collect(),
             join_tokens: Vec::new(),
+            rollover: None,
             created_at: 0,
             modified_at: 0,
         }

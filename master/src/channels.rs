@@ -4,8 +4,13 @@
 //! does); a node's channel is replaced when its address changes and dropped when it leaves.
 //! Every call carries the master's epoch (`gnt-master-epoch`), which nodes check to fence
 //! a master that a failover replaced.
+//!
+//! While a certificate renewal waits for some nodes (`operations::renew_crypto`), the
+//! channels to those nodes present the master's previous certificate, which is all they
+//! accept yet; the others present the new one. Changing either drops the cached channels:
+//! calls in flight finish on theirs, the next ones dial with the new identity.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
@@ -49,10 +54,29 @@ impl Interceptor for EpochStamp {
     }
 }
 
+/// What the channels present: the master's certificate, and the previous one for the nodes
+/// a renewal has not reached yet.
+#[derive(Debug, Clone)]
+pub struct Presenting {
+    /// The master's certificate and the CAs it trusts.
+    pub current: ClientTls,
+    /// The previous certificate, and the nodes that still need it.
+    pub retiring: Option<(ClientTls, BTreeSet<String>)>,
+}
+
+impl Presenting {
+    fn for_node(&self, name: &str) -> &ClientTls {
+        match &self.retiring {
+            Some((tls, nodes)) if nodes.contains(name) => tls,
+            _ => &self.current,
+        }
+    }
+}
+
 /// The channel cache.
 #[derive(Debug)]
 pub struct NodeChannels {
-    tls: ClientTls,
+    tls: std::sync::RwLock<Presenting>,
     policy: IpPolicy,
     port: u16,
     epoch: EpochStamp,
@@ -63,8 +87,21 @@ impl NodeChannels {
     /// Channels presenting `tls` (the master's identity, the cluster CA), stamping master
     /// epoch `epoch` on every call.
     pub fn new(tls: ClientTls, policy: IpPolicy, port: u16, epoch: u64) -> Self {
+        Self::presenting(
+            Presenting {
+                current: tls,
+                retiring: None,
+            },
+            policy,
+            port,
+            epoch,
+        )
+    }
+
+    /// Channels presenting `tls`, stamping master epoch `epoch` on every call.
+    pub fn presenting(tls: Presenting, policy: IpPolicy, port: u16, epoch: u64) -> Self {
         Self {
-            tls,
+            tls: std::sync::RwLock::new(tls),
             policy,
             port,
             epoch: EpochStamp::new(epoch),
@@ -81,7 +118,13 @@ impl NodeChannels {
         {
             return Ok(self.stamped(channel.clone()));
         }
-        let tls = self.tls.clone().with_server_name(name)?;
+        let tls = self
+            .tls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .for_node(name)
+            .clone()
+            .with_server_name(name)?;
         let channel = Connector::tcp_addr(addr, DialOptions::new(self.policy))
             .with_tls(tls)
             .channel_lazy();
@@ -91,6 +134,21 @@ impl NodeChannels {
 
     fn stamped(&self, channel: Channel) -> NodeChannel {
         InterceptedService::new(channel, self.epoch.clone())
+    }
+
+    /// What the channel to node `name` presents, for a caller that dials it itself.
+    pub fn client_tls(&self, name: &str) -> ClientTls {
+        self.tls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .for_node(name)
+            .clone()
+    }
+
+    /// Presents `tls` from the next call on (see the module's docs).
+    pub fn present(&self, tls: Presenting) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = tls;
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Forgets node `name`'s channel.

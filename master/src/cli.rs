@@ -8,6 +8,7 @@
 //! and the exit code says what kind of failure it was (see `gnt_core::ErrorKind`).
 
 mod args;
+mod crypto;
 mod failover;
 mod jobs;
 mod master_ip;
@@ -116,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             master_ip::deactivate(&paths, yes).await
         }
         Command::Cluster(ClusterCommand::Modify(args)) => master_ip::modify(&paths, args).await,
+        Command::Cluster(ClusterCommand::RenewCrypto(args)) => crypto::renew(&paths, args).await,
         Command::Node(command) => node(&paths, command).await,
         Command::Rpc(RpcCommand::Call {
             procedure,

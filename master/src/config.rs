@@ -79,6 +79,9 @@ pub struct ClusterConfig {
     /// Join tokens: issued, used or expired (expired unused ones are purged at the first
     /// change a week after their expiry).
     pub join_tokens: Vec<TokenRecord>,
+    /// A certificate renewal that waits for some nodes (`gnt cluster renew-crypto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollover: Option<Rollover>,
     /// When the cluster was initialised, seconds since the Unix epoch.
     pub created_at: i64,
     /// When the configuration last changed.
@@ -110,6 +113,33 @@ pub struct NodeConfig {
     /// it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub master_certificate_sha256: String,
+}
+
+/// A certificate renewal that has not reached every node yet: what stays trusted for the
+/// nodes it waits for (see `operations::renew_crypto`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollover {
+    /// When it started, seconds since the Unix epoch.
+    pub started_at: i64,
+    /// The fingerprint of the master's certificate before the renewal: still listed in
+    /// ssconf, so that the nodes it waits for accept the master's calls with it.
+    pub retiring_master_sha256: String,
+    /// The cluster CA before the renewal, PEM, when the renewal replaced the CA: trusted
+    /// beside the new one until every node has a certificate of the new one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub retiring_ca_pem: String,
+    /// The cluster CA the renewal made, PEM (empty when it kept the CA): what the master
+    /// directory's `ca.pem` must be, so that a master stopped between the commit and the
+    /// switch finishes the switch when it starts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuing_ca_pem: String,
+    /// Whether the renewal gives nodes new keys.
+    pub new_node_keys: bool,
+    /// Whether nodes get new certificates (a new key, or a new CA); otherwise only the
+    /// master's certificate changes, and a node is renewed once its ssconf lists it.
+    pub node_certificates: bool,
+    /// The nodes it has not renewed yet.
+    pub pending: std::collections::BTreeSet<Hostname>,
 }
 
 /// The epoch of a cluster that has never failed over.
@@ -283,6 +313,20 @@ impl ClusterConfig {
         })?;
         if !self.master_netdev.is_empty() {
             set.insert(SsconfKey::MasterNetdev, self.master_netdev.as_str())?;
+        }
+        if let Some(rollover) = &self.rollover {
+            // The master's previous certificate, listed after its new one until the
+            // renewal has reached every node.
+            let mut lines: Vec<String> = set
+                .master_certificates()?
+                .into_iter()
+                .map(|(name, fingerprint)| format!("{name}={fingerprint}"))
+                .collect();
+            lines.push(format!(
+                "{}={}",
+                self.master_node, rollover.retiring_master_sha256
+            ));
+            set.insert_lines(SsconfKey::MasterCandidatesCerts, lines)?;
         }
         Ok(set)
     }

@@ -120,6 +120,9 @@ pub async fn run_with(
     let paths = MasterPaths::new(state_dir);
     let config = master.config.snapshot().await;
     still_master(state_dir, &config)?;
+    // A certificate renewal stopped between its commit and the switch of the master
+    // directory is switched now, before anything calls a node.
+    master.settle_master_dir(&config)?;
     let (jobs, mut worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
     let recovered = worker.recovered();
     let listener = Listener::unix(&paths.socket, 0o600)?;

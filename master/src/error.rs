@@ -150,6 +150,15 @@ pub enum MasterError {
     /// TLS could not be configured.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    /// A file of the master directory failed.
+    #[error(transparent)]
+    Fs(#[from] gnt_core::fs_atomic::FsError),
+    /// The state directory the master shares with its node agent is unusable.
+    #[error(transparent)]
+    State(#[from] gnt_transports::join::StateError),
+    /// A certificate and its key could not be replaced.
+    #[error(transparent)]
+    Pair(#[from] gnt_transports::PairError),
     /// The resolver configuration cannot be read.
     #[error(transparent)]
     Resolver(#[from] ResolveError),
@@ -212,6 +221,30 @@ pub enum MasterError {
         /// What showed it.
         reason: String,
     },
+    /// `renew-crypto` with nothing to renew.
+    #[error(
+        "give --new-node-certificates, --new-master-certificate or --new-cluster-certificate: nothing to renew"
+    )]
+    NothingToRenew,
+    /// A renewal waits for nodes; another cannot start.
+    #[error(
+        "the certificate renewal started {since} still waits for {nodes}: bring them back online (it goes on by itself) or remove them (`gnt node remove`), then renew again"
+    )]
+    RenewalWaits {
+        /// When it started.
+        since: String,
+        /// The nodes it waits for.
+        nodes: String,
+    },
+    /// The master's own node could not make its new key.
+    #[error("the master's node could not make a new key: {why}")]
+    MasterNodeKey {
+        /// Why.
+        why: String,
+    },
+    /// A certificate could not be issued for a node.
+    #[error("cannot certify the node: {0}")]
+    Issue(String),
 }
 
 impl Classify for MasterError {
@@ -240,6 +273,9 @@ impl Classify for MasterError {
             Self::Config(e) => e.kind(),
             Self::Pki(e) => e.kind(),
             Self::Tls(e) => e.kind(),
+            Self::Pair(e) => e.kind(),
+            Self::Fs(e) => e.kind(),
+            Self::State(e) => e.kind(),
             Self::Resolver(e) => e.kind(),
             Self::Ssconf(e) => e.kind(),
             Self::Procedure(e) => e.kind(),
@@ -250,7 +286,11 @@ impl Classify for MasterError {
             | Self::NotCertifiable { .. }
             | Self::MasterRole
             | Self::OfflineCandidate(_)
-            | Self::NotMaster { .. } => ErrorKind::WrongState,
+            | Self::NotMaster { .. }
+            | Self::RenewalWaits { .. } => ErrorKind::WrongState,
+            Self::NothingToRenew => ErrorKind::WrongInput,
+            Self::MasterNodeKey { .. } => ErrorKind::Environment,
+            Self::Issue(_) => ErrorKind::Internal,
             Self::EmptyCandidatePool | Self::NoFlags | Self::TwoStates => ErrorKind::WrongInput,
             Self::MasterIp(e) => e.kind(),
         }

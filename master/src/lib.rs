@@ -5,6 +5,7 @@
 //! - [`paths`]: where the master keeps its files (`<state>/master/`);
 //! - [`config`]: the configuration file and the one-change-at-a-time handle on it;
 //! - [`pki`]: the cluster CA and the certificates it issues;
+//! - [`identity`]: the CA that issues and what the channels present, renewable live;
 //! - [`master`]: the master as the daemon holds it (configuration, CA, channels, resolver);
 //! - [`operations`]: what the master does, one module per operation;
 //! - [`jobs`]: operations that change the cluster, recorded and run one at a time;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod identity;
 pub mod jobs;
 pub mod master;
 pub mod operations;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::NodeChannels;
 use crate::config::{ConfigHandle, ConfigStore, NodeConfig};
 use crate::error::MasterError;
+use crate::identity::{IssuingCa, ca_pair, master_pair, presenting};
 use crate::operations::converge::Wakeup;
 use crate::paths::MasterPaths;
 use crate::pki::ClusterCa;
@@ -22,8 +23,8 @@ use crate::pki::ClusterCa;
 pub struct Master {
     /// The configuration.
     pub config: ConfigHandle,
-    /// The cluster CA.
-    pub ca: ClusterCa,
+    /// The cluster CA (replaced by a CA renewal).
+    pub ca: IssuingCa,
     /// The per-node channels.
     pub channels: NodeChannels,
     /// Name resolution (the master host's `/etc/hosts` and DNS).
@@ -34,6 +35,9 @@ pub struct Master {
     pub converger: Wakeup,
     /// Signalled when this master learns that a failover replaced it.
     pub stand_down: StandDown,
+    /// Held by whatever renews certificates (a renew-crypto job, the converger catching a
+    /// node up), so that one renewal step runs at a time.
+    pub renewal: tokio::sync::Mutex<()>,
 }
 
 /// The signal that this master was replaced by a failover and must stop acting as master
@@ -95,24 +99,31 @@ impl Master {
         let paths = MasterPaths::new(state_dir);
         let store = ConfigStore::new(&paths.master_dir);
         let config = store.load()?;
-        // Every certificate this master issues (node add, candidates' master certificates)
-        // lives as long as the configuration says.
+        // A renewal cut between its renames is finished before anything reads the files.
+        for pair in [ca_pair(&paths), master_pair(&paths)] {
+            if pair.recover()? {
+                tracing::info!(file = %pair.cert_path().display(), "finished installing a renewed certificate that a crash interrupted");
+            }
+        }
+        // Every certificate this master issues (node add, candidates' master certificates,
+        // renewals) lives as long as the configuration says.
         let ca =
             ClusterCa::load(&paths.pki)?.with_certificate_validity(config.certificate_validity());
-        let channels = NodeChannels::new(
-            node_client_tls(&paths)?,
+        let channels = NodeChannels::presenting(
+            presenting(&paths, &config)?,
             config.policy,
             config.node_port,
             config.master_epoch,
         );
         Ok(Self {
             config: ConfigHandle::new(store, config),
-            ca,
+            ca: IssuingCa::new(ca),
             channels,
             resolver: Arc::new(Resolver::system()?),
             paths,
             converger: Wakeup::default(),
             stand_down: StandDown::default(),
+            renewal: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -15,6 +15,7 @@
 //! | [`failover`] | `gnt cluster master-failover`, run on a candidate: the vote, the newest copy, the new epoch | `bootstrap.MasterFailover` |
 //! | [`verify`] | `gnt cluster verify`: the network test, every node's ssconf serial | `LUClusterVerifyGroup` |
 //! | [`rpc_call`] | fan-out calls, and `gnt rpc call` | `rpc.RpcRunner` |
+//! | [`renew_crypto`] | `gnt cluster renew-crypto`: node keys, master certificate, cluster CA, rolled over with no call refused | `LUClusterRenewCrypto` |
 //! | [`master_ip`] | the cluster IP on the master: activate, deactivate, `gnt cluster modify --master-netmask` | `LUClusterActivateMasterIp`, `LUClusterDeactivateMasterIp`, `LUClusterSetParams` |
 //!
 //! Every change runs as a job ([`crate::jobs`]), one at a time, so two operator commands
@@ -35,6 +36,7 @@ pub mod node_modify;
 pub mod node_remove;
 pub mod probe;
 pub mod redistribute;
+pub mod renew_crypto;
 pub mod rpc_call;
 pub mod token;
 pub mod verify;

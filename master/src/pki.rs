@@ -175,10 +175,32 @@ fn validity(params: &mut CertificateParams, length: std::time::Duration) -> Resu
 impl ClusterCa {
     /// A new CA for cluster `name`, valid for `ca_validity`.
     pub fn create(cluster_name: &str, ca_validity: std::time::Duration) -> Result<Self, PkiError> {
+        Self::create_named(format!("gnt-rpc CA of {cluster_name}"), ca_validity)
+    }
+
+    /// A CA to replace this one (`renew-crypto --new-cluster-certificate`), valid for
+    /// `ca_validity`: a key of its own, and a name that tells it from this one, since nodes
+    /// trust both for a while.
+    pub fn successor(
+        &self,
+        cluster_name: &str,
+        ca_validity: std::time::Duration,
+    ) -> Result<Self, PkiError> {
+        let stamp = OffsetDateTime::now_utc().unix_timestamp();
+        Self::create_named(
+            format!("gnt-rpc CA of {cluster_name}, renewed at {stamp}"),
+            ca_validity,
+        )
+    }
+
+    fn create_named(
+        common_name: String,
+        ca_validity: std::time::Duration,
+    ) -> Result<Self, PkiError> {
         let mut params = CertificateParams::default();
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("gnt-rpc CA of {cluster_name}"));
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         validity(&mut params, ca_validity)?;

@@ -49,6 +49,7 @@ use crate::operations::cluster_modify::ClusterChange;
 use crate::operations::master_ip::{MasterIpDone, MasterIpError};
 use crate::operations::node_add::AddNode;
 use crate::operations::node_modify::NodeFlags;
+use crate::operations::renew_crypto::CryptoParts;
 use crate::operations::token::TokenError;
 use crate::operations::verify::{Check, Problem, Severity};
 use crate::procedure::PreparedCall;
@@ -104,8 +105,15 @@ fn submission(request: SubmitJobRequest, policy: IpPolicy) -> Result<Submission,
         Some(submit_job_request::Operation::ModifyCluster(modify)) => {
             cluster_modification(&modify, policy)
         }
+        Some(submit_job_request::Operation::RenewCrypto(renew)) => {
+            Ok(Submission::RenewCrypto(CryptoParts {
+                node_certificates: renew.new_node_certificates,
+                master_certificate: renew.new_master_certificate,
+                cluster_certificate: renew.new_cluster_certificate,
+            }))
+        }
         None => Err(Status::invalid_argument(
-            "the job names no operation (set add_node, remove_node, modify_node, redistribute_config or modify_cluster)",
+            "the job names no operation (set add_node, remove_node, modify_node, redistribute_config, modify_cluster or renew_crypto)",
         )),
     }
 }

@@ -259,7 +259,7 @@ async fn member(
         Some(&membership.ca),
         ClientAuth::Required,
     )?;
-    let listener = bind_patiently(listen).await?.with_tls(tls);
+    let listener = bind_patiently(listen).await?.with_tls(tls.clone());
     let authority = Arc::new(RwLock::new(
         Authority::of(&Published::new(
             membership.ssconf.clone(),
@@ -289,6 +289,8 @@ async fn member(
         copy_writes: tokio::sync::Mutex::new(()),
         tokens: config.join_token.clone(),
         pings: ping_slots(),
+        tls,
+        identity_writes: tokio::sync::Mutex::new(()),
     };
     let protected = {
         let authority = authority.clone();

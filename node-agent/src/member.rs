@@ -10,6 +10,7 @@ mod certificate;
 mod copy;
 mod master_ip;
 mod network_test;
+mod renewal;
 mod upload;
 
 use std::sync::{Arc, RwLock};
@@ -76,6 +77,10 @@ pub(crate) struct MemberContext {
     pub(crate) tokens: TokenSource,
     /// NetworkTest's pings in flight (`network_test::MAX_PINGS_IN_FLIGHT`).
     pub(crate) pings: tokio::sync::Semaphore,
+    /// The member listener's TLS, which a renewal replaces for the next handshakes.
+    pub(crate) tls: gnt_transports::ServerTls,
+    /// Serialises the renewal procedures (the node's key, certificate and trust).
+    pub(crate) identity_writes: tokio::sync::Mutex<()>,
 }
 
 /// What `Version` answers: the node protocol this agent speaks, and its release (the
@@ -392,21 +397,26 @@ impl node_agent_server::NodeAgent for NodeAgentService {
         &self,
         _request: Request<gnt_proto::node::v1::PrepareNodeKeyRequest>,
     ) -> Result<Response<gnt_proto::node::v1::PrepareNodeKeyResponse>, Status> {
-        Err(Status::unimplemented("not yet"))
+        renewal::prepare_key(&self.ctx).await.map(Response::new)
     }
 
     async fn install_node_certificate(
         &self,
-        _request: Request<gnt_proto::node::v1::InstallNodeCertificateRequest>,
+        request: Request<gnt_proto::node::v1::InstallNodeCertificateRequest>,
     ) -> Result<Response<gnt_proto::node::v1::InstallNodeCertificateResponse>, Status> {
-        Err(Status::unimplemented("not yet"))
+        renewal::install(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn write_trust(
         &self,
-        _request: Request<gnt_proto::node::v1::WriteTrustRequest>,
+        request: Request<gnt_proto::node::v1::WriteTrustRequest>,
     ) -> Result<Response<gnt_proto::node::v1::WriteTrustResponse>, Status> {
-        Err(Status::unimplemented("not yet"))
+        let caller = PeerInfo::of(&request).cloned();
+        renewal::write_trust(&self.ctx, caller.as_ref(), request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 

@@ -81,6 +81,6 @@ pub use peer::{
 };
 pub use serve::{GrpcServer, RunningServer, ServerSettings, Shutdown};
 pub use tls::{
-    ClientAuth, ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, Identity, PROTOCOL_VERSIONS, Pem, ServerTls,
-    provider,
+    ClientAuth, ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, Identity, KeyChoice, PROTOCOL_VERSIONS,
+    PairError, PairFiles, Pem, ServerTls, check_issued_by, provider,
 };

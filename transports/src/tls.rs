@@ -19,13 +19,15 @@ use std::path::Path;
 use crate::error::TlsConfigError;
 
 mod client;
+mod pair_files;
 mod pem;
 mod policy;
 mod server;
 mod session;
 
 pub use client::ClientTls;
-pub use pem::{Identity, Pem};
+pub use pair_files::{KeyChoice, PairError, PairFiles};
+pub use pem::{Identity, Pem, check_issued_by};
 pub use policy::{DEFAULT_HANDSHAKE_TIMEOUT, PROTOCOL_VERSIONS, provider};
 pub use server::{ClientAuth, ServerTls};
 

@@ -118,7 +118,7 @@ pub fn serve(args: &BareArgs) -> Result<(), BenchError> {
 fn server_config(args: &BareArgs) -> Result<Arc<rustls::ServerConfig>, BenchError> {
     let tls = ServerTls::from_files(&args.ca, &args.cert, &args.key, ClientAuth::Required)
         .map_err(|e| BenchError::failed("load the TLS files", e))?;
-    Ok(tls.config().clone())
+    Ok(tls.config())
 }
 
 /// Accepted connections, each handshaken in its own task so a slow client holds up no one.

@@ -21,5 +21,6 @@ mod lifecycle;
 mod master_ip;
 mod operations;
 mod refusals;
+mod renewal;
 mod support;
 mod tokens;

@@ -129,6 +129,29 @@ pub enum ClusterCommand {
     },
     /// Change cluster parameters.
     Modify(ModifyArgs),
+    /// Renew certificates and keys while the cluster runs (no call is refused). With no
+    /// option: go on with a renewal that waits for nodes.
+    #[command(name = "renew-crypto")]
+    RenewCrypto(RenewCryptoArgs),
+}
+
+/// `gnt cluster renew-crypto` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RenewCryptoArgs {
+    /// Every node makes a new key and gets a certificate for it; the old keys are
+    /// destroyed (after a suspected key leak).
+    #[arg(long)]
+    pub new_node_certificates: bool,
+    /// Issue the master's certificate again.
+    #[arg(long)]
+    pub new_master_certificate: bool,
+    /// A new cluster CA: nodes trust both CAs, get certificates of the new one, then trust
+    /// the new one only.
+    #[arg(long)]
+    pub new_cluster_certificate: bool,
+    /// How to wait for the job.
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 /// `gnt cluster modify` arguments.

@@ -257,6 +257,7 @@ fn describe_end(job: &Job) {
                 }
             }
         }
+        Some(job::Result::CryptoRenewed(done)) => super::crypto::print_renewal(done),
         None if !job.error.is_empty() => println!("Error:     {} ({})", job.error, job.error_kind),
         None => {}
     }

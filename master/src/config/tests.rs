@@ -34,6 +34,7 @@ fn config() -> ClusterConfig {
         ca_validity_secs: crate::pki::DEFAULT_CA_VALIDITY.as_secs(),
         nodes,
         join_tokens: Vec::new(),
+        rollover: None,
         created_at: 1,
         modified_at: 1,
     }

@@ -30,6 +30,7 @@ use crate::master::Master;
 use crate::operations::cluster_modify::ClusterChange;
 use crate::operations::node_add::AddNode;
 use crate::operations::node_modify::NodeFlags;
+use crate::operations::renew_crypto::CryptoParts;
 
 /// How many ended jobs the master keeps (Ganeti archives; we drop the oldest).
 const KEEP_ENDED: usize = 500;
@@ -57,6 +58,8 @@ pub enum Submission {
     Redistribute,
     /// `gnt cluster modify`.
     ModifyCluster(ClusterChange),
+    /// `gnt cluster renew-crypto`.
+    RenewCrypto(CryptoParts),
 }
 
 impl Submission {
@@ -74,6 +77,7 @@ impl Submission {
             },
             Self::Redistribute => JobOp::Redistribute,
             Self::ModifyCluster(change) => JobOp::ModifyCluster { change: *change },
+            Self::RenewCrypto(parts) => JobOp::RenewCrypto { parts: *parts },
         }
     }
 }
@@ -489,6 +493,10 @@ async fn run_op(
             let changed = master.modify_cluster(*change, progress).await?;
             let serial = changed.serial;
             Ok((JobOutcome::ClusterModified { serial }, changed.warnings))
+        }
+        JobOp::RenewCrypto { parts } => {
+            let renewal = master.renew_crypto(*parts, progress).await?;
+            Ok(wire::crypto_renewed(renewal))
         }
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::master::NodeView;
 use crate::operations::cluster_modify::ClusterChange;
 use crate::operations::node_modify::NodeFlags;
+use crate::operations::renew_crypto::CryptoParts;
 
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,12 @@ pub enum JobOp {
         #[serde(flatten)]
         change: ClusterChange,
     },
+    /// `gnt cluster renew-crypto`.
+    RenewCrypto {
+        /// What is renewed.
+        #[serde(flatten)]
+        parts: CryptoParts,
+    },
 }
 
 impl JobOp {
@@ -63,6 +70,7 @@ impl JobOp {
             Self::ModifyNode { name, flags } => format!("mark node {name} {}", flags.summary()),
             Self::Redistribute => "redistribute the configuration".to_owned(),
             Self::ModifyCluster { change } => change.summary(),
+            Self::RenewCrypto { parts } => parts.summary(),
         }
     }
 }
@@ -109,6 +117,13 @@ pub enum Step {
         /// Whether the master's cluster IP has it now.
         live: bool,
     },
+    /// Nodes of a certificate renewal were renewed.
+    Renewed {
+        /// How many now.
+        renewed: usize,
+        /// How many it still waits for.
+        pending: usize,
+    },
 }
 
 impl Step {
@@ -124,6 +139,7 @@ impl Step {
             Self::Committed { .. } => "committed",
             Self::Distributed { .. } => "distributed",
             Self::NetmaskLive { .. } => "netmask-live",
+            Self::Renewed { .. } => "renewed",
         }
     }
 
@@ -151,6 +167,15 @@ impl Step {
             }
             Self::NetmaskLive { live: false } => {
                 "the master's cluster IP could not be changed (see the warnings)".to_owned()
+            }
+            Self::Renewed {
+                renewed,
+                pending: 0,
+            } => {
+                format!("{renewed} node(s) renewed; every node has its new certificates")
+            }
+            Self::Renewed { renewed, pending } => {
+                format!("{renewed} node(s) renewed; {pending} still to renew")
             }
         }
     }
@@ -217,6 +242,17 @@ pub enum JobOutcome {
         /// The configuration serial after it.
         serial: u64,
     },
+    /// Certificates were renewed.
+    CryptoRenewed {
+        /// The configuration serial after it.
+        serial: u64,
+        /// The nodes renewed.
+        renewed: Vec<RenewedRecord>,
+        /// The nodes still to renew.
+        pending: Vec<String>,
+        /// Whether the renewal is over.
+        finished: bool,
+    },
     /// The configuration's ssconf was sent to every online node.
     Redistributed {
         /// The configuration serial of the set sent.
@@ -224,6 +260,17 @@ pub enum JobOutcome {
         /// What each node did with it, sorted by name.
         nodes: Vec<Delivery>,
     },
+}
+
+/// A node a renewal reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewedRecord {
+    /// The node's name.
+    pub node: String,
+    /// The fingerprint of the certificate it presents.
+    pub certificate_sha256: String,
+    /// Whether that certificate is new.
+    pub new_certificate: bool,
 }
 
 /// What one node did with a set sent to it.

@@ -16,6 +16,8 @@
 //! | redistribute | any | sent again: succeeded (it changes nothing, so nothing is undone) |
 //! | modify cluster | none | failed: nothing done |
 //! | modify cluster | `committed` and on | ssconf redistributed, the netmask made live on the master again (the node changes only what differs): succeeded |
+//! | renew crypto | none (no renewal in the configuration) | failed: nothing done (keys it staged are deleted) |
+//! | renew crypto | a renewal in the configuration | the master directory settled, the renewal goes on: every pending node that answers is renewed |
 //!
 //! A commit whose step could not be recorded (the disk filled just then) shows in the
 //! configuration, and counts as recorded. A queued remove or modify needs nothing the record
@@ -115,6 +117,32 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
                 (JobOutcome::ClusterModified { serial }, warnings),
                 "committed before the stop: ssconf redistributed, the netmask made live again",
             )
+        }
+        JobOp::RenewCrypto { .. } => {
+            if master.config.snapshot().await.rollover.is_none() {
+                if record.took("renewed") {
+                    let serial = master.config.snapshot().await.serial;
+                    let outcome = JobOutcome::CryptoRenewed {
+                        serial,
+                        renewed: Vec::new(),
+                        pending: Vec::new(),
+                        finished: true,
+                    };
+                    return Recovered::done((outcome, Vec::new()), "it had finished");
+                }
+                return match master.discard_staged_renewal() {
+                    Ok(()) => Recovered::failed("it had changed nothing; run it again"),
+                    Err(error) => Recovered::error(&error, "it had changed nothing"),
+                };
+            }
+            let parts = crate::operations::renew_crypto::CryptoParts::default();
+            match master.renew_crypto(parts, progress).await {
+                Ok(renewal) => Recovered::done(
+                    wire::crypto_renewed(renewal),
+                    "interrupted: the renewal went on",
+                ),
+                Err(error) => Recovered::error(&error, "interrupted, and cannot go on"),
+            }
         }
         JobOp::Redistribute => match master.redistribute_config(progress).await {
             Ok(done) => Recovered::done(

@@ -10,14 +10,16 @@ use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::master::v1::{
     AddNodeResponse, CallStatus, Job, JobStatus, JobStep, ModifyClusterResponse, NodeCallResult,
-    NodeRecord, RedistributeConfigResponse, RemoveNodeResponse, job,
+    NodeRecord, RedistributeConfigResponse, RemoveNodeResponse, RenewCryptoResponse, RenewedNode,
+    job,
 };
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 
-use super::record::{Delivery, JobFailure, JobOutcome, JobRecord, JobState};
+use super::record::{Delivery, JobFailure, JobOutcome, JobRecord, JobState, RenewedRecord};
 use crate::master::NodeView;
 use crate::operations::redistribute::Redistribution;
+use crate::operations::renew_crypto::Renewal;
 
 /// A node as the API shows it.
 pub fn node_record(view: &NodeView) -> NodeRecord {
@@ -62,6 +64,25 @@ fn result(outcome: &JobOutcome, warnings: &[String]) -> job::Result {
                 warnings: warnings.to_vec(),
             })
         }
+        JobOutcome::CryptoRenewed {
+            serial,
+            renewed,
+            pending,
+            finished,
+        } => job::Result::CryptoRenewed(RenewCryptoResponse {
+            config_serial: *serial,
+            renewed: renewed
+                .iter()
+                .map(|done| RenewedNode {
+                    name: done.node.clone(),
+                    certificate_sha256: done.certificate_sha256.clone(),
+                    new_certificate: done.new_certificate,
+                })
+                .collect(),
+            pending: pending.clone(),
+            finished: *finished,
+            warnings: warnings.to_vec(),
+        }),
         JobOutcome::Redistributed { serial, nodes } => {
             job::Result::Redistributed(RedistributeConfigResponse {
                 config_serial: *serial,
@@ -69,6 +90,25 @@ fn result(outcome: &JobOutcome, warnings: &[String]) -> job::Result {
             })
         }
     }
+}
+
+/// A renewal as its job records it, with its warnings.
+pub fn crypto_renewed(renewal: Renewal) -> (JobOutcome, Vec<String>) {
+    let outcome = JobOutcome::CryptoRenewed {
+        serial: renewal.serial,
+        renewed: renewal
+            .renewed
+            .into_iter()
+            .map(|done| RenewedRecord {
+                node: done.node.to_string(),
+                certificate_sha256: done.certificate_sha256,
+                new_certificate: done.new_certificate,
+            })
+            .collect(),
+        pending: renewal.pending.iter().map(ToString::to_string).collect(),
+        finished: renewal.finished,
+    };
+    (outcome, renewal.warnings)
 }
 
 /// A redistribution as its job records it: the serial and each node's result, by name.

@@ -86,7 +86,10 @@ impl Master {
             }
             Membership::NotMember(why) | Membership::Unreachable(why) => return Err(refused(why)),
         };
-        let pem = self.ca.issue_master_certificate(&node.name, &public_key)?;
+        let pem = self
+            .ca
+            .get()
+            .issue_master_certificate(&node.name, &public_key)?;
         let sha256 = fingerprint_of_pem(&pem)?;
         Ok(CandidateCertificate { pem, sha256 })
     }
@@ -112,8 +115,9 @@ impl Master {
                 source,
             })
         })?;
-        let ca_certificate_pem = self.ca.cert_pem().to_owned();
-        let ca_key_pem = self.ca.key_pem();
+        let ca = self.ca.get();
+        let ca_certificate_pem = ca.cert_pem().to_owned();
+        let ca_key_pem = ca.key_pem();
         let version = config.version();
         Ok(fan_out_named(
             &self.channels,

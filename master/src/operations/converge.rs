@@ -21,6 +21,9 @@
 //! overtaken by a newer change's redistribution; the node then refuses the older serial,
 //! and the retry finds it current.
 //!
+//! A certificate renewal that waits for nodes (`renew_crypto`) goes on in the round in
+//! which one of them answers: it is renewed, and the renewal finished once none is left.
+//!
 //! Logging follows node states, not attempts: a node is reported once when it turns
 //! troubled (after two failures in a row, so that a push overtaken by a newer one is not
 //! reported), again only if the trouble changes, and once when it is current again.
@@ -286,9 +289,11 @@ impl Converger {
         }
         let mut behind = Vec::new();
         let mut copies_behind = Vec::new();
+        let mut answered = Vec::new();
         let version = config.version();
         for result in self.master.node_reports(&config, Some(&names)).await {
             if let Ok(report) = &result.outcome {
+                answered.push(result.key.clone());
                 if let Some(reason) =
                     report.replaced(&result.key, &config.master_node, version.epoch)
                 {
@@ -311,6 +316,20 @@ impl Converger {
                 }
                 Err(failure) => self.troubled(result.key, Trouble::Silent(failure)),
             }
+        }
+        if let Some(rollover) = &config.rollover
+            && (rollover.pending.is_empty()
+                || answered.iter().any(|n| rollover.pending.contains(n)))
+            && let Some(renewal) = self.master.catch_up_renewal().await
+        {
+            // The renewal sent the nodes it renewed a newer set already.
+            tracing::info!(
+                renewed = renewal.renewed.len(),
+                pending = renewal.pending.len(),
+                finished = renewal.finished,
+                "certificate renewal went on"
+            );
+            return;
         }
         self.copies(&config, &copies_behind).await;
         if behind.is_empty() {

@@ -240,6 +240,7 @@ fn write(
         ca_validity_secs: lifetimes.ca().as_secs(),
         nodes: [(node.name.clone(), record)].into(),
         join_tokens: Vec::new(),
+        rollover: None,
         created_at: now,
         modified_at: now,
     };

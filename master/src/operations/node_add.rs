@@ -249,7 +249,7 @@ impl Master {
         // node's set is merely older than the configuration: the add's redistribution, or
         // else the converger, brings it up. It is never newer: serials only grow.
         planned.serial += 1;
-        let offer = planned.join_offer(node.clone(), self.ca.cert_pem())?;
+        let offer = planned.join_offer(node.clone(), self.ca.get().cert_pem())?;
         let identity =
             Identity::from_files(&self.paths.pki.master_cert, &self.paths.pki.master_key)?;
         let mut plan = JoinPlan::new(token, token_expires_at, offer);
@@ -260,7 +260,7 @@ impl Master {
         );
         // The node answers each step within seconds; one that stops answering must not
         // hold the job queue.
-        tokio::time::timeout(JOIN_TIMEOUT, join(connector, plan, &self.ca))
+        tokio::time::timeout(JOIN_TIMEOUT, join(connector, plan, &*self.ca.get()))
             .await
             .map_err(|_| MasterError::JoinTimeout {
                 node: node.name.clone(),

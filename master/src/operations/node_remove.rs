@@ -68,6 +68,11 @@ impl Master {
             .config
             .update(|c| {
                 c.nodes.remove(name);
+                // A renewal no longer waits for it (the converger finishes one that waited
+                // for it alone).
+                if let Some(rollover) = &mut c.rollover {
+                    rollover.pending.remove(name);
+                }
                 Ok::<_, MasterError>(())
             })
             .await?;

@@ -19,7 +19,7 @@ use gnt_transports::{ConnectError, Connector, DialOptions, PeerIdentity, fingerp
 
 use super::rpc_call::timed;
 use crate::error::MasterError;
-use crate::master::{Master, node_client_tls};
+use crate::master::Master;
 
 /// How long the handshake and the Version call may take, each.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,8 +48,13 @@ impl Master {
     pub async fn probe_membership(&self, node: &Node) -> Result<Membership, MasterError> {
         let config = self.config.snapshot().await;
         let addr = SocketAddr::new(node.addrs.primary, config.node_port);
-        // A fresh client configuration: its last session is this probe's, nobody else's.
-        let tls = node_client_tls(&self.paths)?.with_server_name(node.name.as_str())?;
+        // What the node's channel presents (a node a renewal waits for accepts only the
+        // master's previous certificate), with a session record that is this probe's only.
+        let tls = self
+            .channels
+            .client_tls(node.name.as_str())
+            .with_own_session()
+            .with_server_name(node.name.as_str())?;
         let connector =
             Connector::tcp_addr(addr, DialOptions::new(config.policy)).with_tls(tls.clone());
         let channel = match tokio::time::timeout(PROBE_TIMEOUT, connector.channel()).await {

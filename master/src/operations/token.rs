@@ -204,6 +204,7 @@ mod tests {
             ca_validity_secs: crate::pki::DEFAULT_CA_VALIDITY.as_secs(),
             nodes: BTreeMap::new(),
             join_tokens: tokens,
+            rollover: None,
             created_at: 0,
             modified_at: 0,
         }

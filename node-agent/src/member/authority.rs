@@ -54,26 +54,28 @@ pub(crate) struct Authority {
     pub(crate) version: SsconfVersion,
     /// The master the set names.
     pub(crate) master: Hostname,
-    /// The digest listed under that master's name, the only certificate that may act at
-    /// the set's epoch; `None` when the set lists none for it (then any listed one may).
-    master_certificate: Option<[u8; 32]>,
+    /// The digests listed under that master's name, the only certificates that may act at
+    /// the set's epoch (two while a renewal replaces the master's certificate); empty when
+    /// the set lists none for it (then any listed one may).
+    master_certificates: Vec<[u8; 32]>,
 }
 
 impl Authority {
     /// The authority `published` grants.
     pub(crate) fn of(published: &Published) -> Result<Self, SsconfError> {
         let master = published.set.master_node()?;
-        let master_certificate = published
+        let master_certificates = published
             .set
             .master_certificates()?
             .iter()
-            .find(|(name, _)| Hostname::parse(name).is_ok_and(|name| name == master))
-            .and_then(|(_, fingerprint)| parse_fingerprint(fingerprint));
+            .filter(|(name, _)| Hostname::parse(name).is_ok_and(|name| name == master))
+            .filter_map(|(_, fingerprint)| parse_fingerprint(fingerprint))
+            .collect();
         Ok(Self {
             certificates: published.set.master_certificate_digests()?,
             version: published.version(),
             master,
-            master_certificate,
+            master_certificates,
         })
     }
 }
@@ -161,9 +163,8 @@ fn check_call(authority: &Authority, call: &CallInfo<'_>) -> Result<(), CallRefu
     if offered == Some(authority.version.epoch)
         && !version
         && call.path != READ_COPY_PATH
-        && authority
-            .master_certificate
-            .is_some_and(|master| master != identity.sha256)
+        && !authority.master_certificates.is_empty()
+        && !authority.master_certificates.contains(&identity.sha256)
     {
         return Err(CallRefused::NotTheMaster {
             current: authority.version.epoch,
@@ -276,7 +277,7 @@ mod tests {
             certificates: vec![[1; 32]],
             version: SsconfVersion::new(epoch, 9),
             master: Hostname::parse("node2.example.com").unwrap(),
-            master_certificate: Some([1; 32]),
+            master_certificates: vec![[1; 32]],
         }
     }
 
@@ -389,7 +390,7 @@ mod tests {
         assert!(check(&current, [3; 32], write, Some("4")).is_ok());
         // A set that lists no certificate under its master keeps the older rule.
         let unnamed = Authority {
-            master_certificate: None,
+            master_certificates: Vec::new(),
             ..current
         };
         assert!(check(&unnamed, [3; 32], write, Some("3")).is_ok());

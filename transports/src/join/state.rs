@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! node.key        0600  the node's private key; generated here, never sent anywhere
+//! node.key.new    0600  a renewal's new key, until its certificate is installed
 //! bootstrap.pem         a self-signed certificate for node.key, presented before joining
-//! ca.pem                the cluster CA (after joining)
+//! ca.pem                the CAs the node trusts: the cluster CA, and during a CA
+//!                       rollover the one that replaces it or is retiring
 //! node.pem              the node's certificate, issued by the CA for node.key (after joining)
 //! member.conf           what Join said that ssconf does not: listen address and port
 //! ssconf_*              Ganeti-compatible ssconf, replaced as a whole set
@@ -35,7 +37,7 @@ use super::ledger::TokenLedger;
 use super::source::TokenSource;
 use crate::error::TlsConfigError;
 use crate::peer::PeerIdentity;
-use crate::tls::{Identity, Pem};
+use crate::tls::{Identity, PairError, PairFiles, Pem};
 
 const NODE_KEY: &str = "node.key";
 const BOOTSTRAP_CERT: &str = "bootstrap.pem";
@@ -123,6 +125,9 @@ pub enum StateError {
         /// What rcgen said.
         source: rcgen::Error,
     },
+    /// The node's certificate and key cannot be replaced.
+    #[error(transparent)]
+    Pair(#[from] PairError),
     /// The files contradict each other.
     #[error("the state in {} is inconsistent: {reason}; remove the directory's contents, all but join-ledger, to start over as a new node", dir.display())]
     Inconsistent {
@@ -138,6 +143,7 @@ impl Classify for StateError {
         match self {
             Self::Fs(e) => e.kind(),
             Self::Ssconf(e) => e.kind(),
+            Self::Pair(e) => e.kind(),
             Self::Tls(_) | Self::Key { .. } | Self::Inconsistent { .. } => ErrorKind::Environment,
         }
     }
@@ -215,6 +221,11 @@ impl NodeState {
             reason,
         };
         let cluster_name = ssconf.cluster_name()?;
+        if self.identity_files().recover()? {
+            tracing::info!(
+                "finished installing a renewed node certificate that a crash interrupted"
+            );
+        }
         let (cert, key) = (self.path(NODE_CERT), self.path(NODE_KEY));
         if !cert.exists() || !key.exists() || !self.path(CA_CERT).exists() {
             return Err(inconsistent(format!(
@@ -348,6 +359,7 @@ impl NodeState {
     /// that joined this node must not join it again.
     pub fn wipe(&self) -> Result<(), StateError> {
         self.ssconf.clear()?;
+        self.identity_files().remove_staged()?;
         for name in [
             MEMBER_CONF,
             NODE_CERT,
@@ -364,6 +376,22 @@ impl NodeState {
             }
         }
         fs_atomic::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// The node's certificate and key, replaced as a pair by a renewal.
+    pub fn identity_files(&self) -> PairFiles {
+        PairFiles::new(self.path(NODE_CERT), self.path(NODE_KEY))
+    }
+
+    /// The CAs the node trusts.
+    pub fn trust(&self) -> Result<Pem, StateError> {
+        Ok(Pem::read("CA certificate", &self.path(CA_CERT))?)
+    }
+
+    /// Replaces the CAs the node trusts, atomically.
+    pub fn write_trust(&self, bundle_pem: &str) -> Result<(), StateError> {
+        fs_atomic::write_atomic(&self.path(CA_CERT), bundle_pem.as_bytes(), 0o644)?;
         Ok(())
     }
 

@@ -90,6 +90,13 @@ impl ClientTls {
         }
     }
 
+    /// This configuration with a session record of its own: for a client that reads
+    /// [`last_session`](Self::last_session) and must not see another clone's handshake.
+    pub fn with_own_session(mut self) -> Self {
+        self.last_session = Arc::new(Mutex::new(None));
+        self
+    }
+
     /// Verifies the server's certificate for `name` (a DNS name or an IP address) instead of
     /// the dialled host. Required over Unix sockets and in memory, where there is no host.
     pub fn with_server_name(mut self, name: &str) -> Result<Self, TlsConfigError> {

@@ -41,6 +41,11 @@ impl Pem {
         }
     }
 
+    /// The PEM text.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// The certificates in it, in order; at least one.
     pub fn certificates(
         &self,
@@ -163,4 +168,27 @@ pub(super) fn roots(ca: &Pem) -> Result<Arc<RootCertStore>, TlsConfigError> {
         })?;
     }
     Ok(Arc::new(store))
+}
+
+/// Checks that `chain` (leaf first) is issued by one of the CAs in `ca` and valid now, as a
+/// server checking a client certificate would (cluster certificates serve both ends): what
+/// a node checks before it installs a certificate or trusts a new bundle, so that neither
+/// can lock it or its master out.
+pub fn check_issued_by(ca: &Pem, chain: &[CertificateDer<'static>]) -> Result<(), TlsConfigError> {
+    use rustls::server::WebPkiClientVerifier;
+    let invalid = |reason: String| TlsConfigError::Invalid {
+        what: "certificate chain",
+        path: ca.origin().to_owned(),
+        reason,
+    };
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| invalid("no certificate".to_owned()))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+        .build()
+        .map_err(|e| invalid(e.to_string()))?;
+    verifier
+        .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| invalid(e.to_string()))
 }

@@ -1,8 +1,13 @@
 //! The server side: [`ServerTls`] and whether it asks clients for a certificate.
+//!
+//! A `ServerTls` and its clones share one configuration, which [`ServerTls::replace`]
+//! swaps: the next handshake uses the new certificate and trust, while connections already
+//! open keep the session they made. That is how a node renews its certificate or its CAs
+//! without restarting its listener or dropping a call.
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -32,7 +37,7 @@ pub enum ClientAuth {
 /// The server side of TLS.
 #[derive(Clone)]
 pub struct ServerTls {
-    config: Arc<ServerConfig>,
+    config: Arc<RwLock<Arc<ServerConfig>>>,
     handshake_timeout: Duration,
 }
 
@@ -102,15 +107,25 @@ impl ServerTls {
     /// A server from a ready rustls configuration (ALPN must include `h2`).
     pub fn from_config(config: Arc<ServerConfig>) -> Self {
         Self {
-            config,
+            config: Arc::new(RwLock::new(config)),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 
-    /// The rustls configuration, for a server that does its own accepting (the benchmark's
-    /// bare baseline) and must speak exactly this TLS.
-    pub fn config(&self) -> &Arc<ServerConfig> {
-        &self.config
+    /// The rustls configuration in use, for a server that does its own accepting (the
+    /// benchmark's bare baseline) and must speak exactly this TLS.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes every clone of this server use `next`'s certificate and trust from the next
+    /// handshake on; open connections are not touched.
+    pub fn replace(&self, next: &ServerTls) {
+        let next = next.config();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     /// Changes the handshake timeout.
@@ -127,7 +142,7 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
         let stream = tokio::time::timeout(self.handshake_timeout, acceptor.accept(io))
             .await
             .map_err(|_| {

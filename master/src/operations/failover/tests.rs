@@ -25,6 +25,7 @@ fn config(epoch: u64) -> ClusterConfig {
         ca_validity_secs: crate::pki::DEFAULT_CA_VALIDITY.as_secs(),
         nodes: BTreeMap::new(),
         join_tokens: Vec::new(),
+        rollover: None,
         created_at: 0,
         modified_at: 0,
     }

@@ -170,6 +170,7 @@ fn config(nodes: &[(&str, &str)]) -> ClusterConfig {
         ca_validity_secs: 10 * 86_400,
         nodes,
         join_tokens: Vec::new(),
+        rollover: None,
         created_at: 0,
         modified_at: 0,
     }

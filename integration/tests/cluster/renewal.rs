@@ -1,0 +1,309 @@
+//! Certificate renewal (issue 13): `gnt cluster renew-crypto` of each kind on a running
+//! lab cluster while the master fans `Version` out to every node and a long `UploadFile`
+//! streams to a node: no call fails. Afterwards every node presents a certificate of the new
+//! CA to an independent client (grpcurl), the old CA no longer verifies any, and no old key
+//! is left on any disk. A node that is down during a CA rollover is renewed by the master
+//! when it comes back, and the rollover then finishes by itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gnt_core::DEFAULT_NODE_PORT;
+use gnt_core::digest::sha256;
+use gnt_core::policy::IpPolicy;
+use gnt_integration::cluster_lab::ClusterLab;
+use gnt_integration::grpcurl::grpcurl;
+use gnt_master::channels::stamped;
+use gnt_master::master::node_client_tls;
+use gnt_master::paths::MasterPaths;
+use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
+use gnt_proto::node::v1::{UploadFileHeader, UploadFileRequest, upload_file_request};
+use gnt_transports::{Connector, DialOptions};
+
+use crate::support::{gnt_ok, running};
+
+const HOSTS: [&str; 3] = ["master", "node1", "node2"];
+
+/// Every private key under `dir`, as PEM text, by file.
+fn keys_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(keys_under(&path));
+        } else if let Ok(text) = std::fs::read_to_string(&path)
+            && text.contains("PRIVATE KEY")
+        {
+            found.push((path, text));
+        }
+    }
+    found
+}
+
+/// grpcurl from the master host to `node`'s agent, trusting only `ca` and presenting the
+/// master's current certificate: whether the node's certificate verifies, and the output.
+fn grpcurl_with_ca(cluster: &ClusterLab, node: &str, ca: &Path) -> (bool, String) {
+    let dir = cluster.state_dir("master").join("master");
+    let output = cluster
+        .host("master")
+        .unwrap()
+        .command(grpcurl().unwrap())
+        .arg("-cacert")
+        .arg(ca)
+        .arg("-cert")
+        .arg(dir.join("master.pem"))
+        .arg("-key")
+        .arg(dir.join("master.key"))
+        .arg(format!("{}:{DEFAULT_NODE_PORT}", ClusterLab::fqdn(node)))
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The `Version` fan-out through gnt-masterd, again and again until `stop`: how many
+/// rounds, and the output of each that failed.
+fn version_rounds(cluster: &ClusterLab, stop: &AtomicBool) -> (usize, Vec<String>) {
+    let mut rounds = 0;
+    let mut failed = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let out = cluster
+            .gnt(&["rpc", "call", "Version", "-o", "json"])
+            .unwrap();
+        rounds += 1;
+        if !out.success() {
+            failed.push(out.to_string());
+        }
+    }
+    (rounds, failed)
+}
+
+/// A 1 MiB upload to `node`'s agent on one connection, opened with the master's
+/// certificate as it is now: a chunk every 40 ms until `stop`, then the rest at once.
+fn slow_upload(cluster: &ClusterLab, node: &str, stop: &'static AtomicBool) -> Result<u64, String> {
+    const CHUNK: usize = 4096;
+    const CHUNKS: usize = 256;
+    let paths = MasterPaths::new(&cluster.state_dir("master"));
+    let tls = node_client_tls(&paths)
+        .unwrap()
+        .with_server_name(&ClusterLab::fqdn(node))
+        .unwrap();
+    let addr = SocketAddr::new(cluster.primary(node), DEFAULT_NODE_PORT);
+    let connector = Connector::tcp_addr(addr, DialOptions::new(cluster.policy())).with_tls(tls);
+    let destination = cluster
+        .state_dir(node)
+        .join("uploads")
+        .join("during-renewal.bin");
+    let content: Vec<u8> = (0..CHUNK * CHUNKS).map(|i| (i % 251) as u8).collect();
+    let header = UploadFileHeader {
+        path: destination.display().to_string(),
+        mode: 0o644,
+        size: content.len() as u64,
+        sha256: sha256(&content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    };
+    cluster
+        .host("master")
+        .unwrap()
+        .block_on(async move {
+            let channel = connector.channel().await.map_err(|e| e.to_string())?;
+            let mut agent = NodeAgentClient::new(stamped(channel, 1));
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let sender = tokio::spawn(async move {
+                let first = UploadFileRequest {
+                    part: Some(upload_file_request::Part::Header(header)),
+                };
+                if tx.send(first).await.is_err() {
+                    return;
+                }
+                for chunk in content.chunks(CHUNK) {
+                    let part = UploadFileRequest {
+                        part: Some(upload_file_request::Part::Chunk(chunk.to_vec().into())),
+                    };
+                    if tx.send(part).await.is_err() {
+                        return;
+                    }
+                    if !stop.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                    }
+                }
+            });
+            let reply = agent
+                .upload_file(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map_err(|status| status.to_string())?;
+            let _ = sender.await;
+            Ok(reply.into_inner().bytes_written)
+        })
+        .unwrap()
+}
+
+#[test]
+fn every_kind_of_renewal_runs_under_calls_with_none_failing_and_leaves_no_old_key() {
+    let cluster = running(IpPolicy::HybridIpv6, 2);
+    let old_ca = cluster.state_dir("master").join("master").join("ca.pem");
+    let old_ca_copy = cluster.state_dir("master").join("old-ca.pem");
+    std::fs::copy(&old_ca, &old_ca_copy).unwrap();
+    let old_keys: Vec<String> = HOSTS
+        .iter()
+        .flat_map(|host| keys_under(&cluster.state_dir(host)))
+        .filter(|(path, _)| path.ends_with("node.key"))
+        .map(|(_, key)| key)
+        .collect();
+    assert_eq!(old_keys.len(), HOSTS.len());
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let started = Instant::now();
+    let (rounds, failed_rounds, upload, renewals) = std::thread::scope(|scope| {
+        let versions = scope.spawn(|| version_rounds(&cluster, &STOP));
+        let upload = scope.spawn(|| slow_upload(&cluster, "node1", &STOP));
+        // The loops are under way before the first renewal.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut renewals = Vec::new();
+        for part in [
+            "--new-master-certificate",
+            "--new-node-certificates",
+            "--new-cluster-certificate",
+        ] {
+            renewals.push(gnt_ok(&cluster, &["cluster", "renew-crypto", part]));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        STOP.store(true, Ordering::SeqCst);
+        let (rounds, failed) = versions.join().unwrap();
+        (rounds, failed, upload.join().unwrap(), renewals)
+    });
+    eprintln!(
+        "{rounds} Version rounds over {:?} of renewals, {} failed",
+        started.elapsed(),
+        failed_rounds.len()
+    );
+    for (renewal, new_certificates) in renewals.iter().zip([false, true, true]) {
+        eprintln!("{renewal}");
+        assert!(renewal.stdout.contains("Renewal complete"), "{renewal}");
+        let line = if new_certificates {
+            "node2.lab.test presents its new certificate"
+        } else {
+            "Updated:   node2.lab.test accepts the master's new certificate"
+        };
+        assert!(renewal.stdout.contains(line), "{renewal}");
+    }
+    assert!(rounds >= 3, "the calls ran during the renewals: {rounds}");
+    assert!(
+        failed_rounds.is_empty(),
+        "{} of {rounds} Version rounds failed:\n{}",
+        failed_rounds.len(),
+        failed_rounds.join("\n")
+    );
+    assert_eq!(
+        upload,
+        Ok(1 << 20),
+        "the long upload survived every renewal"
+    );
+
+    // Every node presents a certificate of the new CA, checked by grpcurl alone.
+    let new_ca = cluster.state_dir("master").join("master").join("ca.pem");
+    assert_ne!(
+        std::fs::read_to_string(&new_ca).unwrap(),
+        std::fs::read_to_string(&old_ca_copy).unwrap(),
+        "the cluster CA changed"
+    );
+    for host in HOSTS {
+        let (verified, text) = grpcurl_with_ca(&cluster, host, &new_ca);
+        assert!(verified, "{host} with the new CA: {text}");
+        assert!(text.contains("gnt.node.v1.NodeAgent"), "{text}");
+        let (verified, text) = grpcurl_with_ca(&cluster, host, &old_ca_copy);
+        assert!(!verified, "{host} still verifies with the old CA: {text}");
+        // Each node trusts the new CA alone.
+        let trusted = std::fs::read_to_string(cluster.state_dir(host).join("ca.pem")).unwrap();
+        assert_eq!(
+            trusted.matches("BEGIN CERTIFICATE").count(),
+            1,
+            "{host}: {trusted}"
+        );
+    }
+
+    // No old key is left anywhere: not the node keys, not the master's copy of its own.
+    for host in HOSTS {
+        for (path, key) in keys_under(&cluster.state_dir(host)) {
+            assert!(
+                !old_keys.contains(&key),
+                "{} still holds an old key",
+                path.display()
+            );
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                !name.ends_with(".new") && !name.starts_with("master-retiring"),
+                "a renewal left {} behind",
+                path.display()
+            );
+        }
+    }
+    let verify = gnt_ok(&cluster, &["cluster", "verify"]);
+    eprintln!("{verify}");
+}
+
+#[test]
+fn a_node_down_during_a_ca_rollover_is_renewed_when_it_comes_back() {
+    let cluster = running(IpPolicy::Ipv4, 2);
+    cluster.stop_noded("node2", false).unwrap();
+    let out = cluster
+        .gnt(&["cluster", "renew-crypto", "--new-cluster-certificate"])
+        .unwrap();
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stdout.contains("Renewal waits for node2.lab.test"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("node1.lab.test presents its new certificate"),
+        "{out}"
+    );
+    // Another renewal cannot start while this one waits, and says why.
+    let refused = cluster
+        .gnt(&["cluster", "renew-crypto", "--new-node-certificates"])
+        .unwrap();
+    assert_ne!(refused.code, 0, "{refused}");
+    assert!(
+        refused.stderr.contains("still waits for node2.lab.test"),
+        "{refused}"
+    );
+    // The rest of the cluster works meanwhile.
+    let calls = cluster
+        .gnt(&["rpc", "call", "Version", "--nodes", "node1.lab.test"])
+        .unwrap();
+    assert!(calls.success(), "{calls}");
+
+    cluster.start_noded("node2", None).unwrap();
+    let retiring = cluster
+        .state_dir("master")
+        .join("master")
+        .join("master-retiring.key");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while retiring.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the rollover did not finish after node2 came back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let new_ca = cluster.state_dir("master").join("master").join("ca.pem");
+    for host in HOSTS {
+        let (verified, text) = grpcurl_with_ca(&cluster, host, &new_ca);
+        assert!(verified, "{host} with the new CA: {text}");
+    }
+    let calls = gnt_ok(&cluster, &["rpc", "call", "Version"]);
+    eprintln!("{calls}");
+}
