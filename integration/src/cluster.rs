@@ -90,6 +90,8 @@ impl TestMaster {
             node_port: port,
             master_epoch: 1,
             candidate_pool_size: 10,
+            certificate_validity_secs: gnt_master::pki::DEFAULT_CERTIFICATE_VALIDITY.as_secs(),
+            ca_validity_secs: gnt_master::pki::DEFAULT_CA_VALIDITY.as_secs(),
             nodes: nodes
                 .iter()
                 .map(|node| (node.name.clone(), record(node)))

@@ -217,9 +217,15 @@ impl ClusterLab {
     /// `gnt cluster init`, as the policy needs it: in a hybrid cluster with the master's
     /// secondary; in an IPv4 cluster single-homed.
     pub fn init(&self) -> Result<CommandOutput, ClusterLabError> {
+        self.init_with(&[])
+    }
+
+    /// Like [`init`](Self::init), with `extra` options (`--certificate-validity 20d`).
+    pub fn init_with(&self, extra: &[&str]) -> Result<CommandOutput, ClusterLabError> {
         let secondary = Self::secondary("master").to_string();
         let name = Self::fqdn("master");
         let mut args = vec!["cluster", "init", "--node-name", name.as_str()];
+        args.extend_from_slice(extra);
         match self.policy {
             IpPolicy::HybridIpv6 => {
                 args.extend(["--primary-ip-version", "6", "-s", secondary.as_str()])

@@ -47,7 +47,7 @@ pub enum TestPkiError {
 impl TestCa {
     /// A new CA named after `name`, writing its files into `dir`.
     pub fn new(dir: &Path, name: &str) -> Result<Self, TestPkiError> {
-        let ca = ClusterCa::create(name)?;
+        let ca = ClusterCa::create(name, gnt_master::pki::DEFAULT_CA_VALIDITY)?;
         let ca_path = dir.join(format!("{}-ca.pem", file_stem(name)));
         write(&ca_path, ca.cert_pem().as_bytes(), 0o644)?;
         Ok(Self {

@@ -206,7 +206,7 @@ async fn cluster_verify(paths: &MasterPaths) -> Result<ExitCode, Failure> {
         .map_err(|s| Failure::status(&s))?
         .into_inner();
     println!(
-        "Verifying cluster {}: network test from every online node to every online node, ssconf of every online node, the cluster IP",
+        "Verifying cluster {}: network test from every online node to every online node, ssconf of every online node, the cluster IP, certificates",
         info.cluster_name
     );
     let verdict = client

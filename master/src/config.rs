@@ -64,6 +64,15 @@ pub struct ClusterConfig {
     /// while there are fewer becomes one (Ganeti's `candidate_pool_size`).
     #[serde(default = "default_candidate_pool_size")]
     pub candidate_pool_size: u32,
+    /// How long the node and master certificates the master issues are valid, in seconds
+    /// (`gnt cluster init --certificate-validity`; 1 year by default). A configuration
+    /// written before this field loads with 5 years, what such clusters issued.
+    #[serde(default = "legacy_certificate_validity")]
+    pub certificate_validity_secs: u64,
+    /// How long the cluster CA is valid, in seconds (`--ca-validity`; 10 years by
+    /// default, and for a configuration written before this field).
+    #[serde(default = "legacy_ca_validity")]
+    pub ca_validity_secs: u64,
     /// The nodes, by name.
     #[serde(deserialize_with = "unique_nodes")]
     pub nodes: BTreeMap<Hostname, NodeConfig>,
@@ -145,6 +154,14 @@ fn default_candidate_pool_size() -> u32 {
     DEFAULT_CANDIDATE_POOL_SIZE
 }
 
+fn legacy_certificate_validity() -> u64 {
+    crate::pki::LEGACY_CERTIFICATE_VALIDITY.as_secs()
+}
+
+fn legacy_ca_validity() -> u64 {
+    crate::pki::LEGACY_CA_VALIDITY.as_secs()
+}
+
 impl NodeConfig {
     /// A node with `addrs`, added now, whose certificate is not known yet.
     pub fn new(addrs: NodeAddrs) -> Self {
@@ -218,6 +235,16 @@ pub struct TokenRecord {
 }
 
 impl ClusterConfig {
+    /// How long the certificates the master issues are valid.
+    pub fn certificate_validity(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.certificate_validity_secs)
+    }
+
+    /// How long the cluster CA was made valid.
+    pub fn ca_validity(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ca_validity_secs)
+    }
+
     /// The master's record.
     pub fn master(&self) -> Option<&NodeConfig> {
         self.nodes.get(&self.master_node)

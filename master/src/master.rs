@@ -105,7 +105,10 @@ impl Master {
                 tracing::info!(file = %pair.cert_path().display(), "finished installing a renewed certificate that a crash interrupted");
             }
         }
-        let ca = ClusterCa::load(&paths.pki)?;
+        // Every certificate this master issues (node add, candidates' master certificates,
+        // renewals) lives as long as the configuration says.
+        let ca =
+            ClusterCa::load(&paths.pki)?.with_certificate_validity(config.certificate_validity());
         let channels = NodeChannels::presenting(
             presenting(&paths, &config)?,
             config.policy,

@@ -7,6 +7,10 @@
 //!
 //! Subjects: CN = the node or tool name, OU = the role (`master`, `node`), which node agents
 //! check; SANs = the node's name and addresses, so peers can verify it by either.
+//!
+//! Lifetimes come from outside ([`Lifetimes`], chosen at `gnt cluster init` and kept in the
+//! configuration): the CA's when it is created, the certificates' held by the [`ClusterCa`]
+//! value that issues them ([`ClusterCa::with_certificate_validity`]).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -23,10 +27,14 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-/// CA validity.
-const CA_VALIDITY: Duration = Duration::days(10 * 365);
-/// Certificate validity.
-const CERT_VALIDITY: Duration = Duration::days(5 * 365);
+mod validity;
+
+pub(crate) use validity::Human;
+pub use validity::{
+    DEFAULT_CA_VALIDITY, DEFAULT_CERTIFICATE_VALIDITY, LEGACY_CA_VALIDITY,
+    LEGACY_CERTIFICATE_VALIDITY, LifetimeError, Lifetimes, Validity, certificate_not_after,
+    certificate_validity,
+};
 
 /// Files of the master's PKI in its directory.
 #[derive(Debug, Clone)]
@@ -71,12 +79,37 @@ pub enum PkiError {
     /// A file failed.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// A certificate's PEM holds no certificate.
+    #[error("cannot read {what}")]
+    Unreadable {
+        /// Which certificate.
+        what: &'static str,
+        /// Why.
+        source: TlsConfigError,
+    },
+    /// A certificate does not parse as X.509.
+    #[error("{what} is not a valid X.509 certificate: {reason}")]
+    NotX509 {
+        /// Which certificate.
+        what: &'static str,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A lifetime reaches past what a certificate can say (the year 9999).
+    #[error("a lifetime of {} seconds from now cannot be written in a certificate", length.as_secs())]
+    Lifetime {
+        /// The lifetime asked for.
+        length: std::time::Duration,
+    },
 }
 
 impl Classify for PkiError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Generate { .. } | Self::ReadBack(_) => ErrorKind::Internal,
+            Self::Generate { .. } | Self::ReadBack(_) | Self::Lifetime { .. } => {
+                ErrorKind::Internal
+            }
+            Self::Unreadable { .. } | Self::NotX509 { .. } => ErrorKind::Environment,
             Self::Fs(e) => e.kind(),
         }
     }
@@ -98,6 +131,9 @@ pub fn fingerprint_of_pem(pem: &str) -> Result<String, PkiError> {
 pub struct ClusterCa {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    /// How long the certificates it issues are valid. Defaults to
+    /// [`DEFAULT_CERTIFICATE_VALIDITY`]; the master sets the configuration's.
+    certificate_validity: std::time::Duration,
 }
 
 impl std::fmt::Debug for ClusterCa {
@@ -123,34 +159,51 @@ impl std::fmt::Debug for IssuedIdentity {
     }
 }
 
-fn validity(params: &mut CertificateParams, length: Duration) {
+/// Makes `params` valid from now (less an hour) for `length`.
+fn validity(params: &mut CertificateParams, length: std::time::Duration) -> Result<(), PkiError> {
     let now = OffsetDateTime::now_utc();
     // An hour of slack for clocks that are a little behind.
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + length;
+    params.not_after = Duration::try_from(length)
+        .ok()
+        .and_then(|length| now.checked_add(length))
+        .filter(|end| end.year() <= 9999)
+        .ok_or(PkiError::Lifetime { length })?;
+    Ok(())
 }
 
 impl ClusterCa {
-    /// A new CA for cluster `name`.
-    pub fn create(cluster_name: &str) -> Result<Self, PkiError> {
-        Self::create_named(format!("gnt-rpc CA of {cluster_name}"))
+    /// A new CA for cluster `name`, valid for `ca_validity`.
+    pub fn create(cluster_name: &str, ca_validity: std::time::Duration) -> Result<Self, PkiError> {
+        Self::create_named(format!("gnt-rpc CA of {cluster_name}"), ca_validity)
     }
 
-    /// A CA to replace this one (`renew-crypto --new-cluster-certificate`): a key of its
-    /// own, and a name that tells it from this one, since nodes trust both for a while.
-    pub fn successor(&self, cluster_name: &str) -> Result<Self, PkiError> {
+    /// A CA to replace this one (`renew-crypto --new-cluster-certificate`), valid for
+    /// `ca_validity`: a key of its own, and a name that tells it from this one, since nodes
+    /// trust both for a while.
+    pub fn successor(
+        &self,
+        cluster_name: &str,
+        ca_validity: std::time::Duration,
+    ) -> Result<Self, PkiError> {
         let stamp = OffsetDateTime::now_utc().unix_timestamp();
-        Self::create_named(format!("gnt-rpc CA of {cluster_name}, renewed at {stamp}"))
+        Self::create_named(
+            format!("gnt-rpc CA of {cluster_name}, renewed at {stamp}"),
+            ca_validity,
+        )
     }
 
-    fn create_named(common_name: String) -> Result<Self, PkiError> {
+    fn create_named(
+        common_name: String,
+        ca_validity: std::time::Duration,
+    ) -> Result<Self, PkiError> {
         let mut params = CertificateParams::default();
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        validity(&mut params, CA_VALIDITY);
+        validity(&mut params, ca_validity)?;
         let key = KeyPair::generate().map_err(generate("generate the CA key"))?;
         let cert = params
             .self_signed(&key)
@@ -158,7 +211,20 @@ impl ClusterCa {
         Ok(Self {
             cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
+            certificate_validity: DEFAULT_CERTIFICATE_VALIDITY,
         })
+    }
+
+    /// The same CA, issuing certificates valid for `validity` (the configuration's
+    /// `certificate_validity_secs`).
+    pub fn with_certificate_validity(mut self, validity: std::time::Duration) -> Self {
+        self.certificate_validity = validity;
+        self
+    }
+
+    /// How long the certificates it issues are valid.
+    pub fn certificate_validity(&self) -> std::time::Duration {
+        self.certificate_validity
     }
 
     /// The CA stored in `paths`.
@@ -170,7 +236,11 @@ impl ClusterCa {
         let key = KeyPair::from_pem(&read(&paths.ca_key)?).map_err(generate("load the CA key"))?;
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
             .map_err(generate("load the CA certificate"))?;
-        Ok(Self { issuer, cert_pem })
+        Ok(Self {
+            issuer,
+            cert_pem,
+            certificate_validity: DEFAULT_CERTIFICATE_VALIDITY,
+        })
     }
 
     /// Writes the CA certificate (0644) and key (0600).
@@ -224,7 +294,7 @@ impl ClusterCa {
         })
     }
 
-    /// A certificate for `public_key`.
+    /// A certificate for `public_key`, valid from now for the certificate validity.
     pub fn issue(
         &self,
         public_key: &impl rcgen::PublicKeyData,
@@ -233,6 +303,21 @@ impl ClusterCa {
         dns: &[&str],
         ips: &[IpAddr],
     ) -> Result<String, PkiError> {
+        let mut params = Self::params(common_name, role, dns, ips)?;
+        validity(&mut params, self.certificate_validity)?;
+        let cert = params
+            .signed_by(public_key, &self.issuer)
+            .map_err(generate("sign a certificate"))?;
+        Ok(cert.pem())
+    }
+
+    /// The parameters of a certificate for `common_name` in `role`, without its validity.
+    fn params(
+        common_name: &str,
+        role: &str,
+        dns: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<CertificateParams, PkiError> {
         let mut params =
             CertificateParams::new(dns.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>())
                 .map_err(generate("build certificate parameters"))?;
@@ -250,11 +335,26 @@ impl ClusterCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        validity(&mut params, CERT_VALIDITY);
-        let cert = params
-            .signed_by(public_key, &self.issuer)
-            .map_err(generate("sign a certificate"))?;
-        Ok(cert.pem())
+        Ok(params)
+    }
+
+    /// A node certificate for a new key, valid exactly from `not_before` to `not_after`
+    /// (which may both be past): for tests of expiry, without changing the clock.
+    #[cfg(test)]
+    pub(crate) fn issue_valid_between(
+        &self,
+        common_name: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> String {
+        let key = KeyPair::generate().expect("a key");
+        let mut params = Self::params(common_name, "node", &[common_name], &[]).expect("params");
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params
+            .signed_by(&key, &self.issuer)
+            .expect("a certificate")
+            .pem()
     }
 }
 
@@ -278,7 +378,7 @@ mod tests {
     fn a_saved_ca_loads_and_issues_certificates_that_chain_to_it() {
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path());
-        let ca = ClusterCa::create("cluster.example.com").unwrap();
+        let ca = ClusterCa::create("cluster.example.com", DEFAULT_CA_VALIDITY).unwrap();
         ca.save(&paths).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_eq!(

@@ -30,7 +30,7 @@ use gnt_proto::master::v1::{
     ModifyClusterResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
     RedistributeConfigRequest, RedistributeConfigResponse, RemoveNodeRequest, RemoveNodeResponse,
     SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem,
-    WatchJobRequest, job, master_server, submit_job_request,
+    VerifySeverity, WatchJobRequest, job, master_server, submit_job_request,
 };
 use gnt_proto::master::v1::{
     DeleteJoinTokenRequest, DeleteJoinTokenResponse, JoinTokenInfo, ListJoinTokensRequest,
@@ -51,7 +51,7 @@ use crate::operations::node_add::AddNode;
 use crate::operations::node_modify::NodeFlags;
 use crate::operations::renew_crypto::CryptoParts;
 use crate::operations::token::TokenError;
-use crate::operations::verify::{Check, Problem};
+use crate::operations::verify::{Check, Problem, Severity};
 use crate::procedure::PreparedCall;
 
 /// The default lifetime of a join token.
@@ -185,9 +185,15 @@ fn problem(problem: Problem) -> VerifyProblem {
         Check::NodeSsconf => VerifyCode::NodeSsconf,
         Check::NodeMasterCopy => VerifyCode::NodeMasterCopy,
         Check::MasterIp => VerifyCode::NodeMasterIp,
+        Check::ClusterCert => VerifyCode::ClusterCert,
+    };
+    let severity = match problem.severity {
+        Severity::Error => VerifySeverity::Error,
+        Severity::Warning => VerifySeverity::Warning,
     };
     VerifyProblem {
         code: code.into(),
+        severity: severity.into(),
         node: problem.node.to_string(),
         target: problem.target.unwrap_or_default(),
         network: problem

@@ -97,6 +97,62 @@ fn a_netmask_out_of_the_family_bounds_is_refused_before_anything_is_written() {
 }
 
 #[test]
+fn certificate_lifetimes_out_of_bounds_are_refused_in_one_line_before_anything_is_written() {
+    let state = tempfile::tempdir().unwrap();
+    for (flags, expected) in [
+        (
+            &["--certificate-validity", "0"][..],
+            "--certificate-validity 0s: too short; give at least 1h",
+        ),
+        (
+            &["--ca-validity", "40000d"][..],
+            "--ca-validity 40000d: too long; give at most 36500d (100 years)",
+        ),
+        (
+            // The CA's default lifetime is 10 years.
+            &["--certificate-validity", "3650d"][..],
+            "--certificate-validity 3650d must be shorter than --ca-validity 3650d: a certificate cannot outlive the CA that signs it",
+        ),
+        (
+            &["--certificate-validity", "30d", "--ca-validity", "20d"][..],
+            "--certificate-validity 30d must be shorter than --ca-validity 20d",
+        ),
+    ] {
+        let mut args = vec!["cluster", "init"];
+        args.extend_from_slice(flags);
+        args.push("c1.example");
+        let output = gnt(state.path(), &args);
+        let message = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(ErrorKind::WrongInput.exit_code().into()),
+            "{flags:?}: {message}"
+        );
+        assert!(message.contains(expected), "{flags:?}: {message}");
+        assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+        assert_untouched(state.path());
+    }
+    // Not a duration at all: a usage error, as for `--ttl`.
+    let output = gnt(
+        state.path(),
+        &[
+            "cluster",
+            "init",
+            "--certificate-validity",
+            "1w",
+            "c1.example",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("'1w': the unit must be s, m, h or d"),
+        "{}",
+        stderr(&output)
+    );
+    assert_untouched(state.path());
+}
+
+#[test]
 fn a_malformed_join_token_is_refused_before_the_master_is_contacted() {
     let state = tempfile::tempdir().unwrap();
     let output = gnt(

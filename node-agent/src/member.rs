@@ -6,6 +6,7 @@
 //! open to any cluster certificate.
 
 mod authority;
+mod certificate;
 mod copy;
 mod master_ip;
 mod network_test;
@@ -166,14 +167,28 @@ impl node_agent_server::NodeAgent for NodeAgentService {
             .copy_version
             .read()
             .unwrap_or_else(|p| p.into_inner());
+        let asked = request.get_ref();
+        // An unreadable certificate is left out rather than failing the call: the master's
+        // other checks still get the rest, and verify reports the missing description.
+        let certificate = asked
+            .certificates
+            .then(|| certificate::describe(&self.ctx.state))
+            .and_then(|described| {
+                described
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %gnt_core::error::Chain(e), "cannot describe the node certificate");
+                    })
+                    .ok()
+            });
         Ok(Response::new(VersionResponse {
             ssconf_serial: ssconf.serial,
             master_epoch: ssconf.epoch,
             master_node: master,
             master_copy_epoch: copy.epoch,
             master_copy_serial: copy.serial,
-            master_daemon_running: request.get_ref().master_role
-                && copy::master_daemon_running(&self.ctx),
+            master_daemon_running: asked.master_role && copy::master_daemon_running(&self.ctx),
+            certificate_not_after: certificate.as_ref().map_or(0, |c| c.not_after),
+            certificate_sha256: certificate.map(|c| c.sha256).unwrap_or_default(),
             ..version()
         }))
     }

@@ -9,6 +9,7 @@
     reason = "test code: a panic is a failed assertion"
 )]
 
+mod certificates;
 mod convergence;
 mod crash;
 mod failover;

@@ -14,6 +14,7 @@ use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
 use super::Failure;
 use super::output::Output;
 use crate::operations::init::InitOptions;
+use crate::pki::Lifetimes;
 
 /// Operate a gnt-rpc cluster.
 #[derive(Debug, clap::Parser)]
@@ -92,8 +93,9 @@ pub enum ClusterCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Test the network from every online node to every online node, on both networks, and
-    /// check that every online node holds the configuration's ssconf.
+    /// Test the network from every online node to every online node, on both networks;
+    /// check that every online node holds the configuration's ssconf, the cluster IP, and
+    /// the certificates in use (a warning within 30 days of expiry, an error within 7).
     Verify,
     /// Make this node, a master candidate, the master (run it on the new master, with the
     /// old master's gnt-masterd stopped or its host gone).
@@ -187,6 +189,13 @@ pub struct InitArgs {
     /// This host's name. Default: $GNT_HOSTNAME, else the system host name.
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// How long node and master certificates are valid: 20d, 36h, or seconds; at least 1h,
+    /// and shorter than the CA's. Default: 365d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub certificate_validity: Option<Duration>,
+    /// How long the cluster CA is valid, at most 36500d. Default: 3650d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ca_validity: Option<Duration>,
     /// The cluster's name; it must resolve, in the chosen family, to an unused address.
     pub cluster_name: String,
 }
@@ -195,6 +204,13 @@ impl InitArgs {
     /// What init is asked for in state directory `state_dir`: this host's name defaults to
     /// `$GNT_HOSTNAME`, else the system's.
     pub(super) fn options(self, state_dir: &Path) -> Result<InitOptions, Failure> {
+        let defaults = Lifetimes::default();
+        let lifetimes = Lifetimes::new(
+            self.certificate_validity
+                .unwrap_or_else(|| defaults.certificate()),
+            self.ca_validity.unwrap_or_else(|| defaults.ca()),
+        )
+        .map_err(|e| Failure::of(&e))?;
         let node_name = match self
             .node_name
             .or_else(|| std::env::var("GNT_HOSTNAME").ok())
@@ -217,6 +233,7 @@ impl InitArgs {
             node_name,
             node_port: DEFAULT_NODE_PORT,
             ping_timeout: Duration::from_secs(5),
+            lifetimes,
         })
     }
 }
@@ -349,7 +366,7 @@ fn parse_yes_no(text: &str) -> Result<bool, NotYesOrNo> {
 #[error("'{0}': use yes or no")]
 struct NotYesOrNo(String);
 
-/// A `--ttl` value that is not a duration.
+/// A `--ttl` or `--*-validity` value that is not a duration.
 #[derive(Debug, thiserror::Error)]
 enum DurationArgError {
     #[error("'{0}': expected a number and s, m, h or d")]

@@ -10,12 +10,13 @@ use gnt_core::policy::IpPolicy;
 use gnt_proto::master::v1::{
     AddNodeResponse, CallStatus, ClusterInfoResponse, CreateJoinTokenResponse, JoinTokenInfo,
     NetworkKind, NodeCallResult, NodeRecord, RedistributeConfigResponse, VerifyClusterResponse,
-    VerifyCode,
+    VerifyCode, VerifySeverity,
 };
 use serde_json::json;
 
 use crate::config::ClusterConfig;
 use crate::operations::utc;
+use crate::pki::Human;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +55,11 @@ pub(super) fn initialised(config: &ClusterConfig, state_dir: &Path) {
         "  state:       {} (configuration serial {})",
         state_dir.display(),
         config.serial
+    );
+    println!(
+        "  lifetimes:   certificates {}, the CA {}",
+        Human(config.certificate_validity()),
+        Human(config.ca_validity())
     );
     println!("Now start the daemons on this host:");
     println!("  gnt-noded --state-dir {}", state_dir.display());
@@ -258,31 +264,58 @@ pub(super) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     }
 }
 
+/// Verify's report: a line per problem, `WARNING:` or `ERROR:` and Ganeti's code, then the
+/// summary; exit code 1 only if there is an error (warnings alone pass).
 pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
     for problem in &verdict.problems {
         let code = match (problem.code(), problem.network()) {
             (VerifyCode::NodeSsconf, _) => "ENODESSCONF",
             (VerifyCode::NodeMasterCopy, _) => "ENODEMASTERCOPY",
             (VerifyCode::NodeMasterIp, _) => "ENODEMASTERIP",
+            (VerifyCode::ClusterCert, _) => "ECLUSTERCERT",
             (_, NetworkKind::Primary) => "ENODENET:primary",
             (_, NetworkKind::Secondary) => "ENODENET:secondary",
             (_, NetworkKind::Unspecified) => "ENODENET",
         };
+        // A master from before severities reported errors only.
+        let severity = match problem.severity() {
+            VerifySeverity::Warning => "WARNING",
+            VerifySeverity::Error | VerifySeverity::Unspecified => "ERROR",
+        };
         println!(
-            "  - ERROR:{code}: node {}: {}",
+            "  - {severity}:{code}: node {}: {}",
             problem.node, problem.message
         );
     }
-    if verdict.problems.is_empty() {
+    let warnings = verdict
+        .problems
+        .iter()
+        .filter(|p| p.severity() == VerifySeverity::Warning)
+        .count();
+    let errors = verdict.problems.len() - warnings;
+    let warned = match warnings {
+        1 => "1 warning".to_owned(),
+        n => format!("{n} warnings"),
+    };
+    if errors == 0 {
+        let with = if warnings == 0 {
+            String::new()
+        } else {
+            format!(" with {warned}")
+        };
         println!(
-            "Cluster verify passed: {} nodes reach each other on both networks and hold the ssconf of configuration serial {}.",
+            "Cluster verify passed{with}: {} nodes reach each other on both networks and hold the ssconf of configuration serial {}.",
             verdict.nodes_checked, verdict.config_serial
         );
         ExitCode::SUCCESS
     } else {
+        let and = if warnings == 0 {
+            String::new()
+        } else {
+            format!(" and {warned}")
+        };
         println!(
-            "Cluster verify failed: {} problem(s) found by {} node(s).",
-            verdict.problems.len(),
+            "Cluster verify failed: {errors} problem(s){and} found by {} node(s).",
             verdict.nodes_checked
         );
         ExitCode::from(1)

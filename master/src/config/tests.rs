@@ -30,6 +30,8 @@ fn config() -> ClusterConfig {
         node_port: 1811,
         master_epoch: 1,
         candidate_pool_size: 10,
+        certificate_validity_secs: crate::pki::DEFAULT_CERTIFICATE_VALIDITY.as_secs(),
+        ca_validity_secs: crate::pki::DEFAULT_CA_VALIDITY.as_secs(),
         nodes,
         join_tokens: Vec::new(),
         rollover: None,
@@ -197,7 +199,8 @@ fn a_file_written_before_master_candidates_takes_the_masters_certificate_from_ma
         "{missing}"
     );
 
-    let ca = crate::pki::ClusterCa::create("cluster.example.com").unwrap();
+    let ca = crate::pki::ClusterCa::create("cluster.example.com", crate::pki::DEFAULT_CA_VALIDITY)
+        .unwrap();
     let cert = ca
         .issue_with_new_key("master.example.com", "master", &["master.example.com"], &[])
         .unwrap();
@@ -215,6 +218,25 @@ fn a_file_written_before_master_candidates_takes_the_masters_certificate_from_ma
     assert_eq!(
         ssconf.get(SsconfKey::MasterCandidatesCerts).unwrap(),
         format!("master.example.com={}", master.master_certificate_sha256)
+    );
+}
+
+#[test]
+fn a_file_without_lifetimes_loads_with_those_its_cluster_was_issued_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::new(dir.path());
+    let mut old = serde_json::to_value(config()).unwrap();
+    for field in ["certificate_validity_secs", "ca_validity_secs"] {
+        old.as_object_mut().unwrap().remove(field);
+    }
+    std::fs::write(dir.path().join("config.json"), old.to_string()).unwrap();
+    let loaded = store.load().unwrap();
+    // Before lifetimes were configurable, certificates lived 5 years and the CA 10.
+    assert_eq!(loaded.certificate_validity_secs, 5 * 365 * 86_400);
+    assert_eq!(loaded.ca_validity_secs, 10 * 365 * 86_400);
+    assert_eq!(
+        loaded.certificate_validity(),
+        crate::pki::LEGACY_CERTIFICATE_VALIDITY
     );
 }
 

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 mod report;
 
-pub use report::{NodeReport, ask_reports};
+pub use report::{NodeReport, ReportedCertificate, ask_reports};
 
 use crate::config::ClusterConfig;
 use crate::master::Master;
@@ -123,12 +123,24 @@ impl Master {
         config: &ClusterConfig,
         names: Option<&[Hostname]>,
     ) -> Vec<NodeResult<Hostname, NodeReport>> {
+        self.node_reports_asking(config, names, VersionRequest::default())
+            .await
+    }
+
+    /// Like [`node_reports`](Self::node_reports), with `request` saying what more to tell
+    /// (`cluster verify` asks for the nodes' certificates).
+    pub async fn node_reports_asking(
+        &self,
+        config: &ClusterConfig,
+        names: Option<&[Hostname]>,
+        request: VersionRequest,
+    ) -> Vec<NodeResult<Hostname, NodeReport>> {
         let ours = config.master_epoch;
         ask_reports(
             &self.channels,
             config,
             names,
-            VersionRequest::default(),
+            request,
             SERIAL_TIMEOUT,
             |name, status| {
                 // A node that no longer lists this master's certificate (the successor

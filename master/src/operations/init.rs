@@ -12,6 +12,10 @@
 //! configuration file (whose existence means "initialised"). If a write fails, what was
 //! written is removed again.
 //!
+//! The lifetimes of the CA and of the certificates it issues (`--ca-validity`,
+//! `--certificate-validity`) are checked by the CLI ([`Lifetimes`]) and written to the
+//! configuration, where the master finds the certificates' lifetime for every later issue.
+//!
 //! The cluster IP's device (`--master-netdev`, Ganeti's option) is checked with the
 //! arguments: it must exist on this host. Without it, the device that holds this host's
 //! primary address is chosen, and written down: the configuration names the device, never
@@ -34,7 +38,7 @@ use gnt_transports::join::{CertificateIssuer, Mode, NodeState, StateError};
 
 use crate::config::{ClusterConfig, ConfigStore, DEFAULT_CANDIDATE_POOL_SIZE, NodeConfig};
 use crate::paths::MasterPaths;
-use crate::pki::{ClusterCa, fingerprint_of_pem};
+use crate::pki::{ClusterCa, Lifetimes, fingerprint_of_pem};
 
 mod error;
 
@@ -61,6 +65,9 @@ pub struct InitOptions {
     pub node_port: u16,
     /// How long the "cluster IP already active" ping waits (Ganeti: 5 s).
     pub ping_timeout: Duration,
+    /// The lifetimes of the CA and of the certificates it issues (`--ca-validity`,
+    /// `--certificate-validity`); kept in the configuration.
+    pub lifetimes: Lifetimes,
 }
 
 /// What init did.
@@ -194,7 +201,9 @@ fn write(
     checked: &Checked,
 ) -> Result<InitReport, InitError> {
     fs_atomic::ensure_dir(&paths.master_dir, 0o700)?;
-    let ca = ClusterCa::create(checked.cluster.as_str())?;
+    let lifetimes = options.lifetimes;
+    let ca = ClusterCa::create(checked.cluster.as_str(), lifetimes.ca())?
+        .with_certificate_validity(lifetimes.certificate());
     ca.save(&paths.pki)?;
     let node = &checked.node;
     let name = node.name.as_str();
@@ -227,6 +236,8 @@ fn write(
         node_port: options.node_port,
         master_epoch: 1,
         candidate_pool_size: DEFAULT_CANDIDATE_POOL_SIZE,
+        certificate_validity_secs: lifetimes.certificate().as_secs(),
+        ca_validity_secs: lifetimes.ca().as_secs(),
         nodes: [(node.name.clone(), record)].into(),
         join_tokens: Vec::new(),
         rollover: None,

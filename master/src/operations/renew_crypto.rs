@@ -165,7 +165,12 @@ impl Master {
     ) -> Result<(), MasterError> {
         let master_name = config.master_node.clone();
         let next_ca = if parts.cluster_certificate {
-            Some(self.ca.get().successor(config.cluster_name.as_str())?)
+            Some(
+                self.ca
+                    .get()
+                    .successor(config.cluster_name.as_str(), config.ca_validity())?
+                    .with_certificate_validity(config.certificate_validity()),
+            )
         } else {
             None
         };
@@ -301,7 +306,10 @@ impl Master {
             let ca = ca_pair(&self.paths);
             if read(ca.cert_path())? != rollover.issuing_ca_pem {
                 ca.install(&rollover.issuing_ca_pem, KeyChoice::Staged)?;
-                self.ca.replace(ClusterCa::load(&self.paths.pki)?);
+                self.ca.replace(
+                    ClusterCa::load(&self.paths.pki)?
+                        .with_certificate_validity(config.certificate_validity()),
+                );
                 tracing::info!("the cluster CA is the new one");
             }
         }

@@ -200,6 +200,8 @@ mod tests {
             node_port: 1811,
             master_epoch: 1,
             candidate_pool_size: 10,
+            certificate_validity_secs: crate::pki::DEFAULT_CERTIFICATE_VALIDITY.as_secs(),
+            ca_validity_secs: crate::pki::DEFAULT_CA_VALIDITY.as_secs(),
             nodes: BTreeMap::new(),
             join_tokens: tokens,
             rollover: None,

@@ -4,7 +4,12 @@
 //! (`ENODENET`); and the ssconf check, where every online node whose ssconf serial is not
 //! the configuration's is a problem (`ENODESSCONF`); and the cluster IP check
 //! (`ENODEMASTERIP`, `verify/master_ip.rs`): the master has it, every other online node
-//! reaches it. All run at once.
+//! reaches it; and the certificate check (`ECLUSTERCERT`, `verify/certificates.rs`): no
+//! certificate in use near its expiry, and every node presenting the certificate the
+//! configuration records. All run at once.
+//!
+//! Each problem has a [`Severity`], as in Ganeti: an error fails the verification; a
+//! warning (only a certificate expiring within 30 days, for now) is reported and does not.
 //!
 //! A node that does not tell its serial is not reported twice: the network test reports it
 //! silent already. A node is reported ahead of the configuration only if it is ahead of the
@@ -19,8 +24,9 @@ use gnt_core::runner::{CallFailure, NodeResult, TimeoutClass};
 use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
-use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict};
+use gnt_proto::node::v1::{NetworkTestRequest, NetworkVerdict, VersionRequest};
 
+mod certificates;
 mod master_ip;
 
 use super::converge::{NodeReport, SerialCheck};
@@ -42,6 +48,18 @@ pub enum Check {
     NodeMasterCopy,
     /// `ENODEMASTERIP`: the cluster IP, on the master and from the other nodes.
     MasterIp,
+    /// `ECLUSTERCERT`: a certificate in use near its expiry or past it, or not the one the
+    /// configuration records.
+    ClusterCert,
+}
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Fails the verification.
+    Error,
+    /// Needs attention soon; the verification still passes.
+    Warning,
 }
 
 /// One failed check of `cluster verify`.
@@ -49,6 +67,8 @@ pub enum Check {
 pub struct Problem {
     /// The check.
     pub check: Check,
+    /// How bad it is.
+    pub severity: Severity,
     /// The node that ran the test, or that did not answer.
     pub node: Hostname,
     /// The node it could not reach, if the problem is a ping.
@@ -64,15 +84,15 @@ pub struct Problem {
 pub struct Verification {
     /// Nodes that ran the network test.
     pub nodes_checked: usize,
-    /// Every failed check, by node.
+    /// Every failed check, by node: errors and warnings.
     pub problems: Vec<Problem>,
     /// The configuration serial the nodes' ssconf was compared with.
     pub serial: u64,
 }
 
 impl Master {
-    /// Runs the network test and the ssconf check on every online node (see the module
-    /// docs).
+    /// Runs the network test, the ssconf, cluster IP and certificate checks on every online
+    /// node (see the module docs).
     pub async fn verify(&self) -> Verification {
         let config = self.config.snapshot().await;
         let online: Vec<NodeAddresses> = config
@@ -111,20 +131,26 @@ impl Master {
             },
             |_| {},
         );
+        let asking = VersionRequest {
+            certificates: true,
+            ..VersionRequest::default()
+        };
         let (results, reports, master_ip) = tokio::join!(
             network_test,
-            self.node_reports(&config, None),
+            self.node_reports_asking(&config, None, asking),
             self.master_ip_problems(&config)
         );
         let mut problems = copy_problems(&config, &reports);
         problems.extend(self.ssconf_problems(config.serial, &reports).await);
         problems.extend(master_ip);
+        problems.extend(self.certificate_problems(&config, &reports));
         let mut checked = 0;
         for result in results {
             match result.outcome {
                 Err(CallFailure::Offline) => {}
                 Err(failure) => problems.push(Problem {
                     check: Check::NodeNet,
+                    severity: Severity::Error,
                     node: result.key,
                     target: None,
                     network: None,
@@ -170,6 +196,7 @@ impl Master {
         };
         let problem = |node, message| Problem {
             check: Check::NodeSsconf,
+            severity: Severity::Error,
             node,
             target: None,
             network: None,
@@ -205,6 +232,7 @@ fn copy_problems(
 ) -> Vec<Problem> {
     let problem = |node: &Hostname, message: String| Problem {
         check: Check::NodeMasterCopy,
+        severity: Severity::Error,
         node: node.clone(),
         target: None,
         network: None,
@@ -243,6 +271,7 @@ fn unreachable(node: &Hostname, verdict: NetworkVerdict) -> Problem {
     let network = Network::try_from(verdict.network()).ok();
     Problem {
         check: Check::NodeNet,
+        severity: Severity::Error,
         node: node.clone(),
         message: format!(
             "tcp communication with node '{}' on the {} network failed: {}",

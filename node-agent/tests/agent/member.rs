@@ -151,6 +151,48 @@ fn procedures_answer_from_the_nodes_own_state_and_network() {
         .unwrap();
     assert_eq!(eth1.ipv4, ["10.78.0.11"]);
 
+    // Version describes the node's certificate only when asked (verify does), as node.pem
+    // on disk is: its fingerprint and its expiry.
+    let version = |certificates: bool| {
+        call(&topology, master.clone(), move |ch| async move {
+            NodeAgentClient::new(ch)
+                .version(VersionRequest {
+                    certificates,
+                    ..VersionRequest::default()
+                })
+                .await
+        })
+        .unwrap()
+        .into_inner()
+    };
+    let plain = version(false);
+    assert_eq!(
+        (
+            plain.certificate_sha256.as_str(),
+            plain.certificate_not_after
+        ),
+        ("", 0)
+    );
+    let described = version(true);
+    let node_pem = gnt_transports::Pem::read(
+        "node certificate",
+        &topology.state_dir("node1").join("node.pem"),
+    )
+    .unwrap();
+    assert_eq!(
+        described.certificate_sha256,
+        gnt_transports::fingerprint(&node_pem.leaf_sha256().unwrap())
+    );
+    let der = node_pem.certificates("node certificate").unwrap();
+    let (_, parsed) = {
+        use x509_parser::prelude::FromDer;
+        x509_parser::certificate::X509Certificate::from_der(der[0].as_ref()).unwrap()
+    };
+    assert_eq!(
+        described.certificate_not_after,
+        parsed.validity().not_after.timestamp()
+    );
+
     let owned = |address: &str| {
         let address = address.to_owned();
         call(&topology, master.clone(), |ch| async move {

@@ -1,5 +1,6 @@
-//! What a node's `Version` answer tells about the master role, asking nodes for it, and
-//! when it means that this master was replaced.
+//! What a node's `Version` answer tells about the master role (and, when asked, about the
+//! node's certificate), asking nodes for it, and when it means that this master was
+//! replaced.
 
 use std::time::Duration;
 
@@ -24,15 +25,32 @@ pub struct NodeReport {
     pub copy: SsconfVersion,
     /// Whether a gnt-masterd runs on it.
     pub master_daemon_running: bool,
+    /// Its certificate, when the request asked (`certificates`) and the node described it;
+    /// `None` otherwise (an agent older than the field, or one that cannot read its own).
+    pub certificate: Option<ReportedCertificate>,
+}
+
+/// A node's certificate, as the node described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedCertificate {
+    /// SHA-256 fingerprint, colon hex.
+    pub sha256: String,
+    /// When it expires, seconds since the Unix epoch.
+    pub not_after: i64,
 }
 
 impl From<VersionResponse> for NodeReport {
     fn from(answer: VersionResponse) -> Self {
+        let certificate = (!answer.certificate_sha256.is_empty()).then_some(ReportedCertificate {
+            sha256: answer.certificate_sha256,
+            not_after: answer.certificate_not_after,
+        });
         Self {
             ssconf: SsconfVersion::new(answer.master_epoch, answer.ssconf_serial),
             master: answer.master_node,
             copy: SsconfVersion::new(answer.master_copy_epoch, answer.master_copy_serial),
             master_daemon_running: answer.master_daemon_running,
+            certificate,
         }
     }
 }
@@ -99,12 +117,31 @@ pub async fn ask_reports(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_certificate_is_reported_only_when_the_node_described_one() {
+        let plain = NodeReport::from(VersionResponse::default());
+        assert_eq!(plain.certificate, None);
+        let described = NodeReport::from(VersionResponse {
+            certificate_sha256: "AB:CD".to_owned(),
+            certificate_not_after: 1_900_000_000,
+            ..VersionResponse::default()
+        });
+        assert_eq!(
+            described.certificate,
+            Some(ReportedCertificate {
+                sha256: "AB:CD".to_owned(),
+                not_after: 1_900_000_000
+            })
+        );
+    }
+
     fn report(epoch: u64, master: &str) -> NodeReport {
         NodeReport {
             ssconf: SsconfVersion::new(epoch, 7),
             master: master.to_owned(),
             copy: SsconfVersion::default(),
             master_daemon_running: false,
+            certificate: None,
         }
     }
 

@@ -21,6 +21,8 @@ fn config(epoch: u64) -> ClusterConfig {
         node_port: 1811,
         master_epoch: epoch,
         candidate_pool_size: 10,
+        certificate_validity_secs: crate::pki::DEFAULT_CERTIFICATE_VALIDITY.as_secs(),
+        ca_validity_secs: crate::pki::DEFAULT_CA_VALIDITY.as_secs(),
         nodes: BTreeMap::new(),
         join_tokens: Vec::new(),
         rollover: None,
@@ -35,6 +37,7 @@ fn report(master: &str, epoch: u64, running: bool) -> Result<NodeReport, CallFai
         master: master.to_owned(),
         copy: SsconfVersion::new(epoch, 7),
         master_daemon_running: running,
+        certificate: None,
     })
 }
 

@@ -14,7 +14,7 @@ use gnt_core::runner::TimeoutClass;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{HasIpAddressRequest, PingOutcome, TcpPingRequest, TcpPingResponse};
 
-use super::{Check, Problem};
+use super::{Check, Problem, Severity};
 use crate::config::ClusterConfig;
 use crate::master::Master;
 use crate::operations::rpc_call::{failed, fan_out_on, timed};
@@ -56,6 +56,7 @@ impl Master {
         if owned == Some(false) {
             problems.push(Problem {
                 check: Check::MasterIp,
+                severity: Severity::Error,
                 node: config.master_node.clone(),
                 target: None,
                 network: None,
@@ -69,6 +70,7 @@ impl Master {
             if !answer.alive {
                 problems.push(Problem {
                     check: Check::MasterIp,
+                    severity: Severity::Error,
                     node: ping.key,
                     target: None,
                     network: None,

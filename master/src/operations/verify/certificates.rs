@@ -1,0 +1,209 @@
+//! `gnt cluster verify`'s certificate check (Ganeti's `ECLUSTERCERT`): every certificate in
+//! use, with the node it belongs to and the day it expires.
+//!
+//! The certificates: the cluster CA and the master's client certificate (the master's
+//! `ca.pem` and `master.pem`), every other master candidate's master certificate (from the
+//! configuration: what it calls nodes with once it is master), and every online node's
+//! certificate as the node describes it in `Version` (so the one it presents, not a copy).
+//!
+//! Thresholds are Ganeti's: a warning when a certificate expires within 30 days, an error
+//! within 7 days, once expired, or while not valid yet (Ganeti warns of the last; a peer
+//! refuses such a certificate as surely as an expired one). Unlike Ganeti, "now" is the
+//! master's clock without its 150 s of allowed skew: the thresholds are days. "About N days"
+//! counts started days, so that the number printed decides the severity: 7 or less is an
+//! error, 30 or less a warning.
+//!
+//! A node that presents a certificate other than the one the configuration records for it is
+//! an error too: the master would refuse to trust it by fingerprint anywhere it checks one.
+//! A node that describes no certificate (an agent older than this master, or one that cannot
+//! read its own) is a warning: its expiry goes unchecked.
+
+use gnt_core::clock::unix_now;
+use gnt_core::error::Chain;
+use gnt_core::netutils::Hostname;
+use gnt_core::runner::NodeResult;
+
+use super::{Check, Problem, Severity};
+use crate::config::ClusterConfig;
+use crate::master::Master;
+use crate::operations::converge::NodeReport;
+use crate::operations::utc;
+use crate::pki::{PkiError, PkiPaths, Validity, certificate_validity};
+
+const DAY: i64 = 86_400;
+/// A certificate expiring within this long is a warning (Ganeti's
+/// `SSL_CERT_EXPIRATION_WARN`, 30 days).
+const WARN_WITHIN: i64 = 30 * DAY;
+/// Within this long, an error (`SSL_CERT_EXPIRATION_ERROR`, 7 days).
+const ERROR_WITHIN: i64 = 7 * DAY;
+
+impl Master {
+    /// The certificate problems of `config`'s cluster, the nodes' certificates taken from
+    /// `reports` (asked with `certificates`).
+    pub(super) fn certificate_problems(
+        &self,
+        config: &ClusterConfig,
+        reports: &[NodeResult<Hostname, NodeReport>],
+    ) -> Vec<Problem> {
+        let now = unix_now();
+        let mut problems = master_problems(config, &self.paths.pki, now);
+        problems.extend(node_problems(config, reports, now));
+        problems
+    }
+}
+
+/// The problems of the certificates the master holds: the CA and its own in its directory,
+/// the other candidates' master certificates in `config`.
+fn master_problems(config: &ClusterConfig, paths: &PkiPaths, now: i64) -> Vec<Problem> {
+    let master = &config.master_node;
+    let read = |what: &'static str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| PkiError::Fs(gnt_core::fs_atomic::FsError::new("read", path, e)))
+            .and_then(|pem| certificate_validity(what, &pem))
+    };
+    let mut problems = Vec::new();
+    for (what, path) in [
+        ("cluster CA certificate", &paths.ca_cert),
+        ("master certificate", &paths.master_cert),
+    ] {
+        match read(what, path) {
+            Ok(validity) => problems.extend(expiry(master, what, validity, now)),
+            Err(e) => problems.push(error(
+                master,
+                format!("cannot check the {what}: {}", Chain(&e)),
+            )),
+        }
+    }
+    for (name, node) in config.candidates() {
+        if node.master_certificate_pem.is_empty() {
+            continue;
+        }
+        let what = "master certificate";
+        match certificate_validity(what, &node.master_certificate_pem) {
+            Ok(validity) => problems.extend(expiry(name, what, validity, now)),
+            Err(e) => problems.push(error(
+                name,
+                format!(
+                    "cannot check its {what} in the configuration: {}",
+                    Chain(&e)
+                ),
+            )),
+        }
+    }
+    problems
+}
+
+/// The problems of the certificates the online nodes among `reports` present.
+fn node_problems(
+    config: &ClusterConfig,
+    reports: &[NodeResult<Hostname, NodeReport>],
+    now: i64,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for result in reports {
+        let Ok(report) = &result.outcome else {
+            continue; // the network test reports a node that does not answer
+        };
+        let node = &result.key;
+        let Some(certificate) = &report.certificate else {
+            problems.push(Problem {
+                severity: Severity::Warning,
+                ..error(
+                    node,
+                    "did not describe its certificate, so its expiry is not checked: its gnt-noded is older than this master, or cannot read its node.pem (see its log)".to_owned(),
+                )
+            });
+            continue;
+        };
+        let recorded = config
+            .nodes
+            .get(node)
+            .map_or("", |n| n.certificate_sha256.as_str());
+        if !recorded.is_empty() && !recorded.eq_ignore_ascii_case(&certificate.sha256) {
+            problems.push(error(
+                node,
+                format!(
+                    "presents a certificate (SHA256 {}) other than the one the configuration records for it (SHA256 {recorded})",
+                    certificate.sha256
+                ),
+            ));
+        }
+        let validity = Validity {
+            not_before: i64::MIN,
+            not_after: certificate.not_after,
+        };
+        problems.extend(expiry(node, "certificate", validity, now));
+    }
+    problems
+}
+
+/// An `ECLUSTERCERT` error of `node`.
+fn error(node: &Hostname, message: String) -> Problem {
+    Problem {
+        check: Check::ClusterCert,
+        severity: Severity::Error,
+        node: node.clone(),
+        target: None,
+        network: None,
+        message,
+    }
+}
+
+/// The problem of `node`'s certificate `what`, valid for `validity`, at `now`; none when
+/// it has more than 30 days left.
+fn expiry(node: &Hostname, what: &str, validity: Validity, now: i64) -> Option<Problem> {
+    let Validity {
+        not_before,
+        not_after,
+    } = validity;
+    let problem = |severity, message| {
+        Some(Problem {
+            severity,
+            ..error(node, message)
+        })
+    };
+    if not_after < now {
+        return problem(
+            Severity::Error,
+            format!("{what} expired on {}", day(not_after)),
+        );
+    }
+    if not_before > now {
+        return problem(
+            Severity::Error,
+            format!(
+                "{what} is not valid before {}; is the master's clock right?",
+                utc(not_before)
+            ),
+        );
+    }
+    let left = not_after - now;
+    let severity = if left <= ERROR_WITHIN {
+        Severity::Error
+    } else if left <= WARN_WITHIN {
+        Severity::Warning
+    } else {
+        return None;
+    };
+    // Started days: 7 days and a second left is "about 8 days", a warning.
+    let days = (left + DAY - 1) / DAY;
+    let when = if days <= 1 {
+        "within a day".to_owned()
+    } else {
+        format!("in about {days} days")
+    };
+    problem(
+        severity,
+        format!("{what} expires {when} (on {})", day(not_after)),
+    )
+}
+
+/// The UTC day of a Unix time, `YYYY-MM-DD`.
+fn day(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.date().to_string())
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! The thresholds at their boundaries, on real certificates issued with short lifetimes (or
+//! valid only in the past or the future); "now" is an argument, never the machine's clock
+//! changed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gnt_core::runner::CallFailure;
+use gnt_core::ssconf::SsconfVersion;
+use time::OffsetDateTime;
+
+use super::*;
+use crate::config::NodeConfig;
+use crate::operations::converge::ReportedCertificate;
+use crate::pki::{ClusterCa, fingerprint_of_pem};
+
+fn name(text: &str) -> Hostname {
+    Hostname::parse(text).unwrap()
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+/// A CA valid 10 years, issuing certificates valid `validity`.
+fn ca(validity: Duration) -> ClusterCa {
+    ClusterCa::create("cluster.example.com", days(3650))
+        .unwrap()
+        .with_certificate_validity(validity)
+}
+
+fn issued(ca: &ClusterCa) -> String {
+    ca.issue_with_new_key("node1.example.com", "node", &["node1.example.com"], &[])
+        .unwrap()
+        .cert_pem
+}
+
+/// `(severity, message)` of a certificate at `now`.
+fn checked(pem: &str, now: i64) -> Option<(Severity, String)> {
+    let validity = certificate_validity("certificate", pem).unwrap();
+    expiry(&name("node1.example.com"), "certificate", validity, now).map(|p| {
+        assert_eq!(p.check, Check::ClusterCert);
+        (p.severity, p.message)
+    })
+}
+
+#[test]
+fn certificates_issued_for_20_days_warn_and_for_5_days_fail() {
+    let twenty = issued(&ca(days(20)));
+    let five = issued(&ca(days(5)));
+    let year = issued(&ca(days(365)));
+    // Checked after they were issued, as verify does.
+    let now = unix_now();
+    let (severity, message) = checked(&twenty, now).unwrap();
+    assert_eq!(severity, Severity::Warning);
+    let date = day(certificate_not_after_of(&twenty));
+    assert_eq!(
+        message,
+        format!("certificate expires in about 20 days (on {date})")
+    );
+    let (severity, message) = checked(&five, now).unwrap();
+    assert_eq!(severity, Severity::Error);
+    assert!(
+        message.starts_with("certificate expires in about 5 days (on "),
+        "{message}"
+    );
+    // The default lifetime, a year, is far from any threshold.
+    assert_eq!(checked(&year, now), None);
+}
+
+#[test]
+fn thresholds_hold_to_the_second_at_30_days_7_days_and_expiry() {
+    let pem = issued(&ca(days(60)));
+    let end = certificate_validity("certificate", &pem).unwrap().not_after;
+    let at = |left: i64| checked(&pem, end - left);
+    assert_eq!(at(30 * DAY + 1), None, "30 days and a second left");
+    assert_eq!(
+        at(30 * DAY),
+        Some((
+            Severity::Warning,
+            format!("certificate expires in about 30 days (on {})", day(end))
+        ))
+    );
+    assert_eq!(
+        at(7 * DAY + 1),
+        Some((
+            Severity::Warning,
+            format!("certificate expires in about 8 days (on {})", day(end))
+        ))
+    );
+    assert_eq!(
+        at(7 * DAY),
+        Some((
+            Severity::Error,
+            format!("certificate expires in about 7 days (on {})", day(end))
+        ))
+    );
+    assert_eq!(
+        at(0),
+        Some((
+            Severity::Error,
+            format!("certificate expires within a day (on {})", day(end))
+        ))
+    );
+    assert_eq!(
+        at(-1),
+        Some((
+            Severity::Error,
+            format!("certificate expired on {}", day(end))
+        ))
+    );
+}
+
+#[test]
+fn an_expired_and_a_not_yet_valid_certificate_are_errors() {
+    let ca = ca(days(365));
+    let now = OffsetDateTime::now_utc();
+    let expired = ca.issue_valid_between(
+        "node1.example.com",
+        now - time::Duration::days(40),
+        now - time::Duration::days(10),
+    );
+    let (severity, message) = checked(&expired, now.unix_timestamp()).unwrap();
+    assert_eq!(severity, Severity::Error);
+    assert_eq!(
+        message,
+        format!(
+            "certificate expired on {}",
+            day((now - time::Duration::days(10)).unix_timestamp())
+        )
+    );
+    let early = ca.issue_valid_between(
+        "node1.example.com",
+        now + time::Duration::days(1),
+        now + time::Duration::days(300),
+    );
+    let (severity, message) = checked(&early, now.unix_timestamp()).unwrap();
+    assert_eq!(severity, Severity::Error);
+    assert!(
+        message.starts_with("certificate is not valid before ")
+            && message.ends_with("; is the master's clock right?"),
+        "{message}"
+    );
+}
+
+fn config(nodes: &[(&str, &str)]) -> ClusterConfig {
+    let nodes: BTreeMap<Hostname, NodeConfig> = nodes
+        .iter()
+        .map(|(node, sha256)| {
+            let mut record = NodeConfig::new(gnt_core::node::NodeAddrs {
+                primary: "192.0.2.1".parse().unwrap(),
+                secondary: "192.0.2.1".parse().unwrap(),
+            });
+            record.certificate_sha256 = (*sha256).to_owned();
+            (name(node), record)
+        })
+        .collect();
+    ClusterConfig {
+        serial: 3,
+        cluster_name: name("cluster.example.com"),
+        policy: gnt_core::policy::IpPolicy::Ipv4,
+        master_node: name("master.example.com"),
+        master_ip: "192.0.2.100".parse().unwrap(),
+        master_netmask: 32,
+        master_netdev: String::new(),
+        node_port: 1811,
+        master_epoch: 1,
+        candidate_pool_size: 10,
+        certificate_validity_secs: 86_400,
+        ca_validity_secs: 10 * 86_400,
+        nodes,
+        join_tokens: Vec::new(),
+        rollover: None,
+        created_at: 0,
+        modified_at: 0,
+    }
+}
+
+fn report(
+    node: &str,
+    certificate: Option<ReportedCertificate>,
+) -> NodeResult<Hostname, NodeReport> {
+    NodeResult {
+        key: name(node),
+        outcome: Ok(NodeReport {
+            ssconf: SsconfVersion::new(1, 3),
+            master: "master.example.com".to_owned(),
+            copy: SsconfVersion::default(),
+            master_daemon_running: false,
+            certificate,
+        }),
+        elapsed: Duration::ZERO,
+    }
+}
+
+#[test]
+fn a_node_is_named_with_the_date_and_one_presenting_another_certificate_is_an_error() {
+    let pem = issued(&ca(days(20)));
+    let sha256 = fingerprint_of_pem(&pem).unwrap();
+    let not_after = certificate_not_after_of(&pem);
+    let described = ReportedCertificate {
+        sha256: sha256.clone(),
+        not_after,
+    };
+    let config = config(&[
+        ("master.example.com", "AA:BB"),
+        ("node1.example.com", &sha256),
+        ("node2.example.com", ""),
+    ]);
+    let reports = vec![
+        report("master.example.com", Some(described.clone())),
+        report("node1.example.com", Some(described)),
+        report("node2.example.com", None),
+        NodeResult {
+            key: name("node3.example.com"),
+            outcome: Err(CallFailure::Refused("connection refused".to_owned())),
+            elapsed: Duration::ZERO,
+        },
+    ];
+    let found: Vec<(String, Severity, String)> = node_problems(&config, &reports, unix_now())
+        .into_iter()
+        .map(|p| (p.node.to_string(), p.severity, p.message))
+        .collect();
+    let expiring = format!(
+        "certificate expires in about 20 days (on {})",
+        day(not_after)
+    );
+    assert_eq!(
+        found,
+        [
+            (
+                "master.example.com".to_owned(),
+                Severity::Error,
+                format!(
+                    "presents a certificate (SHA256 {sha256}) other than the one the configuration records for it (SHA256 AA:BB)"
+                )
+            ),
+            ("master.example.com".to_owned(), Severity::Warning, expiring.clone()),
+            ("node1.example.com".to_owned(), Severity::Warning, expiring),
+            (
+                "node2.example.com".to_owned(),
+                Severity::Warning,
+                "did not describe its certificate, so its expiry is not checked: its gnt-noded is older than this master, or cannot read its node.pem (see its log)".to_owned()
+            ),
+        ]
+    );
+}
+
+fn certificate_not_after_of(pem: &str) -> i64 {
+    crate::pki::certificate_not_after(pem).unwrap()
+}
+
+#[test]
+fn the_ca_the_master_certificate_and_candidates_master_certificates_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = PkiPaths::new(dir.path());
+    // A CA that expires in 20 days, issuing 5-day certificates.
+    let ca = ClusterCa::create("cluster.example.com", days(20))
+        .unwrap()
+        .with_certificate_validity(days(5));
+    ca.save(&paths).unwrap();
+    let master = ca
+        .issue_with_new_key("master.example.com", "master", &["master.example.com"], &[])
+        .unwrap();
+    std::fs::write(&paths.master_cert, &master.cert_pem).unwrap();
+    let mut config = config(&[("master.example.com", ""), ("node1.example.com", "")]);
+    let candidate = config.nodes.get_mut(&name("node1.example.com")).unwrap();
+    candidate.master_candidate = true;
+    candidate.master_certificate_pem = issued(&ca);
+    let found: Vec<(String, Severity, String)> = master_problems(&config, &paths, unix_now())
+        .into_iter()
+        .map(|p| (p.node.to_string(), p.severity, p.message))
+        .collect();
+    let ends = |pem: &str| day(certificate_not_after_of(pem));
+    let (ca_ends, five_ends) = (ends(ca.cert_pem()), ends(&master.cert_pem));
+    let days_left =
+        |what: &str, n: i64, on: &str| format!("{what} expires in about {n} days (on {on})");
+    assert_eq!(
+        found,
+        [
+            (
+                "master.example.com".to_owned(),
+                Severity::Warning,
+                days_left("cluster CA certificate", 20, &ca_ends)
+            ),
+            (
+                "master.example.com".to_owned(),
+                Severity::Error,
+                days_left("master certificate", 5, &five_ends)
+            ),
+            (
+                "node1.example.com".to_owned(),
+                Severity::Error,
+                days_left("master certificate", 5, &five_ends)
+            ),
+        ]
+    );
+
+    // A missing file is an error naming it, not a silent pass.
+    std::fs::remove_file(&paths.master_cert).unwrap();
+    let missing = master_problems(&config, &paths, unix_now());
+    let message = &missing
+        .iter()
+        .find(|p| {
+            p.message.contains("master certificate") && p.node.as_str() == "master.example.com"
+        })
+        .unwrap()
+        .message;
+    assert!(
+        message.starts_with("cannot check the master certificate: ")
+            && message.contains("master.pem"),
+        "{message}"
+    );
+}
