@@ -24,6 +24,7 @@ use crate::jobs::record::JobStoreError;
 use crate::jobs::{JobQueue, JobStore};
 use crate::master::Master;
 use crate::operations::converge::{self, Converger};
+use crate::operations::renew_crypto::before_expiry;
 use crate::paths::MasterPaths;
 use crate::service::MasterService;
 
@@ -72,12 +73,16 @@ pub struct DaemonOptions {
     /// converger at all (not at start, nor after failed redistributions: for tests that
     /// need a node to stay behind).
     pub converge_interval: Option<Duration>,
+    /// How often certificates are checked for renewal before expiry
+    /// (`operations::renew_crypto::before_expiry`); `None` never renews them unasked.
+    pub renewal_check_interval: Option<Duration>,
 }
 
 impl Default for DaemonOptions {
     fn default() -> Self {
         Self {
             converge_interval: Some(converge::DEFAULT_INTERVAL),
+            renewal_check_interval: Some(before_expiry::DEFAULT_CHECK_INTERVAL),
         }
     }
 }
@@ -132,7 +137,10 @@ pub async fn run_with(
             shutdown_grace: Duration::from_secs(30),
             ..ServerSettings::default()
         })
-        .add_service(MasterServer::new(MasterService::new(master.clone(), jobs)))
+        .add_service(MasterServer::new(MasterService::new(
+            master.clone(),
+            jobs.clone(),
+        )))
         .start(vec![listener])
         .await?;
     let stop_jobs = CancellationToken::new();
@@ -146,6 +154,14 @@ pub async fn run_with(
     );
     let mut activation = tokio::spawn(activate_master_ip(master.clone(), recovered));
     let stop_converger = shutdown.child_token();
+    let renewals = options.renewal_check_interval.map(|interval| {
+        tokio::spawn(before_expiry::renew_before_expiry(
+            master.clone(),
+            jobs.clone(),
+            interval,
+            stop_converger.clone(),
+        ))
+    });
     let converger = match options.converge_interval {
         Some(interval) => Some(tokio::spawn(
             Converger::new(master.clone(), interval).run(stop_converger.clone()),
@@ -203,6 +219,9 @@ pub async fn run_with(
     if let Some(converger) = converger {
         // It stops at once on the cancelled token; a panic in it is not the server's.
         let _ = converger.await;
+    }
+    if let Some(renewals) = renewals {
+        let _ = renewals.await;
     }
     stopped.map_or(Ok(()), Err)
 }

@@ -102,7 +102,7 @@ fn certificate_lifetimes_out_of_bounds_are_refused_in_one_line_before_anything_i
     for (flags, expected) in [
         (
             &["--certificate-validity", "0"][..],
-            "--certificate-validity 0s: too short; give at least 1h",
+            "--certificate-validity 0s: too short; give at least 1m",
         ),
         (
             &["--ca-validity", "40000d"][..],

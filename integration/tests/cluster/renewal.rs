@@ -22,7 +22,7 @@ use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{UploadFileHeader, UploadFileRequest, upload_file_request};
 use gnt_transports::{Connector, DialOptions};
 
-use crate::support::{gnt_ok, running};
+use crate::support::{empty_with_masterd_args, gnt_ok, running};
 
 const HOSTS: [&str; 3] = ["master", "node1", "node2"];
 
@@ -310,4 +310,66 @@ fn a_node_down_during_a_ca_rollover_is_renewed_when_it_comes_back() {
     }
     let calls = gnt_ok(&cluster, &["rpc", "call", "Version"]);
     eprintln!("{calls}");
+}
+
+#[test]
+fn certificates_past_two_thirds_of_their_life_are_renewed_without_an_operator() {
+    let cluster = empty_with_masterd_args(IpPolicy::Ipv4, 1, &["--renewal-check-interval", "1"]);
+    // Certificates of a minute (the shortest lifetime) are due 40 s after they are issued.
+    let init = cluster
+        .init_with(&["--certificate-validity", "1m"])
+        .unwrap();
+    assert!(init.success(), "{init}");
+    cluster.start_noded("master", None).unwrap();
+    cluster.start_masterd().unwrap();
+    let added = cluster.add_node("node1", None).unwrap();
+    assert!(added.success(), "{added}");
+    let certificate =
+        |host: &str| std::fs::read_to_string(cluster.state_dir(host).join("node.pem")).unwrap();
+    let master_certificate = || {
+        std::fs::read_to_string(
+            cluster
+                .state_dir("master")
+                .join("master")
+                .join("master.pem"),
+        )
+        .unwrap()
+    };
+    let before = (
+        certificate("master"),
+        certificate("node1"),
+        master_certificate(),
+    );
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let (rounds, failed) = std::thread::scope(|scope| {
+        let versions = scope.spawn(|| version_rounds(&cluster, &STOP));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while certificate("node1") == before.1 || master_certificate() == before.2 {
+            assert!(
+                Instant::now() < deadline,
+                "no certificate was renewed within 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        STOP.store(true, Ordering::SeqCst);
+        versions.join().unwrap()
+    });
+    assert_ne!(
+        certificate("master"),
+        before.0,
+        "the master's node was renewed too"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {rounds} Version rounds failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    let jobs = gnt_ok(&cluster, &["job", "list"]);
+    eprintln!("{jobs}");
+    assert!(
+        jobs.stdout.contains("renew node keys and certificates"),
+        "{jobs}"
+    );
 }

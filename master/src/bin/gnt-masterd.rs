@@ -24,6 +24,10 @@ struct Cli {
     /// did not take). 0 turns the check off entirely; tests use it to keep a node behind.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     converge_interval: u64,
+    /// How often to look for certificates past two thirds of their life, in seconds; a
+    /// renewal job is submitted for them. 0 turns automatic renewal off.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    renewal_check_interval: u64,
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,8 @@ fn main() -> ExitCode {
     init_logging();
     let options = DaemonOptions {
         converge_interval: Some(Duration::from_secs(cli.converge_interval))
+            .filter(|interval| !interval.is_zero()),
+        renewal_check_interval: Some(Duration::from_secs(cli.renewal_check_interval))
             .filter(|interval| !interval.is_zero()),
     };
     run_daemon("gnt-masterd", |shutdown| async move {

@@ -189,8 +189,8 @@ pub struct InitArgs {
     /// This host's name. Default: $GNT_HOSTNAME, else the system host name.
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
-    /// How long node and master certificates are valid: 20d, 36h, or seconds; at least 1h,
-    /// and shorter than the CA's. Default: 365d.
+    /// How long node and master certificates are valid: 20d, 36h, or seconds; at least 1m,
+    /// and shorter than the CA's; gnt-masterd renews them at two thirds of it. Default: 365d.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub certificate_validity: Option<Duration>,
     /// How long the cluster CA is valid, at most 36500d. Default: 3650d.

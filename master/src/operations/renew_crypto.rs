@@ -43,6 +43,7 @@ use crate::jobs::{Progress, Step};
 use crate::master::Master;
 use crate::pki::{ClusterCa, fingerprint_of_pem};
 
+pub mod before_expiry;
 mod node;
 
 pub use node::NodeRenewal;
