@@ -64,19 +64,19 @@ fn verify_warns_of_certificates_issued_for_20_days_naming_each_node_and_passes()
     // master and of node1 (a master candidate, as the pool has room).
     let expected = [
         format!(
-            "  - WARNING:ECLUSTERCERT: node master.lab.test: certificate expires in about 20 days (on {})",
+            "  - WARNING:ECLUSTERCERT: node master.lab.test: certificate expires in about 20 days (on {}); `gnt cluster renew-crypto --new-node-certificates` renews it",
             expiry_day(&cluster, "master", "node.pem")
         ),
         format!(
-            "  - WARNING:ECLUSTERCERT: node master.lab.test: master certificate expires in about 20 days (on {})",
+            "  - WARNING:ECLUSTERCERT: node master.lab.test: master certificate expires in about 20 days (on {}); `gnt cluster renew-crypto --new-master-certificate` renews it",
             expiry_day(&cluster, "master", "master/master.pem")
         ),
         format!(
-            "  - WARNING:ECLUSTERCERT: node node1.lab.test: certificate expires in about 20 days (on {})",
+            "  - WARNING:ECLUSTERCERT: node node1.lab.test: certificate expires in about 20 days (on {}); `gnt cluster renew-crypto --new-node-certificates` renews it",
             expiry_day(&cluster, "node1", "node.pem")
         ),
         format!(
-            "  - WARNING:ECLUSTERCERT: node node1.lab.test: master certificate expires in about 20 days (on {})",
+            "  - WARNING:ECLUSTERCERT: node node1.lab.test: master certificate expires in about 20 days (on {}); `gnt cluster renew-crypto --new-node-certificates` renews it",
             master_certificate_day(&cluster, "node1.lab.test")
         ),
     ];
@@ -104,23 +104,23 @@ fn verify_fails_on_certificates_issued_for_5_days_and_warns_of_a_ca_for_20() {
     assert_eq!(verify.code, 1, "{verify}");
     let expected = [
         format!(
-            "  - WARNING:ECLUSTERCERT: node master.lab.test: cluster CA certificate expires in about 20 days (on {})",
+            "  - WARNING:ECLUSTERCERT: node master.lab.test: cluster CA certificate expires in about 20 days (on {}); `gnt cluster renew-crypto --new-cluster-certificate` renews it",
             expiry_day(&cluster, "master", "master/ca.pem")
         ),
         format!(
-            "  - ERROR:ECLUSTERCERT: node master.lab.test: certificate expires in about 5 days (on {})",
+            "  - ERROR:ECLUSTERCERT: node master.lab.test: certificate expires in about 5 days (on {}); `gnt cluster renew-crypto --new-node-certificates` renews it",
             expiry_day(&cluster, "master", "node.pem")
         ),
         format!(
-            "  - ERROR:ECLUSTERCERT: node master.lab.test: master certificate expires in about 5 days (on {})",
+            "  - ERROR:ECLUSTERCERT: node master.lab.test: master certificate expires in about 5 days (on {}); `gnt cluster renew-crypto --new-master-certificate` renews it",
             expiry_day(&cluster, "master", "master/master.pem")
         ),
         format!(
-            "  - ERROR:ECLUSTERCERT: node node1.lab.test: certificate expires in about 5 days (on {})",
+            "  - ERROR:ECLUSTERCERT: node node1.lab.test: certificate expires in about 5 days (on {}); `gnt cluster renew-crypto --new-node-certificates` renews it",
             expiry_day(&cluster, "node1", "node.pem")
         ),
         format!(
-            "  - ERROR:ECLUSTERCERT: node node1.lab.test: master certificate expires in about 5 days (on {})",
+            "  - ERROR:ECLUSTERCERT: node node1.lab.test: master certificate expires in about 5 days (on {}); `gnt cluster renew-crypto --new-node-certificates` renews it",
             master_certificate_day(&cluster, "node1.lab.test")
         ),
     ];

@@ -284,6 +284,18 @@ fn a_node_down_during_a_ca_rollover_is_renewed_when_it_comes_back() {
         refused.stderr.contains("still waits for node2.lab.test"),
         "{refused}"
     );
+    // Verify names the node the renewal waits for, and how the wait ends.
+    let verify = cluster.gnt(&["cluster", "verify"]).unwrap();
+    eprintln!("{verify}");
+    assert!(
+        verify
+            .stdout
+            .contains("WARNING:ECLUSTERCERT: node node2.lab.test: the certificate renewal started")
+            && verify
+                .stdout
+                .contains("remove it (`gnt node remove node2.lab.test`)"),
+        "{verify}"
+    );
     // The rest of the cluster works meanwhile.
     let calls = cluster
         .gnt(&["rpc", "call", "Version", "--nodes", "node1.lab.test"])

@@ -48,6 +48,7 @@ impl Master {
         let now = unix_now();
         let mut problems = master_problems(config, &self.paths.pki, now);
         problems.extend(node_problems(config, reports, now));
+        problems.extend(renewal_problems(config));
         problems
     }
 }
@@ -62,12 +63,12 @@ fn master_problems(config: &ClusterConfig, paths: &PkiPaths, now: i64) -> Vec<Pr
             .and_then(|pem| certificate_validity(what, &pem))
     };
     let mut problems = Vec::new();
-    for (what, path) in [
-        ("cluster CA certificate", &paths.ca_cert),
-        ("master certificate", &paths.master_cert),
+    for (what, path, renew) in [
+        ("cluster CA certificate", &paths.ca_cert, RENEW_CA),
+        ("master certificate", &paths.master_cert, RENEW_MASTER),
     ] {
         match read(what, path) {
-            Ok(validity) => problems.extend(expiry(master, what, validity, now)),
+            Ok(validity) => problems.extend(expiry(master, what, validity, now, renew)),
             Err(e) => problems.push(error(
                 master,
                 format!("cannot check the {what}: {}", Chain(&e)),
@@ -80,7 +81,7 @@ fn master_problems(config: &ClusterConfig, paths: &PkiPaths, now: i64) -> Vec<Pr
         }
         let what = "master certificate";
         match certificate_validity(what, &node.master_certificate_pem) {
-            Ok(validity) => problems.extend(expiry(name, what, validity, now)),
+            Ok(validity) => problems.extend(expiry(name, what, validity, now, RENEW_NODES)),
             Err(e) => problems.push(error(
                 name,
                 format!(
@@ -132,10 +133,51 @@ fn node_problems(
             not_before: i64::MIN,
             not_after: certificate.not_after,
         };
-        problems.extend(expiry(node, "certificate", validity, now));
+        problems.extend(expiry(node, "certificate", validity, now, RENEW_NODES));
     }
     problems
 }
+
+/// The nodes a certificate renewal still waits for: while it does, the previous CA and
+/// master certificate stay trusted, so each is a warning that says how the wait ends.
+fn renewal_problems(config: &ClusterConfig) -> Vec<Problem> {
+    let Some(rollover) = &config.rollover else {
+        return Vec::new();
+    };
+    let since = utc(rollover.started_at);
+    rollover
+        .pending
+        .iter()
+        .map(|name| {
+            let offline = config.nodes.get(name).is_some_and(|n| n.offline);
+            let how = if offline {
+                format!(
+                    "it is offline: mark it online (`gnt node modify --offline no {name}`) and it is renewed once it answers, or remove it (`gnt node remove {name}`)"
+                )
+            } else {
+                format!(
+                    "gnt-masterd renews it as soon as it answers; if it is gone for good, remove it (`gnt node remove {name}`)"
+                )
+            };
+            Problem {
+                severity: Severity::Warning,
+                ..error(
+                    name,
+                    format!(
+                        "the certificate renewal started {since} has not reached this node, so the previous CA and master certificate are still trusted: {how}"
+                    ),
+                )
+            }
+        })
+        .collect()
+}
+
+/// What renews the cluster CA.
+const RENEW_CA: &str = "gnt cluster renew-crypto --new-cluster-certificate";
+/// What renews the master's certificate.
+const RENEW_MASTER: &str = "gnt cluster renew-crypto --new-master-certificate";
+/// What renews node certificates and candidates' master certificates.
+const RENEW_NODES: &str = "gnt cluster renew-crypto --new-node-certificates";
 
 /// An `ECLUSTERCERT` error of `node`.
 fn error(node: &Hostname, message: String) -> Problem {
@@ -149,17 +191,23 @@ fn error(node: &Hostname, message: String) -> Problem {
     }
 }
 
-/// The problem of `node`'s certificate `what`, valid for `validity`, at `now`; none when
-/// it has more than 30 days left.
-fn expiry(node: &Hostname, what: &str, validity: Validity, now: i64) -> Option<Problem> {
+/// The problem of `node`'s certificate `what`, valid for `validity`, at `now`, saying that
+/// `renew` renews it; none when it has more than 30 days left.
+fn expiry(
+    node: &Hostname,
+    what: &str,
+    validity: Validity,
+    now: i64,
+    renew: &str,
+) -> Option<Problem> {
     let Validity {
         not_before,
         not_after,
     } = validity;
-    let problem = |severity, message| {
+    let problem = |severity, message: String| {
         Some(Problem {
             severity,
-            ..error(node, message)
+            ..error(node, format!("{message}; `{renew}` renews it"))
         })
     };
     if not_after < now {

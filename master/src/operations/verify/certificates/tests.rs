@@ -38,9 +38,21 @@ fn issued(ca: &ClusterCa) -> String {
 /// `(severity, message)` of a certificate at `now`.
 fn checked(pem: &str, now: i64) -> Option<(Severity, String)> {
     let validity = certificate_validity("certificate", pem).unwrap();
-    expiry(&name("node1.example.com"), "certificate", validity, now).map(|p| {
+    expiry(
+        &name("node1.example.com"),
+        "certificate",
+        validity,
+        now,
+        RENEW_NODES,
+    )
+    .map(|p| {
         assert_eq!(p.check, Check::ClusterCert);
-        (p.severity, p.message)
+        // Every expiry says what renews the certificate.
+        let advice = format!("; `{RENEW_NODES}` renews it");
+        let message = p.message.strip_suffix(&advice).unwrap_or_else(|| {
+            panic!("no advice in {}", p.message);
+        });
+        (p.severity, message.to_owned())
     })
 }
 
@@ -222,7 +234,7 @@ fn a_node_is_named_with_the_date_and_one_presenting_another_certificate_is_an_er
         .map(|p| (p.node.to_string(), p.severity, p.message))
         .collect();
     let expiring = format!(
-        "certificate expires in about 20 days (on {})",
+        "certificate expires in about 20 days (on {}); `{RENEW_NODES}` renews it",
         day(not_after)
     );
     assert_eq!(
@@ -273,25 +285,26 @@ fn the_ca_the_master_certificate_and_candidates_master_certificates_are_checked(
         .collect();
     let ends = |pem: &str| day(certificate_not_after_of(pem));
     let (ca_ends, five_ends) = (ends(ca.cert_pem()), ends(&master.cert_pem));
-    let days_left =
-        |what: &str, n: i64, on: &str| format!("{what} expires in about {n} days (on {on})");
+    let days_left = |what: &str, n: i64, on: &str, renew: &str| {
+        format!("{what} expires in about {n} days (on {on}); `{renew}` renews it")
+    };
     assert_eq!(
         found,
         [
             (
                 "master.example.com".to_owned(),
                 Severity::Warning,
-                days_left("cluster CA certificate", 20, &ca_ends)
+                days_left("cluster CA certificate", 20, &ca_ends, RENEW_CA)
             ),
             (
                 "master.example.com".to_owned(),
                 Severity::Error,
-                days_left("master certificate", 5, &five_ends)
+                days_left("master certificate", 5, &five_ends, RENEW_MASTER)
             ),
             (
                 "node1.example.com".to_owned(),
                 Severity::Error,
-                days_left("master certificate", 5, &five_ends)
+                days_left("master certificate", 5, &five_ends, RENEW_NODES)
             ),
         ]
     );
@@ -310,5 +323,50 @@ fn the_ca_the_master_certificate_and_candidates_master_certificates_are_checked(
         message.starts_with("cannot check the master certificate: ")
             && message.contains("master.pem"),
         "{message}"
+    );
+}
+
+#[test]
+fn every_node_a_renewal_waits_for_is_named_with_how_the_wait_ends() {
+    let mut config = config(&[
+        ("master.example.com", ""),
+        ("node1.example.com", ""),
+        ("node2.example.com", ""),
+    ]);
+    assert!(
+        renewal_problems(&config).is_empty(),
+        "no renewal, no problem"
+    );
+    if let Some(node) = config.nodes.get_mut(&name("node2.example.com")) {
+        node.offline = true;
+    }
+    config.rollover = Some(crate::config::Rollover {
+        started_at: 0,
+        retiring_master_sha256: "AA:BB".to_owned(),
+        retiring_ca_pem: String::new(),
+        issuing_ca_pem: String::new(),
+        new_node_keys: true,
+        node_certificates: true,
+        pending: [name("node1.example.com"), name("node2.example.com")].into(),
+    });
+    let found: Vec<(String, Severity, String)> = renewal_problems(&config)
+        .into_iter()
+        .map(|p| (p.node.to_string(), p.severity, p.message))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|(_, severity, message)| *severity == Severity::Warning
+                && message.starts_with(
+                    "the certificate renewal started 1970-01-01T00:00:00Z has not reached this node"
+                ))
+    );
+    assert!(found[0].2.contains("gnt-masterd renews it as soon as it answers; if it is gone for good, remove it (`gnt node remove node1.example.com`)"), "{found:?}");
+    assert!(
+        found[1]
+            .2
+            .contains("mark it online (`gnt node modify --offline no node2.example.com`)"),
+        "{found:?}"
     );
 }
