@@ -21,5 +21,6 @@ mod master_ip;
 mod operations;
 mod refusals;
 mod renewal;
+mod renewal_crash;
 mod support;
 mod tokens;
