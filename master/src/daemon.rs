@@ -128,6 +128,16 @@ pub async fn run_with(
     // A certificate renewal stopped between its commit and the switch of the master
     // directory is switched now, before anything calls a node.
     master.settle_master_dir(&config)?;
+    // With no renewal in the configuration, the master's previous key and any key staged
+    // for a renewal are of no use. A master stopped after a renewal's last commit, before
+    // (or while) deleting them, left them here, and nothing else would ever delete them:
+    // not the job's recovery (the renewal had finished), not the converger (no renewal
+    // waits), which may have been the one finishing it.
+    if config.rollover.is_none()
+        && let Err(error) = master.discard_staged_renewal()
+    {
+        tracing::warn!(error = %gnt_core::error::Chain(&error), "cannot delete the previous master key");
+    }
     let (jobs, mut worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
     let recovered = worker.recovered();
     let listener = Listener::unix(&paths.socket, 0o600)?;

@@ -67,7 +67,7 @@ fn killing_only_the_client_of_node_add_and_remove_lets_the_jobs_finish() {
 }
 
 /// Rounds per test and operation.
-fn rounds() -> usize {
+pub(crate) fn rounds() -> usize {
     if std::env::var_os("GNT_LONG_TESTS").is_some_and(|v| v == "1") {
         50
     } else {
@@ -76,7 +76,7 @@ fn rounds() -> usize {
 }
 
 /// The seed of the whole run: `GNT_CRASH_SEED`, else drawn from the clock once.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *SEED.get_or_init(|| {
         if let Some(seed) = std::env::var("GNT_CRASH_SEED")
@@ -93,7 +93,7 @@ fn seed() -> u64 {
 }
 
 /// SplitMix64: enough to spread delays, and no dependency for it.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -105,7 +105,7 @@ impl Rng {
     }
 
     /// A duration drawn uniformly from `[0, max]`, to the microsecond.
-    fn upto(&mut self, max: Duration) -> Duration {
+    pub(crate) fn upto(&mut self, max: Duration) -> Duration {
         let micros = u64::try_from(max.as_micros()).unwrap_or(u64::MAX);
         Duration::from_micros(self.next() % micros.saturating_add(1))
     }

@@ -22,5 +22,6 @@ mod master_ip;
 mod operations;
 mod refusals;
 mod renewal;
+mod renewal_crash;
 mod support;
 mod tokens;

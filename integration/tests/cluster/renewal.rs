@@ -47,7 +47,7 @@ fn keys_under(dir: &Path) -> Vec<(PathBuf, String)> {
 
 /// grpcurl from the master host to `node`'s agent, trusting only `ca` and presenting the
 /// master's current certificate: whether the node's certificate verifies, and the output.
-fn grpcurl_with_ca(cluster: &ClusterLab, node: &str, ca: &Path) -> (bool, String) {
+pub(crate) fn grpcurl_with_ca(cluster: &ClusterLab, node: &str, ca: &Path) -> (bool, String) {
     let dir = cluster.state_dir("master").join("master");
     let output = cluster
         .host("master")

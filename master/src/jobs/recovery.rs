@@ -17,7 +17,7 @@
 //! | modify cluster | none | failed: nothing done |
 //! | modify cluster | `committed` and on | ssconf redistributed, the netmask made live on the master again (the node changes only what differs): succeeded |
 //! | renew crypto | none (no renewal in the configuration) | failed: nothing done (keys it staged are deleted) |
-//! | renew crypto | a renewal in the configuration | the master directory settled, the renewal goes on: every pending node that answers is renewed |
+//! | renew crypto | a renewal in the configuration | the master directory settled, the renewal goes on: every pending node that answers is renewed (finished meanwhile by the converger: succeeded) |
 //!
 //! A commit whose step could not be recorded (the disk filled just then) shows in the
 //! configuration, and counts as recorded. A queued remove or modify needs nothing the record
@@ -119,16 +119,10 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
             )
         }
         JobOp::RenewCrypto { .. } => {
-            if master.config.snapshot().await.rollover.is_none() {
+            let config = master.config.snapshot().await;
+            if config.rollover.is_none() {
                 if record.took("renewed") {
-                    let serial = master.config.snapshot().await.serial;
-                    let outcome = JobOutcome::CryptoRenewed {
-                        serial,
-                        renewed: Vec::new(),
-                        pending: Vec::new(),
-                        finished: true,
-                    };
-                    return Recovered::done((outcome, Vec::new()), "it had finished");
+                    return renewal_finished(config.serial, "it had finished");
                 }
                 return match master.discard_staged_renewal() {
                     Ok(()) => Recovered::failed("it had changed nothing; run it again"),
@@ -141,6 +135,14 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
                     wire::crypto_renewed(renewal),
                     "interrupted: the renewal went on",
                 ),
+                // The converger, which starts with the daemon too, went on with the renewal
+                // and finished it between the look above and this call: the renewal this
+                // job committed is done. Failing the job said otherwise, and invited a
+                // second renewal.
+                Err(MasterError::NothingToRenew) => renewal_finished(
+                    master.config.snapshot().await.serial,
+                    "interrupted: gnt-masterd's converger finished the renewal",
+                ),
                 Err(error) => Recovered::error(&error, "interrupted, and cannot go on"),
             }
         }
@@ -152,6 +154,17 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
             Err(error) => Recovered::error(&error, "interrupted, and cannot be sent again"),
         },
     }
+}
+
+/// A renewal job whose renewal is over, at configuration serial `serial`.
+fn renewal_finished(serial: u64, note: &str) -> Recovered {
+    let outcome = JobOutcome::CryptoRenewed {
+        serial,
+        renewed: Vec::new(),
+        pending: Vec::new(),
+        finished: true,
+    };
+    Recovered::done((outcome, Vec::new()), note)
 }
 
 async fn recover_add(

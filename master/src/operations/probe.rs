@@ -34,6 +34,8 @@ pub enum Membership {
         certificate_sha256: String,
         /// The subject public key info (DER) of that certificate.
         public_key: Vec<u8>,
+        /// That certificate (DER), for who issued it.
+        certificate: rustls::pki_types::CertificateDer<'static>,
         /// Its protocol version.
         protocol_version: u32,
     },
@@ -83,10 +85,15 @@ impl Master {
         let session = tls.last_session();
         let presented = session.as_ref().and_then(|session| {
             let identity = session.identity.as_ref()?;
-            let public_key = PeerIdentity::public_key_of(session.certificates.first()?)?;
-            Some((fingerprint(&identity.sha256), public_key))
+            let certificate = session.certificates.first()?;
+            let public_key = PeerIdentity::public_key_of(certificate)?;
+            Some((
+                fingerprint(&identity.sha256),
+                public_key,
+                certificate.clone(),
+            ))
         });
-        let Some((certificate_sha256, public_key)) = presented else {
+        let Some((certificate_sha256, public_key, certificate)) = presented else {
             return Ok(Membership::NotMember(
                 "it presented no readable certificate".to_owned(),
             ));
@@ -96,6 +103,7 @@ impl Master {
             Ok(reply) => Ok(Membership::Member {
                 certificate_sha256,
                 public_key,
+                certificate,
                 protocol_version: reply.into_inner().protocol_version,
             }),
             Err(status) => Ok(Membership::NotMember(format!(

@@ -14,8 +14,8 @@ use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{
     InstallNodeCertificateRequest, PrepareNodeKeyRequest, WriteSsconfRequest, WriteTrustRequest,
 };
-use gnt_transports::call_failure;
 use gnt_transports::join::CertificateIssuer;
+use gnt_transports::{Pem, call_failure, check_issued_by};
 
 use crate::config::{ClusterConfig, Rollover};
 use crate::error::MasterError;
@@ -184,7 +184,7 @@ impl Master {
             (prepared.into_inner().public_key, false)
         } else {
             (
-                self.presented_key(&node, &record.certificate_sha256)
+                self.presented_key(&node, &record.certificate_sha256, rollover)
                     .await?,
                 true,
             )
@@ -220,17 +220,40 @@ impl Master {
 
     /// The public key of the certificate `node` presents, which must be the one the
     /// configuration lists: a certificate renewed for the same key is for that key.
+    ///
+    /// Or one that `rollover`'s new CA issued: an earlier attempt of this renewal installed
+    /// it, and its master stopped (or the node's answer was lost) before the commit. In a
+    /// renewal that keeps the keys that CA certifies only keys pinned this way, and the
+    /// probe checked that the certificate names this node, so the key is still the node's.
+    /// Refusing it left the node pending for good, and the old CA and master key trusted.
     async fn presented_key(
         &self,
         node: &gnt_core::node::Node,
         certificate_sha256: &str,
+        rollover: &Rollover,
     ) -> Result<Vec<u8>, NodeFailure> {
+        let issued_by_new_ca = |certificate: &rustls::pki_types::CertificateDer<'static>| {
+            !rollover.issuing_ca_pem.is_empty()
+                && check_issued_by(
+                    &Pem::from_bytes(
+                        "the CA this renewal made",
+                        rollover.issuing_ca_pem.as_bytes(),
+                    ),
+                    std::slice::from_ref(certificate),
+                )
+                .is_ok()
+        };
         match self.probe_membership(node).await? {
             Membership::Member {
                 certificate_sha256: presented,
                 public_key,
+                certificate,
                 ..
-            } if presented.eq_ignore_ascii_case(certificate_sha256) => Ok(public_key),
+            } if presented.eq_ignore_ascii_case(certificate_sha256)
+                || issued_by_new_ca(&certificate) =>
+            {
+                Ok(public_key)
+            }
             Membership::Member {
                 certificate_sha256: presented,
                 ..
