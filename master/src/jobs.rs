@@ -13,6 +13,7 @@
 pub mod queue;
 pub mod record;
 pub mod recovery;
+mod submission;
 pub mod wire;
 
 pub use queue::{JobQueue, Submitted};

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gnt_core::error::{Chain, to_status};
-use gnt_core::join::JoinToken;
 use gnt_core::netutils::Hostname;
-use gnt_core::policy::IpPolicy;
 use gnt_core::runner::{NodeResult, TimeoutClass};
 use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
@@ -30,7 +28,7 @@ use gnt_proto::master::v1::{
     ModifyClusterResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
     RedistributeConfigRequest, RedistributeConfigResponse, RemoveNodeRequest, RemoveNodeResponse,
     SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem,
-    VerifySeverity, WatchJobRequest, job, master_server, submit_job_request,
+    VerifySeverity, WatchJobRequest, job, master_server,
 };
 use gnt_proto::master::v1::{
     DeleteJoinTokenRequest, DeleteJoinTokenResponse, JoinTokenInfo, ListJoinTokensRequest,
@@ -45,14 +43,14 @@ use crate::jobs::JobQueue;
 use crate::jobs::queue::Submission;
 use crate::jobs::wire::{failure_status, node_record};
 use crate::master::{Master, NodeView};
-use crate::operations::cluster_modify::ClusterChange;
-use crate::operations::master_ip::{MasterIpDone, MasterIpError};
-use crate::operations::node_add::AddNode;
+use crate::operations::master_ip::MasterIpDone;
 use crate::operations::node_modify::NodeFlags;
-use crate::operations::renew_crypto::CryptoParts;
-use crate::operations::token::TokenError;
 use crate::operations::verify::{Check, Problem, Severity};
 use crate::procedure::PreparedCall;
+
+mod requests;
+
+use requests::{add_submission, cluster_modification, submission};
 
 /// The default lifetime of a join token.
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -87,65 +85,6 @@ impl MasterService {
     }
 }
 
-/// The operation of a `SubmitJobRequest` in a cluster of `policy`.
-fn submission(request: SubmitJobRequest, policy: IpPolicy) -> Result<Submission, Status> {
-    match request.operation {
-        Some(submit_job_request::Operation::AddNode(add)) => add_submission(add),
-        Some(submit_job_request::Operation::RemoveNode(remove)) => {
-            Ok(Submission::RemoveNode { name: remove.name })
-        }
-        Some(submit_job_request::Operation::ModifyNode(modify)) => Ok(Submission::ModifyNode {
-            flags: NodeFlags {
-                offline: modify.offline,
-                master_candidate: modify.master_candidate,
-            },
-            name: modify.name,
-        }),
-        Some(submit_job_request::Operation::RedistributeConfig(_)) => Ok(Submission::Redistribute),
-        Some(submit_job_request::Operation::ModifyCluster(modify)) => {
-            cluster_modification(&modify, policy)
-        }
-        Some(submit_job_request::Operation::RenewCrypto(renew)) => {
-            Ok(Submission::RenewCrypto(CryptoParts {
-                node_certificates: renew.new_node_certificates,
-                master_certificate: renew.new_master_certificate,
-                cluster_certificate: renew.new_cluster_certificate,
-            }))
-        }
-        None => Err(Status::invalid_argument(
-            "the job names no operation (set add_node, remove_node, modify_node, redistribute_config, modify_cluster or renew_crypto)",
-        )),
-    }
-}
-
-/// A `ModifyClusterRequest`, its netmask checked against `policy`'s family (0: unchanged;
-/// a pool size of 0 too).
-fn cluster_modification(
-    request: &ModifyClusterRequest,
-    policy: IpPolicy,
-) -> Result<Submission, Status> {
-    let master_netmask = match request.master_netmask {
-        0 => None,
-        netmask => Some(policy.validate_master_netmask(netmask).map_err(|_| {
-            status(
-                MasterIpError::Netmask {
-                    netmask,
-                    version: policy.primary_family().version(),
-                }
-                .into(),
-            )
-        })?),
-    };
-    let candidate_pool_size = match request.candidate_pool_size {
-        0 => None,
-        size => Some(size),
-    };
-    Ok(Submission::ModifyCluster(ClusterChange {
-        master_netmask,
-        candidate_pool_size,
-    }))
-}
-
 fn master_ip_result(done: MasterIpDone) -> MasterIpResult {
     MasterIpResult {
         node: done.node.to_string(),
@@ -155,18 +94,6 @@ fn master_ip_result(done: MasterIpDone) -> MasterIpResult {
         changed: done.changed,
         warnings: done.warnings,
     }
-}
-
-fn add_submission(request: AddNodeRequest) -> Result<Submission, Status> {
-    let token: JoinToken = request
-        .join_token
-        .parse()
-        .map_err(|e| status(TokenError::from(e).into()))?;
-    Ok(Submission::AddNode(AddNode {
-        name: request.name,
-        secondary: Some(request.secondary_ip).filter(|s| !s.is_empty()),
-        token,
-    }))
 }
 
 /// The result a job that succeeded carries; a job of another kind is a defect.

@@ -22,27 +22,19 @@ use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{UploadFileHeader, UploadFileRequest, upload_file_request};
 use gnt_transports::{Connector, DialOptions};
 
-use crate::support::{empty_with_masterd_args, gnt_ok, running};
+use crate::support::{empty_with_masterd_args, files_under, gnt_ok, running};
 
 const HOSTS: [&str; 3] = ["master", "node1", "node2"];
 
 /// Every private key under `dir`, as PEM text, by file.
 fn keys_under(dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(keys_under(&path));
-        } else if let Ok(text) = std::fs::read_to_string(&path)
-            && text.contains("PRIVATE KEY")
-        {
-            found.push((path, text));
-        }
-    }
-    found
+    files_under(dir, |_| true)
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.contains("PRIVATE KEY").then_some((path, text))
+        })
+        .collect()
 }
 
 /// grpcurl from the master host to `node`'s agent, trusting only `ca` and presenting the

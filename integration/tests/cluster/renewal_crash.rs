@@ -22,7 +22,7 @@
 //! Five rounds each by default, 50 with `GNT_LONG_TESTS=1`. No timing is asserted; every
 //! wait is bounded.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ use gnt_transports::Identity;
 
 use crate::crash::{Rng, rounds, seed};
 use crate::renewal::grpcurl_with_ca;
-use crate::support::{Running, gnt_ok, running};
+use crate::support::{Running, files_under, gnt_ok, running};
 
 /// The renewals gnt-masterd is killed in, in turn.
 const KINDS: [&[&str]; 4] = [
@@ -443,8 +443,12 @@ impl RenewalLab {
         );
 
         for host in ["master", "node1", "node2"] {
-            let left = files_named(&self.cluster().state_dir(host), |name| {
-                name.ends_with(".new") || name.starts_with("master-retiring")
+            let left = files_under(&self.cluster().state_dir(host), |path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|name| {
+                        name.ends_with(".new") || name.starts_with("master-retiring")
+                    })
             });
             assert!(
                 left.is_empty(),
@@ -464,25 +468,4 @@ impl RenewalLab {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-}
-
-/// Every file under `dir` whose name `wanted` accepts.
-fn files_named(dir: &Path, wanted: impl Fn(&str) -> bool + Copy) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_named(&path, wanted));
-        } else if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(wanted)
-        {
-            found.push(path);
-        }
-    }
-    found
 }

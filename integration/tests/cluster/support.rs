@@ -114,3 +114,23 @@ pub(crate) fn ssconf_published(cluster: &ClusterLab, host: &str) -> Published {
         .read_published()
         .unwrap()
 }
+
+/// Every file under `dir` (at any depth) that `wanted` accepts.
+pub(crate) fn files_under(
+    dir: &std::path::Path,
+    wanted: impl Fn(&std::path::Path) -> bool + Copy,
+) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path, wanted));
+        } else if wanted(&path) {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -22,7 +22,7 @@ use crate::support::{Agent, CLUSTER, Topology, any, refusal, snapshot};
 
 const NODE1: &str = "[fd00:77::11]:1811";
 
-fn member_topology() -> (Topology, Agent) {
+pub(crate) fn member_topology() -> (Topology, Agent) {
     let topology = Topology::new();
     let agent = Agent::start(topology.host("node1"), &topology.state_dir("node1"));
     topology.join_hybrid("node1");

@@ -15,17 +15,10 @@ use gnt_proto::node::v1::{
 use gnt_transports::join::CertificateIssuer;
 use gnt_transports::{ClientTls, Connector, DialOptions, Identity, Pem};
 
-use crate::support::{Agent, Topology, snapshot};
+use crate::member::member_topology;
+use crate::support::{Topology, snapshot};
 
 const NODE1: &str = "[fd00:77::11]:1811";
-
-fn member() -> (Topology, Agent) {
-    let topology = Topology::new();
-    let agent = Agent::start(topology.host("node1"), &topology.state_dir("node1"));
-    topology.join_hybrid("node1");
-    agent.wait_member();
-    (topology, agent)
-}
 
 /// The master's client, trusting `bundle` (PEM): the configuration, to read its last
 /// session, and a connector with it.
@@ -44,7 +37,7 @@ fn master_client(topology: &Topology, bundle: &str) -> (ClientTls, Connector) {
 
 #[test]
 fn a_new_certificate_is_presented_to_new_connections_while_open_ones_keep_working() {
-    let (topology, _agent) = member();
+    let (topology, _agent) = member_topology();
     let ca = topology.master.ca.ca_pem().to_owned();
     let node = topology.spec("node1", IpPolicy::HybridIpv6);
     let state = topology.state_dir("node1");
@@ -109,7 +102,7 @@ fn a_new_certificate_is_presented_to_new_connections_while_open_ones_keep_workin
 
 #[test]
 fn nothing_that_would_lock_the_node_or_its_master_out_is_accepted() {
-    let (topology, _agent) = member();
+    let (topology, _agent) = member_topology();
     let cluster_ca = topology.master.ca.ca_pem().to_owned();
     let other = TestCa::new(topology.dir.path(), "other.lab.test").unwrap();
     let other_ca = other.ca_pem().to_owned();
