@@ -1,7 +1,8 @@
 //! `gnt-demo`: a hybrid IPv6/IPv4 cluster (a master and three nodes) in a private lab of
 //! network namespaces, driven with the real `gnt`, `gnt-masterd` and `gnt-noded`: init,
 //! join tokens, node add, list, an RPC fan-out, verify (with a cut secondary link and its
-//! repair), then cleanup. `--keep` leaves it running and prints how to explore it.
+//! repair), a renewal of every key and of the CA, a master failover, then cleanup.
+//! `--keep` leaves it running and prints how to explore it.
 //!
 //! Run with `cargo run --release -p gnt-integration --bin gnt-demo` as root. The machine's
 //! own network is not touched: the lab's hosts and bridges live in their own namespaces.
@@ -159,6 +160,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     cluster.lab().restore_link(&last, Network::Secondary)?;
     say(&format!("{last}'s link restored"));
     expect(cluster.gnt(&["cluster", "verify"]))?;
+
+    say(
+        "Renewing every key and certificate, and the CA, while the cluster runs: nodes trust both CAs, get new keys and certificates of the new one, then trust it alone",
+    );
+    expect(cluster.gnt(&[
+        "cluster",
+        "renew-crypto",
+        "--new-cluster-certificate",
+        "--new-node-certificates",
+    ]))?;
+    expect(cluster.gnt(&["rpc", "call", "Version", "--all"]))?;
 
     say(&format!(
         "Master failover: gnt-masterd stopped on master, then `gnt cluster master-failover` on {} (a master candidate, with a copy of the configuration)",
