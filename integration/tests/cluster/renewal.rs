@@ -317,6 +317,49 @@ fn a_node_down_during_a_ca_rollover_is_renewed_when_it_comes_back() {
 }
 
 #[test]
+fn a_renewed_node_offline_when_the_converger_finishes_a_ca_rollover_is_named() {
+    let cluster = running(IpPolicy::Ipv4, 2);
+    cluster.stop_noded("node2", false).unwrap();
+    let out = cluster
+        .gnt(&["cluster", "renew-crypto", "--new-cluster-certificate"])
+        .unwrap();
+    assert_eq!(out.code, 1, "{out}");
+    // node1 is renewed (it trusts both CAs), then marked offline: the finish cannot tell
+    // it to drop the retired CA.
+    gnt_ok(
+        &cluster,
+        &["node", "modify", "--offline", "yes", "node1.lab.test"],
+    );
+    cluster.start_noded("node2", None).unwrap();
+    let retiring = cluster
+        .state_dir("master")
+        .join("master")
+        .join("master-retiring.key");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while retiring.exists() {
+        assert!(Instant::now() < deadline, "the rollover did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let trusted = std::fs::read_to_string(cluster.state_dir("node1").join("ca.pem")).unwrap();
+    assert_eq!(trusted.matches("BEGIN CERTIFICATE").count(), 2, "{trusted}");
+    // The converger finished the rollover, so no job shows it: its log names the node.
+    let log = cluster.log("master", "gnt-masterd");
+    let wanted = "node1.lab.test is offline, so it still trusts the retired CA";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(wanted) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gnt-masterd's log does not say that node1 still trusts the retired CA"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn certificates_past_two_thirds_of_their_life_are_renewed_without_an_operator() {
     let cluster = empty_with_masterd_args(IpPolicy::Ipv4, 1, &["--renewal-check-interval", "1"]);
     // Certificates of a minute (the shortest lifetime) are due 40 s after they are issued.

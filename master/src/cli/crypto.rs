@@ -49,9 +49,15 @@ pub(super) fn print_renewal(done: &RenewCryptoResponse) {
         }
     }
     output::warnings(&done.warnings);
-    if done.finished {
+    if done.finished && done.warnings.is_empty() {
         println!(
             "Renewal complete (configuration serial {}): the previous certificates, keys and CA are trusted nowhere.",
+            done.config_serial
+        );
+    } else if done.finished {
+        // A node named above may still trust the previous CA: not "nowhere".
+        println!(
+            "Renewal complete (configuration serial {}), except as the warnings above say.",
             done.config_serial
         );
     } else {

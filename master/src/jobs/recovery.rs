@@ -17,6 +17,7 @@
 //! | modify cluster | none | failed: nothing done |
 //! | modify cluster | `committed` and on | ssconf redistributed, the netmask made live on the master again (the node changes only what differs): succeeded |
 //! | renew crypto | none (no renewal in the configuration) | failed: nothing done (keys it staged are deleted) |
+//! | renew crypto | `committed` and on, no renewal in the configuration | succeeded: it finished (the converger may have finished it) |
 //! | renew crypto | a renewal in the configuration | the master directory settled, the renewal goes on: every pending node that answers is renewed (finished meanwhile by the converger: succeeded) |
 //!
 //! A commit whose step could not be recorded (the disk filled just then) shows in the
@@ -121,7 +122,9 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
         JobOp::RenewCrypto { .. } => {
             let config = master.config.snapshot().await;
             if config.rollover.is_none() {
-                if record.took("renewed") {
+                // Committed and no renewal left: it finished, here before the stop or by
+                // the converger since the start (which runs beside this recovery).
+                if record.took("renewed") || record.took("committed") {
                     return renewal_finished(config.serial, "it had finished");
                 }
                 return match master.discard_staged_renewal() {

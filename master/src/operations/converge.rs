@@ -329,6 +329,13 @@ impl Converger {
                 finished = renewal.finished,
                 "certificate renewal went on"
             );
+            // What the finish could not do (a node left trusting the retired CA) is said
+            // once, here: no job shows it. A renewal still waiting is in verify instead.
+            if renewal.finished {
+                for warning in &renewal.warnings {
+                    tracing::warn!(%warning, "certificate renewal finished with a problem");
+                }
+            }
             return;
         }
         self.copies(&config, &copies_behind).await;

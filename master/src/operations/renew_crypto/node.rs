@@ -269,7 +269,7 @@ impl Master {
     }
 
     /// Tells every online node to trust `bundle` (PEM); one warning per node that was not
-    /// told.
+    /// told, offline ones included.
     pub(super) async fn write_trust(&self, config: &ClusterConfig, bundle: &str) -> Vec<String> {
         let results = fan_out_on(
             &self.channels,
@@ -294,10 +294,16 @@ impl Master {
             |_| {},
         )
         .await;
+        // An offline node is not called, so it keeps the retired CA as surely as one that
+        // did not answer: it is named too, or nothing would ever say so.
         results
             .into_iter()
             .filter_map(|r| match r.outcome {
-                Ok(()) | Err(CallFailure::Offline) => None,
+                Ok(()) => None,
+                Err(CallFailure::Offline) => Some(format!(
+                    "{} is offline, so it still trusts the retired CA: once it is online again, run `gnt cluster renew-crypto --new-cluster-certificate` again",
+                    r.key
+                )),
                 Err(failure) => Some(format!(
                     "{} still trusts the retired CA ({failure}): run `gnt cluster renew-crypto --new-cluster-certificate` again once it answers",
                     r.key
