@@ -122,6 +122,11 @@ pub struct Rollover {
     /// The fingerprint of the master's certificate before the renewal: still listed in
     /// ssconf, so that the nodes it waits for accept the master's calls with it.
     pub retiring_master_sha256: String,
+    /// The master that certificate is of. After a failover during the renewal another node
+    /// is master, and the previous certificate is no longer listed: it would count as the
+    /// new master's at the new epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_master: Option<Hostname>,
     /// The cluster CA before the renewal, PEM, when the renewal replaced the CA: trusted
     /// beside the new one until every node has a certificate of the new one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -312,7 +317,12 @@ impl ClusterConfig {
         if !self.master_netdev.is_empty() {
             set.insert(SsconfKey::MasterNetdev, self.master_netdev.as_str())?;
         }
-        if let Some(rollover) = &self.rollover {
+        if let Some(rollover) = &self.rollover
+            && rollover
+                .retiring_master
+                .as_ref()
+                .is_none_or(|master| *master == self.master_node)
+        {
             // The master's previous certificate, listed after its new one until the
             // renewal has reached every node.
             let mut lines: Vec<String> = set

@@ -290,3 +290,36 @@ async fn expired_unused_tokens_stay_listed_a_week_and_used_ones_for_good() {
     let kept: Vec<&str> = next.join_tokens.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(kept, ["recent", "joined", "live"]);
 }
+
+#[test]
+fn a_renewal_lists_the_previous_master_certificate_only_under_the_master_it_was_of() {
+    let previous = "BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB:BB";
+    let listed = |config: &ClusterConfig| config.ssconf().unwrap().master_certificates().unwrap();
+    let mut config = config();
+    config.rollover = Some(Rollover {
+        started_at: 1,
+        retiring_master_sha256: previous.to_owned(),
+        retiring_master: Some(name("master.example.com")),
+        retiring_ca_pem: String::new(),
+        issuing_ca_pem: String::new(),
+        new_node_keys: false,
+        node_certificates: false,
+        pending: [name("master.example.com")].into(),
+    });
+    let both = listed(&config);
+    assert!(
+        both.contains(&("master.example.com".to_owned(), previous.to_owned())),
+        "{both:?}"
+    );
+    assert_eq!(both.len(), 2, "the new one and the previous one: {both:?}");
+    // Another node became master during the renewal: the previous certificate of the old
+    // master must not count as the new master's.
+    if let Some(rollover) = &mut config.rollover {
+        rollover.retiring_master = Some(name("old-master.example.com"));
+    }
+    let after_failover = listed(&config);
+    assert!(
+        after_failover.iter().all(|(_, f)| f != previous),
+        "{after_failover:?}"
+    );
+}

@@ -233,6 +233,7 @@ impl Master {
                 c.rollover = Some(Rollover {
                     started_at: unix_now(),
                     retiring_master_sha256,
+                    retiring_master: Some(master_name.clone()),
                     retiring_ca_pem,
                     issuing_ca_pem,
                     new_node_keys: parts.node_certificates,

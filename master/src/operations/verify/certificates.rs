@@ -48,7 +48,10 @@ impl Master {
         let now = unix_now();
         let mut problems = master_problems(config, &self.paths.pki, now);
         problems.extend(node_problems(config, reports, now));
-        problems.extend(renewal_problems(config));
+        let holds_previous = crate::identity::retiring_pair(&self.paths)
+            .identity()
+            .is_ok();
+        problems.extend(renewal_problems(config, holds_previous));
         problems
     }
 }
@@ -140,17 +143,27 @@ fn node_problems(
 
 /// The nodes a certificate renewal still waits for: while it does, the previous CA and
 /// master certificate stay trusted, so each is a warning that says how the wait ends.
-fn renewal_problems(config: &ClusterConfig) -> Vec<Problem> {
+///
+/// A master that took the role during a renewal of certificates (`holds_previous` false)
+/// cannot call a node the renewal had not reached: that node accepts only the previous
+/// master's previous certificate, or the old CA. The wait then ends only by removing the
+/// node and adding it again, which the line says instead.
+fn renewal_problems(config: &ClusterConfig, holds_previous: bool) -> Vec<Problem> {
     let Some(rollover) = &config.rollover else {
         return Vec::new();
     };
     let since = utc(rollover.started_at);
+    let cut_off = !holds_previous && rollover.node_certificates;
     rollover
         .pending
         .iter()
         .map(|name| {
             let offline = config.nodes.get(name).is_some_and(|n| n.offline);
-            let how = if offline {
+            let how = if cut_off {
+                format!(
+                    "this master took over during the renewal and has no certificate the node accepts: remove it (`gnt node remove {name}`) and add it again with a new token"
+                )
+            } else if offline {
                 format!(
                     "it is offline: mark it online (`gnt node modify --offline no {name}`) and it is renewed once it answers, or remove it (`gnt node remove {name}`)"
                 )

@@ -334,7 +334,7 @@ fn every_node_a_renewal_waits_for_is_named_with_how_the_wait_ends() {
         ("node2.example.com", ""),
     ]);
     assert!(
-        renewal_problems(&config).is_empty(),
+        renewal_problems(&config, true).is_empty(),
         "no renewal, no problem"
     );
     if let Some(node) = config.nodes.get_mut(&name("node2.example.com")) {
@@ -343,13 +343,24 @@ fn every_node_a_renewal_waits_for_is_named_with_how_the_wait_ends() {
     config.rollover = Some(crate::config::Rollover {
         started_at: 0,
         retiring_master_sha256: "AA:BB".to_owned(),
+        retiring_master: None,
         retiring_ca_pem: String::new(),
         issuing_ca_pem: String::new(),
         new_node_keys: true,
         node_certificates: true,
         pending: [name("node1.example.com"), name("node2.example.com")].into(),
     });
-    let found: Vec<(String, Severity, String)> = renewal_problems(&config)
+    let cut_off: Vec<String> = renewal_problems(&config, false)
+        .into_iter()
+        .map(|p| p.message)
+        .collect();
+    assert!(
+        cut_off
+            .iter()
+            .all(|m| m.contains("this master took over during the renewal")),
+        "{cut_off:?}"
+    );
+    let found: Vec<(String, Severity, String)> = renewal_problems(&config, true)
         .into_iter()
         .map(|p| (p.node.to_string(), p.severity, p.message))
         .collect();
