@@ -34,7 +34,8 @@ use crate::member::{
 
 /// The name servers report in diagnostics and logs.
 const SERVER_NAME: &str = "gnt-noded";
-/// How long to keep trying to bind the member listener (the old one may linger briefly).
+/// How long to keep trying to bind the member listener after a mode change (the old
+/// listener may linger briefly).
 const BIND_PATIENCE: Duration = Duration::from_secs(5);
 /// How long a connection nobody protects may carry no call before it is closed. The master
 /// calls at once on a connection it opens, and its channels are protected on a member
@@ -105,16 +106,21 @@ pub async fn run(
     }
     let started = Instant::now();
     let result = async {
+        // Only a listener of this process, closed for a mode change, can linger on the
+        // port; at start a port in use is another program's, said at once.
+        let mut patience = Duration::ZERO;
         loop {
             let next = match state.mode()? {
                 Mode::Bootstrap => bootstrap(&config, &state, &shutdown, &status).await?,
                 Mode::Member(membership) => {
-                    member(&config, &state, *membership, started, &shutdown, &status).await?
+                    let member_run = MemberRun { started, patience };
+                    member(&config, &state, *membership, member_run, &shutdown, &status).await?
                 }
             };
             if next == Next::Stop {
                 return Ok(());
             }
+            patience = BIND_PATIENCE;
         }
     }
     .await;
@@ -244,14 +250,21 @@ fn bootstrap_listener(configured: Option<SocketAddr>) -> Result<Listener, Listen
     }
 }
 
+/// When the agent started, and how long a member listener may wait for its port.
+struct MemberRun {
+    started: Instant,
+    patience: Duration,
+}
+
 async fn member(
     config: &AgentConfig,
     state: &Arc<NodeState>,
     membership: Membership,
-    started: Instant,
+    run: MemberRun,
     shutdown: &CancellationToken,
     status: &watch::Sender<AgentStatus>,
 ) -> Result<Next, AgentError> {
+    let MemberRun { started, patience } = run;
     state.spend_unrecorded_token(&config.join_token, membership.cluster_name.as_str());
     let listen = membership.listen_address(config.bind, config.port);
     let tls = ServerTls::new(
@@ -259,7 +272,9 @@ async fn member(
         Some(&membership.ca),
         ClientAuth::Required,
     )?;
-    let listener = bind_patiently(listen).await?.with_tls(tls.clone());
+    let listener = bind_patiently(listen, patience)
+        .await?
+        .with_tls(tls.clone());
     let authority = Arc::new(RwLock::new(
         Authority::of(&Published::new(
             membership.ssconf.clone(),
@@ -325,8 +340,8 @@ async fn member(
     }
 }
 
-async fn bind_patiently(addr: SocketAddr) -> Result<Listener, ListenError> {
-    let deadline = Instant::now() + BIND_PATIENCE;
+async fn bind_patiently(addr: SocketAddr, patience: Duration) -> Result<Listener, ListenError> {
+    let deadline = Instant::now() + patience;
     loop {
         match Listener::tcp(addr) {
             Err(ListenError::AddressInUse { .. }) if Instant::now() < deadline => {

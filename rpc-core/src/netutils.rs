@@ -6,6 +6,7 @@
 //! | [`address`] | `IPAddress`, `IP4Address`, `IP6Address` | strict parsing (exactly `inet_pton`), family, loopback, CIDR membership |
 //! | [`host_port`] | `FormatAddress`, `ValidatePortNumber` | `host:port` with brackets for IPv6, and back |
 //! | [`hostname`] | `Hostname.GetNormalizedName` | host name normalisation |
+//! | [`listener`] | | which process listens on a port (for a daemon that cannot bind its own) |
 //! | [`local`] | `IPAddress.Own`, `GetInterfaceIpAddresses` | addresses this host owns |
 //! | [`ping`] | `TcpPing` | async TCP reachability test |
 //! | [`resolve`] | `Hostname.GetIP` (getaddrinfo) | name resolution in a family, `/etc/hosts` first |
@@ -26,6 +27,7 @@
 pub mod address;
 pub mod host_port;
 pub mod hostname;
+pub mod listener;
 pub mod local;
 pub mod lookup;
 pub mod ping;
@@ -34,6 +36,7 @@ pub mod resolve;
 pub use address::{AddressError, Cidr, family_of, is_loopback, parse_ip, parse_ip_in};
 pub use host_port::{Host, HostPort, format_host_port, parse_port};
 pub use hostname::{Hostname, HostnameError};
+pub use listener::{PortHolder, port_holder};
 pub use local::{
     InterfaceAddresses, InterfaceError, all_interface_addresses, interface_addresses, owns_address,
 };

@@ -18,11 +18,14 @@ use crate::ListenAddr;
 pub enum ListenError {
     /// Another socket holds the address and port.
     #[error(
-        "cannot listen on {addr}: the port is already in use (see `ss -ltnp` for the program holding it)"
+        "cannot listen on {addr}: port {} is in use by {}", addr.port(),
+        holder.as_ref().map_or_else(|| "another program (`ss -ltnp` names it)".to_owned(), |h| format!("{h}; stop it, or give this daemon another port"))
     )]
     AddressInUse {
         /// The address asked for.
         addr: SocketAddr,
+        /// The process listening on the port, when this host says.
+        holder: Option<gnt_core::netutils::PortHolder>,
     },
     /// The address is not configured on this host.
     #[error("cannot listen on {addr}: this host does not have the address {}", addr.ip())]

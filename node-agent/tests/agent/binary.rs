@@ -385,3 +385,27 @@ fn uploads_cut_by_kill_9_leave_nothing_once_the_agent_restarts() {
     assert!(!uploads.join("big").exists(), "no upload completed");
     assert!(sigterm(&mut agent).success());
 }
+
+#[test]
+fn a_port_in_use_is_refused_naming_the_program_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gnt-noded"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--bootstrap-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("GNT_JOIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let expected = format!("port {port} is in use by PID {} (", std::process::id());
+    assert!(stderr.contains(&expected), "{expected} in: {stderr}");
+    assert!(
+        stderr.contains("stop it, or give this daemon another port"),
+        "{stderr}"
+    );
+    drop(holder);
+}

@@ -75,7 +75,10 @@ fn ipv6_enabled() -> bool {
 
 fn classify(addr: SocketAddr, source: io::Error, action: &'static str) -> ListenError {
     match source.kind() {
-        io::ErrorKind::AddrInUse => ListenError::AddressInUse { addr },
+        io::ErrorKind::AddrInUse => ListenError::AddressInUse {
+            addr,
+            holder: gnt_core::netutils::port_holder(addr.port()),
+        },
         io::ErrorKind::AddrNotAvailable if addr.is_ipv6() && addr.ip().is_unspecified() => {
             ListenError::Ipv6Unavailable { addr }
         }
