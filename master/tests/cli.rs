@@ -286,3 +286,45 @@ fn a_socket_gnt_may_not_open_is_reported_as_permission_denied_not_missing() {
     mode(&state.join("master/master.sock"), 0o600);
     denied(&as_nobody(&state));
 }
+
+#[test]
+fn a_refused_host_name_the_operator_did_not_type_says_where_it_came_from() {
+    let state = tempfile::tempdir().unwrap();
+    // `localhost` resolves to a loopback address, which init refuses.
+    let implicit = command(env!("CARGO_BIN_EXE_gnt"), state.path())
+        .env("GNT_HOSTNAME", "localhost")
+        .args(["cluster", "init", "--primary-ip-version", "4", "c1.example"])
+        .output()
+        .unwrap();
+    let message = stderr(&implicit);
+    assert!(!implicit.status.success(), "{message}");
+    assert!(
+        message.contains("resolves to a loopback address")
+            && message.contains(
+                "this host's name 'localhost' comes from $GNT_HOSTNAME: give the name it has in DNS or /etc/hosts with --node-name"
+            ),
+        "{message}"
+    );
+    assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+    assert_untouched(state.path());
+    // A name given with --node-name is the operator's own: no hint.
+    let explicit = command(env!("CARGO_BIN_EXE_gnt"), state.path())
+        .env_remove("GNT_HOSTNAME")
+        .args([
+            "cluster",
+            "init",
+            "--node-name",
+            "localhost",
+            "--primary-ip-version",
+            "4",
+            "c1.example",
+        ])
+        .output()
+        .unwrap();
+    let message = stderr(&explicit);
+    assert!(
+        message.contains("resolves to a loopback address"),
+        "{message}"
+    );
+    assert!(!message.contains("comes from"), "{message}");
+}

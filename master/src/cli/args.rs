@@ -13,7 +13,7 @@ use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
 
 use super::Failure;
 use super::output::Output;
-use crate::operations::init::InitOptions;
+use crate::operations::init::{InitOptions, NameOrigin};
 use crate::pki::Lifetimes;
 
 /// Operate a gnt-rpc cluster.
@@ -211,13 +211,12 @@ impl InitArgs {
             self.ca_validity.unwrap_or_else(|| defaults.ca()),
         )
         .map_err(|e| Failure::of(&e))?;
-        let node_name = match self
-            .node_name
-            .or_else(|| std::env::var("GNT_HOSTNAME").ok())
-        {
-            Some(name) => name,
-            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
+        let from_environment = std::env::var("GNT_HOSTNAME").ok();
+        let (node_name, node_name_origin) = match (self.node_name, from_environment) {
+            (Some(name), _) => (name, NameOrigin::Flag),
+            (None, Some(name)) => (name, NameOrigin::Environment),
+            (None, None) => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| (h.trim().to_owned(), NameOrigin::System))
                 .map_err(|e| Failure {
                     kind: ErrorKind::Environment,
                     message: format!("cannot read this host's name: {e}; give it with --node-name"),
@@ -231,6 +230,7 @@ impl InitArgs {
             master_netmask: self.master_netmask,
             master_netdev: self.master_netdev,
             node_name,
+            node_name_origin,
             node_port: DEFAULT_NODE_PORT,
             ping_timeout: Duration::from_secs(5),
             lifetimes,

@@ -42,7 +42,7 @@ use crate::pki::{ClusterCa, Lifetimes, fingerprint_of_pem};
 
 mod error;
 
-pub use error::InitError;
+pub use error::{InitError, NameOrigin};
 
 /// What `gnt cluster init` was asked for.
 #[derive(Debug, Clone)]
@@ -61,6 +61,8 @@ pub struct InitOptions {
     pub master_netdev: Option<String>,
     /// This host's name (default: the system's).
     pub node_name: String,
+    /// Where that name came from: a refusal about a name the operator did not type says so.
+    pub node_name_origin: NameOrigin,
     /// The node agents' port.
     pub node_port: u16,
     /// How long the "cluster IP already active" ping waits (Ganeti: 5 s).
@@ -120,7 +122,16 @@ pub async fn init(options: &InitOptions, resolver: &Resolver) -> Result<InitRepo
 async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, InitError> {
     let policy = options.policy;
     let family = policy.primary_family();
-    let node = parse_name("host name", &options.node_name)?;
+    let about_this_host = |error: InitError| match options.node_name_origin {
+        NameOrigin::Flag => error,
+        origin => InitError::ImplicitName {
+            name: options.node_name.clone(),
+            origin,
+            source: Box::new(error),
+        },
+    };
+    let node =
+        parse_name("host name", &options.node_name).map_err(|e| about_this_host(e.into()))?;
     let cluster = parse_name("cluster name", &options.cluster_name)?;
 
     // The arguments alone first: a typo should not wait for the network.
@@ -139,15 +150,18 @@ async fn check(options: &InitOptions, resolver: &Resolver) -> Result<Checked, In
     }
 
     // This host: its name, its addresses.
-    let primary = resolver.first_address(&node, family).await?;
+    let primary = resolver
+        .first_address(&node, family)
+        .await
+        .map_err(|e| about_this_host(e.into()))?;
     if is_loopback(primary) {
-        return Err(InitError::Loopback(primary));
+        return Err(about_this_host(InitError::Loopback(primary)));
     }
     if !owns_address(primary) {
-        return Err(InitError::NotOwned {
+        return Err(about_this_host(InitError::NotOwned {
             name: node.to_string(),
             ip: primary,
-        });
+        }));
     }
     let addrs = policy.node_addrs(primary, secondary)?;
     if !owns_address(addrs.secondary) {

@@ -113,6 +113,40 @@ pub enum InitError {
     /// A file operation failed.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// A refusal about this host's name, which the operator did not type: where it came
+    /// from, and how to give the right one.
+    #[error(
+        "{source}; this host's name '{name}' comes from {origin}: give the name it has in DNS or /etc/hosts with --node-name"
+    )]
+    ImplicitName {
+        /// The name.
+        name: String,
+        /// Where it came from.
+        origin: NameOrigin,
+        /// The refusal.
+        source: Box<InitError>,
+    },
+}
+
+/// Where `gnt cluster init` took this host's name from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameOrigin {
+    /// `--node-name`.
+    Flag,
+    /// `$GNT_HOSTNAME`.
+    Environment,
+    /// The system host name.
+    System,
+}
+
+impl std::fmt::Display for NameOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flag => "--node-name",
+            Self::Environment => "$GNT_HOSTNAME",
+            Self::System => "the system host name (`hostname`)",
+        })
+    }
 }
 
 impl Classify for InitError {
@@ -137,6 +171,7 @@ impl Classify for InitError {
             Self::State(e) => e.kind(),
             Self::Issue(_) | Self::Addresses(_) => ErrorKind::Internal,
             Self::Fs(e) => e.kind(),
+            Self::ImplicitName { source, .. } => source.kind(),
         }
     }
 }
