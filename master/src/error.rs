@@ -32,6 +32,22 @@ pub enum MasterError {
     /// No such node (Ganeti's words, and where to look).
     #[error("Node {0} is not in the configuration; `gnt node list` shows the nodes")]
     UnknownNode(String),
+    /// No such node, but one with a close name.
+    #[error("Node {typed} is not in the configuration; did you mean {close}?")]
+    UnknownNodeSuggest {
+        /// What was typed.
+        typed: String,
+        /// The close name.
+        close: String,
+    },
+    /// A short name of several nodes.
+    #[error("{typed} could be any of {nodes}: give the full name")]
+    AmbiguousNode {
+        /// What was typed.
+        typed: String,
+        /// The nodes it could be.
+        nodes: String,
+    },
     /// A hybrid cluster needs `-s` (Ganeti's words).
     #[error(
         "When using a IPv6 primary address, a valid IPv4 address must be given as secondary (-s/--secondary-ip)"
@@ -258,7 +274,8 @@ impl Classify for MasterError {
             | Self::NegativeTokenLifetime => ErrorKind::WrongInput,
             Self::Addresses(e) => e.kind(),
             Self::NodeExists(_) => ErrorKind::AlreadyExists,
-            Self::UnknownNode(_) => ErrorKind::UnknownEntity,
+            Self::UnknownNode(_) | Self::UnknownNodeSuggest { .. } => ErrorKind::UnknownEntity,
+            Self::AmbiguousNode { .. } => ErrorKind::NotUnique,
             Self::AddressConflict { .. } => ErrorKind::NotUnique,
             Self::PrimaryUnreachable { .. }
             | Self::SecondaryUnreachable { .. }

@@ -127,10 +127,29 @@ impl Master {
         })
     }
 
-    /// Node `name` (as an operator typed it), or `UnknownNode` naming it normalised.
+    /// Node `name` as an operator typed it: its full name, or, as Ganeti expands names, a
+    /// short one (`node2` for `node2.lab.test`) when exactly one node has it. A short name
+    /// of several nodes is refused naming them; an unknown one suggests a close name.
     pub async fn node(&self, name: &str) -> Result<NodeView, MasterError> {
-        let name = Hostname::parse(name).map_err(|_| MasterError::UnknownNode(name.to_owned()))?;
+        let unknown = || MasterError::UnknownNode(name.to_owned());
+        let typed = Hostname::parse(name).map_err(|_| unknown())?;
         let config = self.config.snapshot().await;
+        let name = match expand_name(&typed, config.nodes.keys()) {
+            Expanded::One(name) => name,
+            Expanded::Several(names) => {
+                return Err(MasterError::AmbiguousNode {
+                    typed: typed.to_string(),
+                    nodes: names.join(", "),
+                });
+            }
+            Expanded::None(Some(close)) => {
+                return Err(MasterError::UnknownNodeSuggest {
+                    typed: typed.to_string(),
+                    close,
+                });
+            }
+            Expanded::None(None) => return Err(MasterError::UnknownNode(typed.to_string())),
+        };
         let node = config
             .nodes
             .get(&name)
@@ -144,6 +163,65 @@ impl Master {
     }
 }
 
+/// What a typed node name stands for.
+#[derive(Debug, PartialEq, Eq)]
+enum Expanded {
+    /// One node.
+    One(Hostname),
+    /// Several nodes share the short name.
+    Several(Vec<String>),
+    /// None; perhaps a close name.
+    None(Option<String>),
+}
+
+/// `typed` among `nodes`: the node of that name, else the nodes whose first labels it is
+/// (`node2` and `node2.lab` for `node2.lab.test`), else a node whose first label is one
+/// edit away from it (a typo).
+fn expand_name<'a>(
+    typed: &Hostname,
+    nodes: impl Iterator<Item = &'a Hostname> + Clone,
+) -> Expanded {
+    if let Some(exact) = nodes.clone().find(|n| *n == typed) {
+        return Expanded::One(exact.clone());
+    }
+    let prefix = format!("{}.", typed.as_str());
+    let matching: Vec<&Hostname> = nodes
+        .clone()
+        .filter(|n| n.as_str().starts_with(&prefix))
+        .collect();
+    match matching.as_slice() {
+        [one] => return Expanded::One((*one).clone()),
+        [] => {}
+        several => {
+            return Expanded::Several(several.iter().map(ToString::to_string).collect());
+        }
+    }
+    let first_label = |n: &str| n.split('.').next().unwrap_or(n).to_owned();
+    let typed_label = first_label(typed.as_str());
+    let close = nodes
+        .filter(|n| one_edit_apart(&first_label(n.as_str()), &typed_label))
+        .map(ToString::to_string)
+        .next();
+    Expanded::None(close)
+}
+
+/// Whether `a` and `b` differ by one inserted, deleted or replaced character.
+fn one_edit_apart(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    match long.len() - short.len() {
+        0 => short.iter().zip(&long).filter(|(x, y)| x != y).count() == 1,
+        1 => (0..long.len()).any(|skip| {
+            long.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, c)| c)
+                .eq(short.iter())
+        }),
+        _ => false,
+    }
+}
+
 /// The master's TLS client configuration for node agents: its certificate, the cluster
 /// CA. Each call builds a new one (with its own session cache).
 pub fn node_client_tls(paths: &MasterPaths) -> Result<ClientTls, TlsConfigError> {
@@ -152,4 +230,56 @@ pub fn node_client_tls(paths: &MasterPaths) -> Result<ClientTls, TlsConfigError>
         &Pem::read("CA certificate", &paths.pki.ca_cert)?,
         Some(&identity),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<Hostname> {
+        list.iter().map(|n| Hostname::parse(n).unwrap()).collect()
+    }
+
+    fn expanded(typed: &str, nodes: &[Hostname]) -> Expanded {
+        expand_name(&Hostname::parse(typed).unwrap(), nodes.iter())
+    }
+
+    #[test]
+    fn short_names_expand_as_in_ganeti_and_typos_get_a_suggestion() {
+        let nodes = names(&[
+            "master.lab.test",
+            "node1.lab.test",
+            "node2.lab.test",
+            "web.a.test",
+            "web.b.test",
+        ]);
+        let one = |n: &str| Expanded::One(Hostname::parse(n).unwrap());
+        assert_eq!(expanded("node2.lab.test", &nodes), one("node2.lab.test"));
+        assert_eq!(expanded("node2", &nodes), one("node2.lab.test"));
+        assert_eq!(expanded("NODE2.lab", &nodes), one("node2.lab.test"));
+        assert_eq!(
+            expanded("web", &nodes),
+            Expanded::Several(vec!["web.a.test".to_owned(), "web.b.test".to_owned()])
+        );
+        // Not a label boundary: no match, but a suggestion.
+        assert_eq!(
+            expanded("node", &nodes),
+            Expanded::None(Some("node1.lab.test".to_owned()))
+        );
+        assert_eq!(
+            expanded("mastr", &nodes),
+            Expanded::None(Some("master.lab.test".to_owned()))
+        );
+        assert_eq!(expanded("zebra", &nodes), Expanded::None(None));
+    }
+
+    #[test]
+    fn one_edit_apart_is_one_insertion_deletion_or_replacement() {
+        assert!(one_edit_apart("node2", "node3"));
+        assert!(one_edit_apart("node", "node2"));
+        assert!(one_edit_apart("nde2", "node2"));
+        assert!(!one_edit_apart("node2", "node2"));
+        assert!(!one_edit_apart("node", "node23"));
+        assert!(!one_edit_apart("abcd", "dcba"));
+    }
 }

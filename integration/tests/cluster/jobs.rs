@@ -195,10 +195,15 @@ fn reads_do_not_wait_for_a_job_held_up_by_a_frozen_node_and_the_join_has_a_time_
 #[test]
 fn a_node_removed_while_offline_is_taken_in_again_by_node_add() {
     let cluster = running(IpPolicy::HybridIpv6, 1);
-    gnt_ok(
-        &cluster,
-        &["node", "modify", "--offline", "yes", "node1.lab.test"],
+    // Short names, as Ganeti expands them; a typo gets a suggestion.
+    let typo = cluster.gnt(&["node", "info", "nod1"]).unwrap();
+    assert_eq!(typo.code, 67, "{typo}");
+    assert!(
+        typo.stderr
+            .contains("Node nod1 is not in the configuration; did you mean node1.lab.test?"),
+        "{typo}"
     );
+    gnt_ok(&cluster, &["node", "modify", "--offline", "yes", "node1"]);
     let removed = gnt_ok(&cluster, &["node", "remove", "node1.lab.test"]);
     assert!(
         removed

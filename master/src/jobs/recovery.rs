@@ -288,7 +288,7 @@ async fn recover_remove(
     // other nodes' ssconf listing the removed node.
     let listed = match master.node(name).await {
         Ok(view) => Some(view),
-        Err(MasterError::UnknownNode(_)) => None,
+        Err(MasterError::UnknownNode(_) | MasterError::UnknownNodeSuggest { .. }) => None,
         Err(error) => return Recovered::error(&error, "cannot read the configuration"),
     };
     if !record.took("committed")
