@@ -420,3 +420,50 @@ fn certificates_past_two_thirds_of_their_life_are_renewed_without_an_operator() 
         "{jobs}"
     );
 }
+
+#[test]
+fn a_node_left_behind_by_a_ca_renewal_is_told_how_to_join_again_and_does() {
+    let cluster = running(IpPolicy::Ipv4, 1);
+    // Removed while its agent is down: it keeps its member state, of the old CA.
+    cluster.stop_noded("node1", true).unwrap();
+    gnt_ok(&cluster, &["node", "remove", "node1"]);
+    gnt_ok(
+        &cluster,
+        &["cluster", "renew-crypto", "--new-cluster-certificate"],
+    );
+    cluster.start_noded("node1", None).unwrap();
+    let token = cluster.token().unwrap();
+    let refused = cluster
+        .gnt(&["node", "add", "--join-token", &token, "node1.lab.test"])
+        .unwrap();
+    assert_eq!(refused.code, 76, "{refused}");
+    assert!(
+        refused.stderr.contains(
+            "is a member of this cluster from before its CA was renewed (its certificate is issued by 'CN=gnt-rpc CA of cluster.lab.test'): on it, stop gnt-noded and empty its state directory (all but join-ledger), then add it again"
+        ),
+        "{refused}"
+    );
+    // What the message says, done.
+    cluster.stop_noded("node1", true).unwrap();
+    let state = cluster.state_dir("node1");
+    for entry in std::fs::read_dir(&state).unwrap().flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "join-ledger") {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    cluster.start_noded("node1", Some(&token)).unwrap();
+    let added = gnt_ok(
+        &cluster,
+        &["node", "add", "--join-token", &token, "node1.lab.test"],
+    );
+    assert!(
+        added.stdout.contains("Node node1.lab.test added"),
+        "{added}"
+    );
+}

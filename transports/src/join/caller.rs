@@ -142,6 +142,17 @@ pub enum JoinError {
         /// The issuer of its certificate.
         issuer: String,
     },
+    /// The node is a member of this cluster as it was before its CA was renewed (it was
+    /// removed, or down, while the CA changed).
+    #[error(
+        "the node at {target} is a member of this cluster from before its CA was renewed (its certificate is issued by '{issuer}'): on it, stop gnt-noded and empty its state directory (all but join-ledger), then add it again"
+    )]
+    MemberBeforeRenewal {
+        /// The address.
+        target: String,
+        /// The issuer of its certificate.
+        issuer: String,
+    },
     /// The node refused.
     #[error("the node refused to join: {}", status.message())]
     Refused {
@@ -174,7 +185,9 @@ impl Classify for JoinError {
         match self {
             Self::Connect { .. } => ErrorKind::Unavailable,
             Self::NodeNotAuthentic { .. } => ErrorKind::Unauthenticated,
-            Self::MemberElsewhere { .. } => ErrorKind::WrongState,
+            Self::MemberElsewhere { .. } | Self::MemberBeforeRenewal { .. } => {
+                ErrorKind::WrongState
+            }
             Self::Refused { status } => kind_of_status(status),
             Self::NoNodeKey { .. }
             | Self::Protocol { .. }
@@ -220,7 +233,16 @@ pub async fn join(
     // last flight, which reaches us only as "transport error": say what it is instead.
     // (Only a message depends on this; trust still comes from the token's proofs.)
     if let Some(issuer) = foreign_issuer(&node_certificate, &plan.offer.ca_certificate_pem) {
-        return Err(JoinError::MemberElsewhere { target, issuer });
+        // Every CA of a cluster is named after it (`gnt-rpc CA of <cluster>`, and
+        // `..., renewed at <time>` for its successors): a name says which case this is,
+        // never whether to trust anything.
+        let ours = format!("CN=gnt-rpc CA of {}", plan.offer.cluster);
+        let same_cluster = issuer == ours || issuer.starts_with(&format!("{ours},"));
+        return Err(if same_cluster {
+            JoinError::MemberBeforeRenewal { target, issuer }
+        } else {
+            JoinError::MemberElsewhere { target, issuer }
+        });
     }
     let node_spki = node_certificate.public_key().raw.to_vec();
 
