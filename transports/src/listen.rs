@@ -433,10 +433,38 @@ async fn tls_handshake(
             PeerInfo::with_tls(remote, local, Some(session)),
         )),
         Err(error) => {
-            tracing::debug!(peer = %remote, addr = %local, %error, "TLS handshake failed");
+            if let Some(refused) = refused_certificate(&error)
+                && untrusted_log_due()
+            {
+                // A scanner presents no certificate; one of a CA this node does not trust
+                // is an operator's mistake worth a line (a master of another cluster, or
+                // of this one from before a CA renewal), at most one a second.
+                tracing::warn!(peer = %remote, addr = %local, reason = %refused, "refused a client certificate this node does not trust: a master of another cluster, or of this cluster from before its CA was renewed?");
+            } else {
+                tracing::debug!(peer = %remote, addr = %local, %error, "TLS handshake failed");
+            }
             None
         }
     }
+}
+
+/// The certificate error of a failed handshake, if the client's certificate was refused.
+fn refused_certificate(error: &std::io::Error) -> Option<&rustls::Error> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .filter(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
+}
+
+/// Whether a refused certificate may be logged now: at most once a second in a process,
+/// so that a client trying bogus certificates in a loop cannot flood the log.
+fn untrusted_log_due() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.swap(now, Ordering::Relaxed) != now
 }
 
 /// A plain connection's handshake: its first bytes (a gRPC client sends the HTTP/2 preface

@@ -443,6 +443,12 @@ fn a_node_left_behind_by_a_ca_renewal_is_told_how_to_join_again_and_does() {
         ),
         "{refused}"
     );
+    // The node says why too.
+    let log = std::fs::read_to_string(cluster.log("node1", "gnt-noded")).unwrap();
+    assert!(
+        log.contains("refused a client certificate this node does not trust"),
+        "{log}"
+    );
     // What the message says, done.
     cluster.stop_noded("node1", true).unwrap();
     let state = cluster.state_dir("node1");
