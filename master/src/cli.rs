@@ -118,6 +118,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Cluster(ClusterCommand::Modify(args)) => master_ip::modify(&paths, args).await,
         Command::Cluster(ClusterCommand::RenewCrypto(args)) => crypto::renew(&paths, args).await,
+        Command::Cluster(ClusterCommand::CopyFile { nodes, file }) => {
+            copy_file(&paths, file, nodes).await
+        }
         Command::Node(command) => node(&paths, command).await,
         Command::Rpc(RpcCommand::Call {
             procedure,
@@ -344,6 +347,37 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gnt cluster copyfile`.
+async fn copy_file(
+    paths: &MasterPaths,
+    file: std::path::PathBuf,
+    nodes: Vec<String>,
+) -> Result<ExitCode, Failure> {
+    // Relative to where gnt runs, as an operator means it; gnt-masterd runs elsewhere.
+    let file = std::path::absolute(&file).unwrap_or(file);
+    let request = gnt_proto::master::v1::CopyFileRequest {
+        path: file.display().to_string(),
+        nodes,
+    };
+    let mut results = connect(paths)
+        .await?
+        .copy_file(request)
+        .await
+        .map_err(|s| Failure::status(&s))?
+        .into_inner()
+        .results;
+    output::call_results(&mut results, Output::Text);
+    let failed = results
+        .iter()
+        .filter(|r| !matches!(r.status(), CallStatus::Ok | CallStatus::Offline))
+        .count();
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn rpc_call(

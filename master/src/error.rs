@@ -166,6 +166,9 @@ pub enum MasterError {
     /// TLS could not be configured.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    /// A file could not be copied to the nodes.
+    #[error(transparent)]
+    CopyFile(#[from] crate::operations::copy_file::CopyFileError),
     /// A file of the master directory failed.
     #[error(transparent)]
     Fs(#[from] gnt_core::fs_atomic::FsError),
@@ -293,6 +296,7 @@ impl Classify for MasterError {
             Self::Pair(e) => e.kind(),
             Self::Fs(e) => e.kind(),
             Self::State(e) => e.kind(),
+            Self::CopyFile(e) => e.kind(),
             Self::Resolver(e) => e.kind(),
             Self::Ssconf(e) => e.kind(),
             Self::Procedure(e) => e.kind(),

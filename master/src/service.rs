@@ -22,13 +22,14 @@ use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::{NodeAddresses, PrimaryIpVersion};
 use gnt_proto::master::v1::{
     ActivateMasterIpRequest, AddNodeRequest, AddNodeResponse, CallNodesRequest, CallStatus,
-    ClusterInfoRequest, ClusterInfoResponse, CreateJoinTokenRequest, CreateJoinTokenResponse,
-    DeactivateMasterIpRequest, GetJobRequest, GetNodeRequest, Job, JobReference, ListJobsRequest,
-    ListJobsResponse, ListNodesRequest, ListNodesResponse, MasterIpResult, ModifyClusterRequest,
-    ModifyClusterResponse, ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord,
-    RedistributeConfigRequest, RedistributeConfigResponse, RemoveNodeRequest, RemoveNodeResponse,
-    SubmitJobRequest, VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem,
-    VerifySeverity, WatchJobRequest, job, master_server,
+    ClusterInfoRequest, ClusterInfoResponse, CopyFileRequest, CopyFileResponse,
+    CreateJoinTokenRequest, CreateJoinTokenResponse, DeactivateMasterIpRequest, GetJobRequest,
+    GetNodeRequest, Job, JobReference, ListJobsRequest, ListJobsResponse, ListNodesRequest,
+    ListNodesResponse, MasterIpResult, ModifyClusterRequest, ModifyClusterResponse,
+    ModifyNodeRequest, NetworkKind, NodeCallResult, NodeRecord, RedistributeConfigRequest,
+    RedistributeConfigResponse, RemoveNodeRequest, RemoveNodeResponse, SubmitJobRequest,
+    VerifyClusterRequest, VerifyClusterResponse, VerifyCode, VerifyProblem, VerifySeverity,
+    WatchJobRequest, job, master_server,
 };
 use gnt_proto::master::v1::{
     DeleteJoinTokenRequest, DeleteJoinTokenResponse, JoinTokenInfo, ListJoinTokensRequest,
@@ -315,6 +316,32 @@ impl master_server::Master for MasterService {
             .map_err(status)?;
         let stream = UnboundedReceiverStream::new(results).map(|result| Ok(call_result(result)));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn copy_file(
+        &self,
+        request: Request<CopyFileRequest>,
+    ) -> Result<Response<CopyFileResponse>, Status> {
+        let request = request.into_inner();
+        let results = self
+            .master
+            .copy_file(std::path::Path::new(&request.path), &request.nodes)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(CopyFileResponse {
+            results: results
+                .into_iter()
+                .map(|result| {
+                    call_result(NodeResult {
+                        key: result.key,
+                        outcome: result
+                            .outcome
+                            .map(|bytes| format!(r#"{{"bytesWritten":"{bytes}"}}"#)),
+                        elapsed: result.elapsed,
+                    })
+                })
+                .collect(),
+        }))
     }
 
     async fn verify_cluster(

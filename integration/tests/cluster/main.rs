@@ -11,6 +11,7 @@
 
 mod certificates;
 mod convergence;
+mod copyfile;
 mod crash;
 mod failover;
 mod faults;

@@ -129,6 +129,17 @@ pub enum ClusterCommand {
     },
     /// Change cluster parameters.
     Modify(ModifyArgs),
+    /// Copy a file of this host to the same path on every other node (or those named),
+    /// checked and replaced atomically by each; a node stores it only at a path it allows
+    /// (its uploads directory, or one its gnt-noded has --allow-upload for).
+    #[command(name = "copyfile")]
+    CopyFile {
+        /// Nodes to copy it to, comma-separated. Default: every node but the master.
+        #[arg(long, value_delimiter = ',', value_name = "N1,N2")]
+        nodes: Vec<String>,
+        /// The file: an absolute path, the same on the nodes.
+        file: PathBuf,
+    },
     /// Renew certificates and keys while the cluster runs (no call is refused). With no
     /// option: go on with a renewal that waits for nodes.
     #[command(name = "renew-crypto")]
