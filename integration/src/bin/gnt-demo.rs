@@ -1,4 +1,5 @@
-//! `gnt-demo`: a hybrid IPv6/IPv4 cluster (a master and three nodes) in a private lab of
+//! `gnt-demo`: a hybrid IPv6/IPv4 cluster (a master and three nodes; with `--ipv4` a
+//! dual-homed IPv4 one) in a private lab of
 //! network namespaces, driven with the real `gnt`, `gnt-masterd` and `gnt-noded`: init,
 //! join tokens, node add, list, an RPC fan-out, verify (with a cut secondary link and its
 //! repair), a renewal of every key and of the CA, a master failover, then cleanup.
@@ -93,8 +94,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let nodes: Vec<String> = (1..=cli.nodes).map(|k| format!("node{k}")).collect();
 
     say(&format!(
-        "Building a lab: master and {} in network namespaces, a primary network (fd00:77::/64 and 10.77.0.0/24) and a secondary one (10.78.0.0/24); {CLUSTER_NAME} resolves to an unused address",
-        nodes.join(", ")
+        "Building a lab: master and {} in network namespaces, a primary network (fd00:77::/64 and 10.77.0.0/24{}) and a secondary one (10.78.0.0/24); {CLUSTER_NAME} resolves to an unused address",
+        nodes.join(", "),
+        if cli.ipv4 {
+            ", of which an IPv4 cluster uses 10.77.0.0/24 only"
+        } else {
+            ""
+        }
     ));
     let cluster = ClusterLab::new(&root, policy, cli.nodes)?;
     for host in cluster.lab().hosts() {
@@ -108,8 +114,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
 
-    say(&format!("Initialising a {policy} cluster on master"));
-    expect(cluster.init())?;
+    // Both demos are dual-homed, as Ganeti's IPv4 clusters can be: with a secondary network
+    // of its own, cutting a node's secondary link is something verify can see. (The lab's
+    // IPv4 default is single-homed, where secondary = primary, for the tests of that case.)
+    let master_secondary = ClusterLab::secondary("master").to_string();
+    say(&format!(
+        "Initialising {} cluster on master, dual-homed (secondary {master_secondary})",
+        match policy {
+            IpPolicy::Ipv4 => "an IPv4",
+            IpPolicy::HybridIpv6 => "a hybrid IPv6/IPv4",
+        }
+    ));
+    expect(match policy {
+        IpPolicy::Ipv4 => cluster.init_with(&["-s", &master_secondary]),
+        IpPolicy::HybridIpv6 => cluster.init(),
+    })?;
     say("Starting gnt-noded (member mode, from its new ssconf) and gnt-masterd on master");
     cluster.start_noded("master", None)?;
     cluster.start_masterd()?;
@@ -130,12 +149,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         cluster.start_noded(node, Some(&token))?;
         println!("   (gnt-noded is waiting for its Join on {node}, [::]:1811)");
         let name = ClusterLab::fqdn(node);
-        let secondary = cluster.default_secondary(node);
-        let mut args = vec!["node", "add", "--join-token", token.as_str()];
-        if let Some(secondary) = &secondary {
-            args.extend(["-s", secondary.as_str()]);
-        }
-        args.push(&name);
+        let secondary = ClusterLab::secondary(node).to_string();
+        let args = [
+            "node",
+            "add",
+            "--join-token",
+            token.as_str(),
+            "-s",
+            secondary.as_str(),
+            name.as_str(),
+        ];
         expect(cluster.gnt(&args))?;
     }
 
