@@ -3,11 +3,15 @@
 //! network namespaces, driven with the real `gnt`, `gnt-masterd` and `gnt-noded`: init,
 //! join tokens, node add, list, an RPC fan-out, verify (with a cut secondary link and its
 //! repair), a renewal of every key and of the CA, a master failover, then cleanup.
-//! `--keep` leaves it running and prints how to explore it.
+//! `--keep` leaves it running and prints how to explore it. SIGINT, SIGTERM and SIGHUP
+//! clean everything up, during the run as while kept (`signals`).
 //!
 //! Run with `cargo run --release -p gnt-integration --bin gnt-demo` as root. The machine's
 //! own network is not touched: the lab's hosts and bridges live in their own namespaces.
 
+mod signals;
+
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,7 +25,8 @@ use gnt_integration::lab::Network;
 #[derive(Debug, Parser)]
 #[command(name = "gnt-demo")]
 struct Cli {
-    /// Keep the cluster running at the end, and print how to explore it; Ctrl-C cleans up.
+    /// Keep the cluster running at the end, and print how to explore it; Ctrl-C (or SIGTERM,
+    /// SIGHUP) cleans up.
     #[arg(long)]
     keep: bool,
     /// A pure IPv4 cluster instead of a hybrid IPv6/IPv4 one.
@@ -40,12 +45,22 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(77);
     }
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+    // First, before any thread or process exists: from here on a signal cleans up.
+    if let Err(error) = signals::install() {
+        eprintln!("gnt-demo: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    // A signal's cleanup makes `run` fail (its commands are killed) or even panic (printing to
+    // a closed terminal after SIGHUP): either way, wait for the cleanup to end the process.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(&cli)));
+    signals::wait_if_stopping();
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             eprintln!("gnt-demo: {error:#}");
             ExitCode::FAILURE
         }
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -91,6 +106,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot create a working directory")?;
     let root: PathBuf = dir.path().to_owned();
+    signals::remember_workdir(root.clone());
     let nodes: Vec<String> = (1..=cli.nodes).map(|k| format!("node{k}")).collect();
 
     say(&format!(
@@ -102,7 +118,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ""
         }
     ));
-    let cluster = ClusterLab::new(&root, policy, cli.nodes)?;
+    let cluster = {
+        let _building = signals::BUILDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ClusterLab::new(&root, policy, cli.nodes)?
+    };
+    println!("   working directory: {}", root.display());
     for host in cluster.lab().hosts() {
         let addresses: Vec<String> = host.addresses().iter().map(ToString::to_string).collect();
         println!(
@@ -276,22 +298,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             s = state.display()
         );
         println!("   logs: {}/<host>/*.log", root.display());
-        println!("Press Ctrl-C to stop everything and clean up.");
-        wait_for_interrupt();
+        println!("Press Ctrl-C (or send SIGTERM or SIGHUP) to stop everything and clean up.");
+        signals::wait_forever();
     }
     say("Cleaning up: daemons stopped, namespaces and files removed");
     drop(cluster);
     drop(dir);
     Ok(())
-}
-
-fn wait_for_interrupt() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    if let Ok(runtime) = runtime {
-        runtime.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
-    }
 }
