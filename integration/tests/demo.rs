@@ -1,6 +1,7 @@
 //! The demo binary on a terminating signal: whether it comes while the cluster is kept
 //! (`--keep`) or during the run, SIGTERM, SIGHUP and SIGINT all stop the daemons and remove
-//! the lab's namespaces, their `/etc/netns` files and the working directory (root needed).
+//! the lab's namespaces, their `/etc/netns` files and the working directory; and the
+//! commands a kept demo suggests work as printed (root needed).
 //!
 //! Run with `cargo test -p gnt-integration --test demo`.
 
@@ -99,9 +100,15 @@ impl Demo {
     }
 }
 
-/// Starts `gnt-demo ARGS`, sends `signal` once it printed `marker`, and checks that it
-/// exits with 128 + the signal's number, leaving nothing behind.
-fn signal_cleans_up(args: &[&str], marker: &str, signal: Signal) {
+/// Starts `gnt-demo ARGS`, runs `before_signal` on what it printed once it printed `marker`,
+/// sends `signal`, and checks that it exits with 128 + the signal's number, leaving nothing
+/// behind.
+fn signal_cleans_up(
+    args: &[&str],
+    marker: &str,
+    before_signal: impl FnOnce(&[String]),
+    signal: Signal,
+) {
     let mut demo = Demo::start(args);
     let pid = demo.child.id();
     let line = demo.wait_for("working directory: ", Duration::from_secs(60));
@@ -109,6 +116,7 @@ fn signal_cleans_up(args: &[&str], marker: &str, signal: Signal) {
     assert!(workdir.starts_with(std::env::temp_dir()), "{line}");
     demo.wait_for(marker, Duration::from_secs(240));
     assert!(workdir.is_dir(), "{}", workdir.display());
+    before_signal(&demo.transcript);
     kill(Pid::from_raw(i32::try_from(pid).unwrap()), signal).unwrap();
     let code = demo.exit_code(Duration::from_secs(60));
     // What it printed after the signal, for the messages below.
@@ -168,22 +176,59 @@ fn processes_mentioning(path: &Path) -> Vec<String> {
 }
 
 #[test]
-fn sigterm_cleans_up_a_kept_demo() {
+fn sigterm_cleans_up_a_kept_demo_whose_hints_work() {
     signal_cleans_up(
         &["--keep", "--nodes", "1"],
         "to stop everything and clean up",
+        hints_work,
         Signal::SIGTERM,
     );
+}
+
+/// Every command the kept demo suggests works when pasted into a root shell, whose `PATH`
+/// has none of the workspace's binaries (nor grpcurl).
+fn hints_work(transcript: &[String]) {
+    let hints: Vec<&str> = transcript
+        .iter()
+        .map(|line| line.trim())
+        .filter(|line| line.starts_with("ip netns exec "))
+        .collect();
+    assert!(hints.len() >= 2, "no hints in:\n{}", transcript.join("\n"));
+    for hint in hints {
+        let output = Command::new("sh")
+            .args(["-c", hint])
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "`{hint}` failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]
 fn sighup_during_the_run_cleans_up() {
     // While node1 joins: daemons run on both hosts, and `gnt` commands are under way.
-    signal_cleans_up(&["--nodes", "1"], "Adding node1", Signal::SIGHUP);
+    signal_cleans_up(&["--nodes", "1"], "Adding node1", |_| (), Signal::SIGHUP);
 }
 
 #[test]
 fn sigint_during_a_verify_cleans_up() {
     // While `gnt cluster verify` waits on the cut link: a command is in flight.
-    signal_cleans_up(&["--nodes", "1"], "Cutting node1", Signal::SIGINT);
+    signal_cleans_up(&["--nodes", "1"], "Cutting node1", |_| (), Signal::SIGINT);
+}
+
+#[test]
+fn the_hints_of_a_kept_ipv4_demo_work() {
+    // The agents of an IPv4 cluster listen on IPv4 only: the grpcurl hint must say so.
+    signal_cleans_up(
+        &["--keep", "--ipv4", "--nodes", "1"],
+        "to stop everything and clean up",
+        hints_work,
+        Signal::SIGTERM,
+    );
 }

@@ -11,8 +11,9 @@
 
 mod signals;
 
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -270,39 +271,45 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     expect(cluster.gnt(&["cluster", "verify"]))?;
 
     if cli.keep {
-        let current = cluster.master_host();
-        let master = cluster.host(&current)?;
-        let state = cluster.state_dir(&current);
-        let grpcurl = gnt_integration::grpcurl::grpcurl()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "grpcurl".to_owned());
-        say("The cluster keeps running. Explore it as root, for example:");
-        println!(
-            "   ip netns exec {} gnt --state-dir {} node list",
-            master.netns(),
-            state.display()
-        );
-        println!(
-            "   ip netns exec {} gnt --state-dir {} rpc call NodeInfo --all",
-            master.netns(),
-            state.display()
-        );
-        println!(
-            "   ip netns exec {} {grpcurl} -plaintext -unix -authority localhost {}/master/master.sock list",
-            master.netns(),
-            state.display()
-        );
-        println!(
-            "   ip netns exec {ns} {grpcurl} -cacert {s}/master/ca.pem -cert {s}/master/master.pem -key {s}/master/master.key '[fd00:77::11]:1811' list",
-            ns = master.netns(),
-            s = state.display()
-        );
-        println!("   logs: {}/<host>/*.log", root.display());
+        print_hints(&cluster, &root)?;
         println!("Press Ctrl-C (or send SIGTERM or SIGHUP) to stop everything and clean up.");
         signals::wait_forever();
     }
     say("Cleaning up: daemons stopped, namespaces and files removed");
     drop(cluster);
     drop(dir);
+    Ok(())
+}
+
+/// How to explore the kept cluster: commands to paste as they are, so with the full path of
+/// every program, since none of the workspace's binaries is on `PATH` (nor, usually, grpcurl).
+fn print_hints(cluster: &ClusterLab, root: &Path) -> anyhow::Result<()> {
+    let current = cluster.master_host();
+    let master = cluster.host(&current)?;
+    let ns = master.netns();
+    let state = cluster.state_dir(&current);
+    let state = state.display();
+    let gnt = gnt_integration::binaries::locate("gnt").context("cannot find gnt for the hints")?;
+    let gnt = gnt.display();
+    say("The cluster keeps running. Explore it as root, for example:");
+    println!("   ip netns exec {ns} {gnt} --state-dir {state} node list");
+    println!("   ip netns exec {ns} {gnt} --state-dir {state} rpc call NodeInfo --all");
+    match gnt_integration::grpcurl::grpcurl() {
+        Ok(grpcurl) => {
+            // Without the `..` of the default install directory: shorter to read.
+            let grpcurl = std::fs::canonicalize(&grpcurl).unwrap_or(grpcurl);
+            let grpcurl = grpcurl.display();
+            // The agent listens in the primary family only (0.0.0.0 in an IPv4 cluster).
+            let agent = SocketAddr::new(cluster.primary(&current), 1811);
+            println!(
+                "   ip netns exec {ns} {grpcurl} -plaintext -unix -authority localhost {state}/master/master.sock list"
+            );
+            println!(
+                "   ip netns exec {ns} {grpcurl} -cacert {state}/master/ca.pem -cert {state}/master/master.pem -key {state}/master/master.key '{agent}' list"
+            );
+        }
+        Err(error) => println!("   (no grpcurl examples: {error})"),
+    }
+    println!("   logs: {}/<host>/*.log", root.display());
     Ok(())
 }
