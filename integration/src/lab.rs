@@ -34,7 +34,7 @@ mod host;
 mod inside;
 
 pub use build::{HostSpec, LabBuilder};
-pub use cleanup::sweep_leftovers;
+pub use cleanup::{remove_labs_of, sweep_leftovers};
 pub use host::LabHost;
 pub use inside::{HostTask, LabProcess};
 

@@ -1,8 +1,12 @@
-//! Removing labs: a lab's own namespaces when it is dropped, and those of dead test runs.
+//! Removing labs: a lab's own namespaces when it is dropped, those of dead test runs, and
+//! (from a signal handler's thread) every lab of a process.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use super::{Lab, PREFIX};
 
@@ -33,6 +37,41 @@ pub fn sweep_leftovers() {
             tracing::info!(netns = %name, "removing a namespace left by a dead test run");
             remove_netns(&name);
         }
+    }
+}
+
+/// Removes every lab of process `pid` (namespaces `gntlab-<pid>-…` and their files), first
+/// killing whatever still runs in them. For a program cleaning up on a signal, from a thread
+/// that cannot reach the [`Lab`] values: those belong to a thread that may be busy.
+pub fn remove_labs_of(pid: u32) {
+    let prefix = format!("{PREFIX}-{pid}-");
+    // /etc/netns too: a signal between `ip netns add` and the files leaves files only.
+    let mut names: Vec<String> = ["/run/netns", "/etc/netns"]
+        .iter()
+        .filter_map(|dir| fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        kill_processes_in(&name);
+        remove_netns(&name);
+    }
+}
+
+/// SIGKILL to every process in namespace `netns`: `ip netns del` only unmounts the name, the
+/// processes would keep running.
+fn kill_processes_in(netns: &str) {
+    let Ok(output) = Command::new("ip").args(["netns", "pids", netns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 

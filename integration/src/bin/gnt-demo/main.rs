@@ -1,13 +1,19 @@
-//! `gnt-demo`: a hybrid IPv6/IPv4 cluster (a master and three nodes) in a private lab of
+//! `gnt-demo`: a hybrid IPv6/IPv4 cluster (a master and three nodes; with `--ipv4` a
+//! dual-homed IPv4 one) in a private lab of
 //! network namespaces, driven with the real `gnt`, `gnt-masterd` and `gnt-noded`: init,
 //! join tokens, node add, list, an RPC fan-out, verify (with a cut secondary link and its
 //! repair), a renewal of every key and of the CA, a master failover, then cleanup.
-//! `--keep` leaves it running and prints how to explore it.
+//! `--keep` leaves it running and prints how to explore it. SIGINT, SIGTERM and SIGHUP
+//! clean everything up, during the run as while kept (`signals`).
 //!
 //! Run with `cargo run --release -p gnt-integration --bin gnt-demo` as root. The machine's
 //! own network is not touched: the lab's hosts and bridges live in their own namespaces.
 
-use std::path::PathBuf;
+mod signals;
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -20,7 +26,8 @@ use gnt_integration::lab::Network;
 #[derive(Debug, Parser)]
 #[command(name = "gnt-demo")]
 struct Cli {
-    /// Keep the cluster running at the end, and print how to explore it; Ctrl-C cleans up.
+    /// Keep the cluster running at the end, and print how to explore it; Ctrl-C (or SIGTERM,
+    /// SIGHUP) cleans up.
     #[arg(long)]
     keep: bool,
     /// A pure IPv4 cluster instead of a hybrid IPv6/IPv4 one.
@@ -39,12 +46,22 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(77);
     }
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+    // First, before any thread or process exists: from here on a signal cleans up.
+    if let Err(error) = signals::install() {
+        eprintln!("gnt-demo: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    // A signal's cleanup makes `run` fail (its commands are killed) or even panic (printing to
+    // a closed terminal after SIGHUP): either way, wait for the cleanup to end the process.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(&cli)));
+    signals::wait_if_stopping();
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             eprintln!("gnt-demo: {error:#}");
             ExitCode::FAILURE
         }
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -90,13 +107,25 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot create a working directory")?;
     let root: PathBuf = dir.path().to_owned();
+    signals::remember_workdir(root.clone());
     let nodes: Vec<String> = (1..=cli.nodes).map(|k| format!("node{k}")).collect();
 
     say(&format!(
-        "Building a lab: master and {} in network namespaces, a primary network (fd00:77::/64 and 10.77.0.0/24) and a secondary one (10.78.0.0/24); {CLUSTER_NAME} resolves to an unused address",
-        nodes.join(", ")
+        "Building a lab: master and {} in network namespaces, a primary network (fd00:77::/64 and 10.77.0.0/24{}) and a secondary one (10.78.0.0/24); {CLUSTER_NAME} resolves to an unused address",
+        nodes.join(", "),
+        if cli.ipv4 {
+            ", of which an IPv4 cluster uses 10.77.0.0/24 only"
+        } else {
+            ""
+        }
     ));
-    let cluster = ClusterLab::new(&root, policy, cli.nodes)?;
+    let cluster = {
+        let _building = signals::BUILDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ClusterLab::new(&root, policy, cli.nodes)?
+    };
+    println!("   working directory: {}", root.display());
     for host in cluster.lab().hosts() {
         let addresses: Vec<String> = host.addresses().iter().map(ToString::to_string).collect();
         println!(
@@ -108,8 +137,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
 
-    say(&format!("Initialising a {policy} cluster on master"));
-    expect(cluster.init())?;
+    // Both demos are dual-homed, as Ganeti's IPv4 clusters can be: with a secondary network
+    // of its own, cutting a node's secondary link is something verify can see. (The lab's
+    // IPv4 default is single-homed, where secondary = primary, for the tests of that case.)
+    let master_secondary = ClusterLab::secondary("master").to_string();
+    say(&format!(
+        "Initialising {} cluster on master, dual-homed (secondary {master_secondary})",
+        match policy {
+            IpPolicy::Ipv4 => "an IPv4",
+            IpPolicy::HybridIpv6 => "a hybrid IPv6/IPv4",
+        }
+    ));
+    expect(match policy {
+        IpPolicy::Ipv4 => cluster.init_with(&["-s", &master_secondary]),
+        IpPolicy::HybridIpv6 => cluster.init(),
+    })?;
     say("Starting gnt-noded (member mode, from its new ssconf) and gnt-masterd on master");
     cluster.start_noded("master", None)?;
     cluster.start_masterd()?;
@@ -130,12 +172,16 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         cluster.start_noded(node, Some(&token))?;
         println!("   (gnt-noded is waiting for its Join on {node}, [::]:1811)");
         let name = ClusterLab::fqdn(node);
-        let secondary = cluster.default_secondary(node);
-        let mut args = vec!["node", "add", "--join-token", token.as_str()];
-        if let Some(secondary) = &secondary {
-            args.extend(["-s", secondary.as_str()]);
-        }
-        args.push(&name);
+        let secondary = ClusterLab::secondary(node).to_string();
+        let args = [
+            "node",
+            "add",
+            "--join-token",
+            token.as_str(),
+            "-s",
+            secondary.as_str(),
+            name.as_str(),
+        ];
         expect(cluster.gnt(&args))?;
     }
 
@@ -225,36 +271,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     expect(cluster.gnt(&["cluster", "verify"]))?;
 
     if cli.keep {
-        let current = cluster.master_host();
-        let master = cluster.host(&current)?;
-        let state = cluster.state_dir(&current);
-        let grpcurl = gnt_integration::grpcurl::grpcurl()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "grpcurl".to_owned());
-        say("The cluster keeps running. Explore it as root, for example:");
-        println!(
-            "   ip netns exec {} gnt --state-dir {} node list",
-            master.netns(),
-            state.display()
-        );
-        println!(
-            "   ip netns exec {} gnt --state-dir {} rpc call NodeInfo --all",
-            master.netns(),
-            state.display()
-        );
-        println!(
-            "   ip netns exec {} {grpcurl} -plaintext -unix -authority localhost {}/master/master.sock list",
-            master.netns(),
-            state.display()
-        );
-        println!(
-            "   ip netns exec {ns} {grpcurl} -cacert {s}/master/ca.pem -cert {s}/master/master.pem -key {s}/master/master.key '[fd00:77::11]:1811' list",
-            ns = master.netns(),
-            s = state.display()
-        );
-        println!("   logs: {}/<host>/*.log", root.display());
-        println!("Press Ctrl-C to stop everything and clean up.");
-        wait_for_interrupt();
+        print_hints(&cluster, &root)?;
+        println!("Press Ctrl-C (or send SIGTERM or SIGHUP) to stop everything and clean up.");
+        signals::wait_forever();
     }
     say("Cleaning up: daemons stopped, namespaces and files removed");
     drop(cluster);
@@ -262,13 +281,35 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_for_interrupt() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    if let Ok(runtime) = runtime {
-        runtime.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+/// How to explore the kept cluster: commands to paste as they are, so with the full path of
+/// every program, since none of the workspace's binaries is on `PATH` (nor, usually, grpcurl).
+fn print_hints(cluster: &ClusterLab, root: &Path) -> anyhow::Result<()> {
+    let current = cluster.master_host();
+    let master = cluster.host(&current)?;
+    let ns = master.netns();
+    let state = cluster.state_dir(&current);
+    let state = state.display();
+    let gnt = gnt_integration::binaries::locate("gnt").context("cannot find gnt for the hints")?;
+    let gnt = gnt.display();
+    say("The cluster keeps running. Explore it as root, for example:");
+    println!("   ip netns exec {ns} {gnt} --state-dir {state} node list");
+    println!("   ip netns exec {ns} {gnt} --state-dir {state} rpc call NodeInfo --all");
+    match gnt_integration::grpcurl::grpcurl() {
+        Ok(grpcurl) => {
+            // Without the `..` of the default install directory: shorter to read.
+            let grpcurl = std::fs::canonicalize(&grpcurl).unwrap_or(grpcurl);
+            let grpcurl = grpcurl.display();
+            // The agent listens in the primary family only (0.0.0.0 in an IPv4 cluster).
+            let agent = SocketAddr::new(cluster.primary(&current), 1811);
+            println!(
+                "   ip netns exec {ns} {grpcurl} -plaintext -unix -authority localhost {state}/master/master.sock list"
+            );
+            println!(
+                "   ip netns exec {ns} {grpcurl} -cacert {state}/master/ca.pem -cert {state}/master/master.pem -key {state}/master/master.key '{agent}' list"
+            );
+        }
+        Err(error) => println!("   (no grpcurl examples: {error})"),
     }
+    println!("   logs: {}/<host>/*.log", root.display());
+    Ok(())
 }
