@@ -284,14 +284,14 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
                 .into_inner();
             output::node_list(&nodes.nodes, output);
         }
-        NodeCommand::Info { name } => {
+        NodeCommand::Info { name, output } => {
             let node = connect(paths)
                 .await?
                 .get_node(GetNodeRequest { name })
                 .await
                 .map_err(status)?
                 .into_inner();
-            output::node_info(&node);
+            output::node_info(&node, output);
         }
         NodeCommand::Remove { name, job } => {
             let mut client = connect(paths).await?;

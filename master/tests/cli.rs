@@ -286,3 +286,29 @@ fn a_socket_gnt_may_not_open_is_reported_as_permission_denied_not_missing() {
     mode(&state.join("master/master.sock"), 0o600);
     denied(&as_nobody(&state));
 }
+
+#[test]
+fn node_info_takes_an_output_format_like_node_list() {
+    let state = tempfile::tempdir().unwrap();
+    for command in [
+        ["node", "list"].as_slice(),
+        &["node", "info", "node1.lab.test"],
+    ] {
+        // Parsed: the command gets as far as looking for the master.
+        let json = gnt(state.path(), &[command, &["-o", "json"]].concat());
+        let message = stderr(&json);
+        assert_eq!(
+            json.status.code(),
+            Some(ErrorKind::Unavailable.exit_code().into()),
+            "{command:?}: {message}"
+        );
+        assert!(message.contains("cannot reach gnt-masterd"), "{message}");
+        let yaml = gnt(state.path(), &[command, &["-o", "yaml"]].concat());
+        assert_eq!(yaml.status.code(), Some(2), "{command:?}");
+        assert!(
+            stderr(&yaml).contains("possible values: text, json"),
+            "{}",
+            stderr(&yaml)
+        );
+    }
+}

@@ -272,6 +272,9 @@ pub enum NodeCommand {
     },
     /// Show one node.
     Info {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
         /// The node.
         name: String,
     },

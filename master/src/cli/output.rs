@@ -187,21 +187,7 @@ fn yes_no(flag: bool) -> &'static str {
 
 pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
     if output == Output::Json {
-        let list: Vec<_> = nodes
-            .iter()
-            .map(|n| {
-                let a = n.addresses.clone().unwrap_or_default();
-                json!({
-                    "name": a.name,
-                    "primary_ip": a.primary_ip,
-                    "secondary_ip": a.secondary_ip,
-                    "master": n.master,
-                    "offline": n.offline,
-                    "master_candidate": n.master_candidate,
-                    "certificate_sha256": n.certificate_sha256,
-                })
-            })
-            .collect();
+        let list: Vec<_> = nodes.iter().map(node_json).collect();
         println!("{:#}", serde_json::Value::Array(list));
         return;
     }
@@ -232,7 +218,26 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
     );
 }
 
-pub(super) fn node_info(node: &NodeRecord) {
+/// A node in JSON: the same object in `node list -o json` (an array of them) and
+/// `node info -o json`, so that a script reads both alike.
+fn node_json(node: &NodeRecord) -> serde_json::Value {
+    let a = node.addresses.clone().unwrap_or_default();
+    json!({
+        "name": a.name,
+        "primary_ip": a.primary_ip,
+        "secondary_ip": a.secondary_ip,
+        "master": node.master,
+        "offline": node.offline,
+        "master_candidate": node.master_candidate,
+        "certificate_sha256": node.certificate_sha256,
+    })
+}
+
+pub(super) fn node_info(node: &NodeRecord, output: Output) {
+    if output == Output::Json {
+        println!("{:#}", node_json(node));
+        return;
+    }
     let a = node.addresses.clone().unwrap_or_default();
     println!("Node:         {}", a.name);
     println!("Primary IP:   {}", a.primary_ip);
