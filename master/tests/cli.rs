@@ -312,3 +312,20 @@ fn node_info_takes_an_output_format_like_node_list() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_procedure_is_refused_as_such_before_the_master_is_contacted() {
+    let state = tempfile::tempdir().unwrap();
+    let output = gnt(state.path(), &["rpc", "call", "LeaveClustre"]);
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::UnknownEntity.exit_code().into()),
+        "{message}"
+    );
+    assert!(
+        message.contains("no procedure 'LeaveClustre'") && !message.contains("--force"),
+        "{message}"
+    );
+    assert_untouched(state.path());
+}

@@ -22,3 +22,61 @@ fn node_info_in_json_is_the_object_node_list_gives() {
         .unwrap();
     assert_eq!(listed, &info);
 }
+
+#[test]
+fn a_call_that_changes_node_state_needs_force_and_a_node_that_left_is_named_so() {
+    let cluster = running(IpPolicy::HybridIpv6, 1);
+    // Not on a terminal: refused in one line, nothing sent.
+    let refused = cluster.gnt(&["rpc", "call", "LeaveCluster"]).unwrap();
+    assert_eq!(refused.code, 64, "{refused}");
+    assert_eq!(
+        refused.stderr.trim(),
+        "gnt: LeaveCluster would wipe the cluster state (ssconf, keys, certificates) and return to bootstrap mode on all 2 online nodes: add --force to call it",
+        "{refused}"
+    );
+    let one = cluster
+        .gnt(&["rpc", "call", "WriteTrust", "--nodes", "node1.lab.test"])
+        .unwrap();
+    assert!(
+        one.stderr.contains(
+            "WriteTrust would replace the trusted CAs on 1 node (node1.lab.test): add --force"
+        ),
+        "{one}"
+    );
+    gnt_ok(
+        &cluster,
+        &["rpc", "call", "Version", "--nodes", "node1.lab.test"],
+    );
+
+    gnt_ok(
+        &cluster,
+        &[
+            "rpc",
+            "call",
+            "LeaveCluster",
+            "--force",
+            "--nodes",
+            "node1.lab.test",
+        ],
+    );
+    let left = cluster
+        .gnt(&["rpc", "call", "Version", "--nodes", "node1.lab.test"])
+        .unwrap();
+    assert_eq!(left.code, 1, "{left}");
+    assert!(
+        left.stdout.contains(
+            "TLS rejected: the node is not a member (it left the cluster, or was never joined): remove it with `gnt node remove` and add it again with `gnt node add`"
+        ),
+        "{left}"
+    );
+    // And the advice works.
+    gnt_ok(&cluster, &["node", "remove", "node1.lab.test"]);
+    cluster.stop_noded("node1", true).unwrap();
+    let secondary = cluster.default_secondary("node1");
+    let added = cluster.add_node("node1", secondary.as_deref()).unwrap();
+    assert!(added.success(), "{added}");
+    gnt_ok(
+        &cluster,
+        &["rpc", "call", "Version", "--nodes", "node1.lab.test"],
+    );
+}
