@@ -177,9 +177,26 @@ impl PreparedCall {
             .into_inner();
         let message = DynamicMessage::decode(self.method.output(), answer)
             .map_err(|e| tonic::Status::internal(format!("the answer does not decode: {e}")))?;
-        serde_json::to_string(&message)
+        render(&message)
             .map_err(|e| tonic::Status::internal(format!("the answer does not render: {e}")))
     }
+}
+
+/// An answer in the proto3 JSON mapping, which leaves out fields that hold their default
+/// value; but an answer that would then be `{}` is written with them: `HasIpAddress`'s
+/// "not owned" as `{"owned":false}`, which says what it means. Only then: in a fuller
+/// answer a default often means "not asked" (`Version`'s `masterDaemonRunning` without
+/// `masterRole`), and printing it would say something false.
+fn render(message: &DynamicMessage) -> Result<String, serde_json::Error> {
+    let compact = serde_json::to_string(message)?;
+    if compact != "{}" {
+        return Ok(compact);
+    }
+    let options = prost_reflect::SerializeOptions::new().skip_default_fields(false);
+    let mut json = serde_json::Serializer::new(Vec::new());
+    message.serialize_with_options(&mut json, &options)?;
+    // serde_json writes UTF-8 only.
+    Ok(String::from_utf8_lossy(&json.into_inner()).into_owned())
 }
 
 /// A codec that passes encoded messages through unchanged.
@@ -224,6 +241,30 @@ impl Decoder for RawCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_show_their_default_fields() {
+        let pool = DescriptorPool::decode(gnt_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let answer = |name: &str| {
+            let output = pool
+                .get_service_by_name(NODE_SERVICE)
+                .unwrap()
+                .methods()
+                .find(|m| m.name() == name)
+                .unwrap()
+                .output();
+            render(&DynamicMessage::new(output)).unwrap()
+        };
+        assert_eq!(answer("HasIpAddress"), r#"{"owned":false}"#);
+        assert_eq!(answer("NetworkTest"), r#"{"verdicts":[]}"#);
+        // Not a fuller one: there a default may mean "not asked".
+        let mut version = DynamicMessage::new(
+            pool.get_message_by_name("gnt.node.v1.VersionResponse")
+                .unwrap(),
+        );
+        version.set_field_by_name("protocol_version", prost_reflect::Value::U32(1));
+        assert_eq!(render(&version).unwrap(), r#"{"protocolVersion":1}"#);
+    }
 
     #[test]
     fn every_procedure_is_known_to_read_or_to_change_node_state() {

@@ -3,6 +3,7 @@
 
 use gnt_core::policy::IpPolicy;
 
+use crate::master_ip::eventually;
 use crate::support::{gnt_ok, running};
 
 #[test]
@@ -59,9 +60,16 @@ fn a_call_that_changes_node_state_needs_force_and_a_node_that_left_is_named_so()
             "node1.lab.test",
         ],
     );
-    let left = cluster
-        .gnt(&["rpc", "call", "Version", "--nodes", "node1.lab.test"])
-        .unwrap();
+    // The agent starts over in bootstrap mode: refused until it listens again.
+    let version = || {
+        cluster
+            .gnt(&["rpc", "call", "Version", "--nodes", "node1.lab.test"])
+            .unwrap()
+    };
+    eventually("node1 listens in bootstrap mode", || {
+        !version().stdout.contains("connection refused")
+    });
+    let left = version();
     assert_eq!(left.code, 1, "{left}");
     assert!(
         left.stdout.contains(
@@ -78,5 +86,52 @@ fn a_call_that_changes_node_state_needs_force_and_a_node_that_left_is_named_so()
     gnt_ok(
         &cluster,
         &["rpc", "call", "Version", "--nodes", "node1.lab.test"],
+    );
+}
+
+#[test]
+fn results_and_refusals_say_what_they_mean() {
+    let cluster = running(IpPolicy::HybridIpv6, 1);
+    let owned = |address: &str| {
+        let request = format!(r#"{{"address":"{address}"}}"#);
+        let out = gnt_ok(
+            &cluster,
+            &[
+                "rpc",
+                "call",
+                "HasIpAddress",
+                "--nodes",
+                "node1.lab.test",
+                "-d",
+                &request,
+                "-o",
+                "json",
+            ],
+        );
+        let answer: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        answer[0]["response"]["owned"].clone()
+    };
+    assert_eq!(owned("10.78.0.11"), true);
+    assert_eq!(
+        owned("10.78.0.12"),
+        false,
+        "not owned is said, not left out"
+    );
+    let tested = gnt_ok(
+        &cluster,
+        &["rpc", "call", "NetworkTest", "--nodes", "node1.lab.test"],
+    );
+    assert!(tested.stdout.contains(r#"{"verdicts":[]}"#), "{tested}");
+    // An answer with something to say keeps the mapping's compact form.
+    let version = gnt_ok(&cluster, &["rpc", "call", "Version", "--all"]);
+    assert!(!version.stdout.contains("certificateSha256"), "{version}");
+
+    let long = cluster
+        .gnt(&["node", "token", "create", "--ttl", "45d"])
+        .unwrap();
+    assert_eq!(
+        long.stderr.trim(),
+        "gnt: invalid token lifetime: 45d: use 1 minute to 30 days",
+        "{long}"
     );
 }

@@ -298,19 +298,20 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
         .filter(|p| p.severity() == VerifySeverity::Warning)
         .count();
     let errors = verdict.problems.len() - warnings;
-    let warned = match warnings {
-        1 => "1 warning".to_owned(),
-        n => format!("{n} warnings"),
-    };
+    let warned = counted(warnings, "warning");
     if errors == 0 {
         let with = if warnings == 0 {
             String::new()
         } else {
             format!(" with {warned}")
         };
+        let reach = match verdict.nodes_checked {
+            1 => "1 node reaches itself on both networks and holds".to_owned(),
+            n => format!("{n} nodes reach each other on both networks and hold"),
+        };
         println!(
-            "Cluster verify passed{with}: {} nodes reach each other on both networks and hold the ssconf of configuration serial {}.",
-            verdict.nodes_checked, verdict.config_serial
+            "Cluster verify passed{with}: {reach} the ssconf of configuration serial {}.",
+            verdict.config_serial
         );
         ExitCode::SUCCESS
     } else {
@@ -319,9 +320,12 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
         } else {
             format!(" and {warned}")
         };
+        // The nodes checked, not the nodes that found something: one cut link is found by
+        // both its ends, and a node's wrong ssconf by the master.
         println!(
-            "Cluster verify failed: {errors} problem(s){and} found by {} node(s).",
-            verdict.nodes_checked
+            "Cluster verify failed: {}{and} ({} checked).",
+            counted(errors, "problem"),
+            counted(verdict.nodes_checked as usize, "node")
         );
         ExitCode::from(1)
     }
@@ -343,10 +347,25 @@ pub(super) fn redistribution(done: RedistributeConfigResponse) -> ExitCode {
     if failed == 0 {
         return ExitCode::SUCCESS;
     }
+    let (them, they) = if failed == 1 {
+        ("it", "it does, or until it is")
+    } else {
+        ("them", "they do, or until they are")
+    };
     println!(
-        "{failed} node(s) did not take it; gnt-masterd retries them until they do, or until they are marked offline."
+        "{} did not take it; gnt-masterd retries {them} until {they} marked offline.",
+        counted(failed, "node")
     );
     ExitCode::from(1)
+}
+
+/// `n` and `noun`, in the plural unless `n` is 1 (every noun counted here takes an s).
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn status_name(status: CallStatus) -> &'static str {
