@@ -329,3 +329,38 @@ fn a_mistyped_procedure_is_refused_as_such_before_the_master_is_contacted() {
     );
     assert_untouched(state.path());
 }
+
+#[test]
+fn on_a_node_that_is_not_the_master_gnt_names_the_master_from_ssconf() {
+    let state = tempfile::tempdir().unwrap();
+    // What a member holds that anyone may read: its ssconf and its certificate (no key,
+    // which the hint must not need).
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["node2.lab.test".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "node2.lab.test");
+    let cert = params.self_signed(&key).unwrap().pem();
+    std::fs::write(state.path().join("node.pem"), cert).unwrap();
+    let master_is = |name: &str| {
+        std::fs::write(state.path().join("ssconf_master_node"), format!("{name}\n")).unwrap();
+        let output = gnt(state.path(), &["node", "list"]);
+        assert_eq!(
+            output.status.code(),
+            Some(ErrorKind::Unavailable.exit_code().into())
+        );
+        stderr(&output)
+    };
+    let elsewhere = master_is("node1.lab.test");
+    assert!(
+        elsewhere.contains(
+            "this node (node2.lab.test) is not the master: the master is node1.lab.test (ssconf), run gnt there"
+        ) && !elsewhere.contains("gnt-masterd --state-dir"),
+        "{elsewhere}"
+    );
+    let here = master_is("node2.lab.test");
+    assert!(
+        here.contains("gnt-masterd --state-dir") && !here.contains("run gnt there"),
+        "{here}"
+    );
+}
