@@ -292,6 +292,17 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
             problem.node, problem.message
         );
     }
+    let (summary, passed) = verdict_summary(verdict);
+    println!("{summary}");
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Verify's last line, and whether the cluster passed (warnings alone pass).
+fn verdict_summary(verdict: &VerifyClusterResponse) -> (String, bool) {
     let warnings = verdict
         .problems
         .iter()
@@ -309,11 +320,11 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
             1 => "1 node reaches itself on both networks and holds".to_owned(),
             n => format!("{n} nodes reach each other on both networks and hold"),
         };
-        println!(
+        let line = format!(
             "Cluster verify passed{with}: {reach} the ssconf of configuration serial {}.",
             verdict.config_serial
         );
-        ExitCode::SUCCESS
+        (line, true)
     } else {
         let and = if warnings == 0 {
             String::new()
@@ -322,12 +333,12 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
         };
         // The nodes checked, not the nodes that found something: one cut link is found by
         // both its ends, and a node's wrong ssconf by the master.
-        println!(
+        let line = format!(
             "Cluster verify failed: {}{and} ({} checked).",
             counted(errors, "problem"),
             counted(verdict.nodes_checked as usize, "node")
         );
-        ExitCode::from(1)
+        (line, false)
     }
 }
 
@@ -473,5 +484,53 @@ impl Progress {
         if self.shown && self.terminal {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gnt_proto::master::v1::VerifyProblem;
+
+    use super::*;
+
+    fn verdict(nodes: u32, errors: usize, warnings: usize) -> VerifyClusterResponse {
+        let problem = |severity: VerifySeverity| {
+            let mut problem = VerifyProblem::default();
+            problem.set_severity(severity);
+            problem
+        };
+        let mut problems = vec![problem(VerifySeverity::Error); errors];
+        problems.extend(vec![problem(VerifySeverity::Warning); warnings]);
+        VerifyClusterResponse {
+            problems,
+            nodes_checked: nodes,
+            config_serial: 7,
+        }
+    }
+
+    #[test]
+    fn verify_counts_in_the_singular_and_the_plural() {
+        let line = |nodes, errors, warnings| verdict_summary(&verdict(nodes, errors, warnings));
+        assert_eq!(
+            line(1, 0, 0),
+            (
+                "Cluster verify passed: 1 node reaches itself on both networks and holds the ssconf of configuration serial 7.".to_owned(),
+                true
+            )
+        );
+        assert!(line(4, 0, 1).0.starts_with(
+            "Cluster verify passed with 1 warning: 4 nodes reach each other on both networks and hold"
+        ));
+        assert_eq!(
+            line(2, 1, 0),
+            (
+                "Cluster verify failed: 1 problem (2 nodes checked).".to_owned(),
+                false
+            )
+        );
+        assert_eq!(
+            line(1, 4, 2).0,
+            "Cluster verify failed: 4 problems and 2 warnings (1 node checked)."
+        );
     }
 }
