@@ -13,21 +13,18 @@ mod failover;
 mod jobs;
 mod master_ip;
 mod output;
+mod rpc;
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use gnt_core::error::{Chain, Classify, ErrorKind, find_cause, kind_of_status};
 use gnt_core::join::JoinToken;
 use gnt_core::netutils::Resolver;
-use gnt_core::runner::TimeoutClass;
 use gnt_proto::master::v1::master_client::MasterClient;
 use gnt_proto::master::v1::submit_job_request::Operation;
 use gnt_proto::master::v1::{
-    AddNodeRequest, CallNodesRequest, CallStatus, ClusterInfoRequest, CreateJoinTokenRequest,
-    GetNodeRequest, ListNodesRequest, ModifyNodeRequest, RedistributeConfigRequest,
-    RemoveNodeRequest, VerifyClusterRequest, job,
+    AddNodeRequest, ClusterInfoRequest, CreateJoinTokenRequest, GetNodeRequest, ListNodesRequest,
+    ModifyNodeRequest, RedistributeConfigRequest, RemoveNodeRequest, VerifyClusterRequest, job,
 };
 use gnt_proto::master::v1::{DeleteJoinTokenRequest, ListJoinTokensRequest};
 use gnt_transports::{ConnectError, Connector};
@@ -129,7 +126,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             data,
             timeout_class,
             output,
-        }) => rpc_call(&paths, procedure, nodes, data, timeout_class, output).await,
+            force,
+        }) => {
+            let call = rpc::Call {
+                procedure,
+                nodes,
+                data,
+                class: timeout_class,
+                format: output,
+                force,
+            };
+            rpc::call(&paths, call).await
+        }
         Command::Job(command) => {
             let mut client = connect(&paths).await?;
             match command {
@@ -287,14 +295,14 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
                 .into_inner();
             output::node_list(&nodes.nodes, output);
         }
-        NodeCommand::Info { name } => {
+        NodeCommand::Info { name, output } => {
             let node = connect(paths)
                 .await?
                 .get_node(GetNodeRequest { name })
                 .await
                 .map_err(status)?
                 .into_inner();
-            output::node_info(&node);
+            output::node_info(&node, output);
         }
         NodeCommand::Remove { name, job } => {
             let mut client = connect(paths).await?;
@@ -371,78 +379,16 @@ async fn copy_file(
     output::call_results(&mut results, Output::Text);
     let failed = results
         .iter()
-        .filter(|r| !matches!(r.status(), CallStatus::Ok | CallStatus::Offline))
+        .filter(|r| {
+            !matches!(
+                r.status(),
+                gnt_proto::master::v1::CallStatus::Ok | gnt_proto::master::v1::CallStatus::Offline
+            )
+        })
         .count();
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
-}
-
-async fn rpc_call(
-    paths: &MasterPaths,
-    procedure: String,
-    nodes: Vec<String>,
-    data: String,
-    class: TimeoutClass,
-    format: Output,
-) -> Result<ExitCode, Failure> {
-    let mut client = connect(paths).await?;
-    let status = |s: tonic::Status| Failure::status(&s);
-    let expected: Vec<String> = if nodes.is_empty() {
-        let all = client
-            .list_nodes(ListNodesRequest {})
-            .await
-            .map_err(status)?
-            .into_inner();
-        all.nodes
-            .into_iter()
-            .filter_map(|n| n.addresses.map(|a| a.name))
-            .collect()
-    } else {
-        nodes.clone()
-    };
-    let request = CallNodesRequest {
-        procedure,
-        nodes,
-        request_json: data,
-        timeout_class: gnt_proto::master::v1::TimeoutClass::from(class).into(),
-    };
-    let mut stream = client
-        .call_nodes(request)
-        .await
-        .map_err(status)?
-        .into_inner();
-    let started = Instant::now();
-    let mut progress = output::Progress::new(expected);
-    let mut results = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            next = stream.next() => match next {
-                Some(Ok(result)) => {
-                    progress.answered(&result.node);
-                    results.push(result);
-                }
-                Some(Err(s)) => return Err(status(s)),
-                None => break,
-            },
-            _ = tick.tick() => {
-                if started.elapsed() >= Duration::from_secs(1) {
-                    progress.show(started.elapsed());
-                }
-            }
-        }
-    }
-    progress.finish();
-    output::call_results(&mut results, format);
-    let failed = results
-        .iter()
-        .any(|r| !matches!(r.status(), CallStatus::Ok | CallStatus::Offline));
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
     })
 }

@@ -149,7 +149,10 @@ pub enum MasterError {
     #[error("cannot mark the master node offline")]
     OfflineMaster,
     /// A token lifetime out of bounds.
-    #[error("invalid token lifetime: {seconds}s: use 1 minute to 30 days")]
+    #[error(
+        "invalid token lifetime: {}: use 1 minute to 30 days",
+        in_largest_unit(*seconds)
+    )]
     TokenLifetime {
         /// The lifetime asked for, in seconds.
         seconds: u64,
@@ -326,5 +329,35 @@ impl From<NodeAddrsError> for MasterError {
             NodeAddrsError::SecondaryNotIpv4(text) => Self::SecondaryNotIpv4(text),
             other => Self::Addresses(other),
         }
+    }
+}
+
+/// `seconds` in the largest unit of `--ttl`'s (d, h, m, s) that divides it, as an operator
+/// types a lifetime: `45d`, not `3888000s`.
+fn in_largest_unit(seconds: u64) -> String {
+    [(86_400, "d"), (3600, "h"), (60, "m")]
+        .iter()
+        .find(|(unit, _)| seconds != 0 && seconds.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{seconds}s"),
+            |(unit, name)| format!("{}{name}", seconds / unit),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_lifetime_is_shown_as_an_operator_types_it() {
+        let refused = |seconds| MasterError::TokenLifetime { seconds }.to_string();
+        assert_eq!(
+            refused(45 * 86_400),
+            "invalid token lifetime: 45d: use 1 minute to 30 days"
+        );
+        assert!(refused(30).contains(": 30s: "));
+        assert!(refused(90 * 60).contains(": 90m: "));
+        assert!(refused(36 * 3600).contains(": 36h: "));
+        assert!(refused(0).contains(": 0s: "));
     }
 }

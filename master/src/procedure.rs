@@ -13,6 +13,57 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 /// The service whose procedures can be called.
 pub const NODE_SERVICE: &str = "gnt.node.v1.NodeAgent";
 
+/// The procedures that only read the node's state: `gnt rpc call` runs them as asked.
+const READ_ONLY: &[&str] = &[
+    "Version",
+    "NodeInfo",
+    "HasIpAddress",
+    "TcpPing",
+    "NetworkTest",
+    "ReadMasterCopy",
+];
+
+/// What a procedure that changes or destroys node state does, in the words of the
+/// confirmation `gnt rpc call` asks for. A procedure in neither this table nor
+/// [`READ_ONLY`] is taken as changing state (a test keeps both tables complete), so that a
+/// new procedure is never run on every node unasked.
+const EFFECTS: &[(&str, &str)] = &[
+    (
+        "LeaveCluster",
+        "wipe the cluster state (ssconf, keys, certificates) and return to bootstrap mode",
+    ),
+    ("WriteSsconf", "replace the ssconf set"),
+    ("UploadFile", "replace a file"),
+    ("WriteMasterCopy", "replace the master copy"),
+    ("DropMasterCopy", "delete the master copy"),
+    ("ActivateMasterIp", "configure the cluster IP"),
+    ("DeactivateMasterIp", "remove the cluster IP"),
+    (
+        "ChangeMasterNetmask",
+        "change the netmask of the cluster IP",
+    ),
+    ("PrepareNodeKey", "generate a new node key"),
+    (
+        "InstallNodeCertificate",
+        "install a new node certificate and destroy the old key",
+    ),
+    ("WriteTrust", "replace the trusted CAs"),
+];
+
+/// What procedure `name` would do to each node it is called on, when it changes or
+/// destroys node state; `None` for a procedure that only reads.
+pub fn effect(name: &str) -> Option<&'static str> {
+    if READ_ONLY.contains(&name) {
+        return None;
+    }
+    Some(
+        EFFECTS
+            .iter()
+            .find(|(procedure, _)| *procedure == name)
+            .map_or("change its state", |(_, effect)| effect),
+    )
+}
+
 /// A procedure that cannot be called as asked.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +177,26 @@ impl PreparedCall {
             .into_inner();
         let message = DynamicMessage::decode(self.method.output(), answer)
             .map_err(|e| tonic::Status::internal(format!("the answer does not decode: {e}")))?;
-        serde_json::to_string(&message)
+        render(&message)
             .map_err(|e| tonic::Status::internal(format!("the answer does not render: {e}")))
     }
+}
+
+/// An answer in the proto3 JSON mapping, which leaves out fields that hold their default
+/// value; but an answer that would then be `{}` is written with them: `HasIpAddress`'s
+/// "not owned" as `{"owned":false}`, which says what it means. Only then: in a fuller
+/// answer a default often means "not asked" (`Version`'s `masterDaemonRunning` without
+/// `masterRole`), and printing it would say something false.
+fn render(message: &DynamicMessage) -> Result<String, serde_json::Error> {
+    let compact = serde_json::to_string(message)?;
+    if compact != "{}" {
+        return Ok(compact);
+    }
+    let options = prost_reflect::SerializeOptions::new().skip_default_fields(false);
+    let mut json = serde_json::Serializer::new(Vec::new());
+    message.serialize_with_options(&mut json, &options)?;
+    // serde_json writes UTF-8 only.
+    Ok(String::from_utf8_lossy(&json.into_inner()).into_owned())
 }
 
 /// A codec that passes encoded messages through unchanged.
@@ -173,6 +241,47 @@ impl Decoder for RawCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_show_their_default_fields() {
+        let pool = DescriptorPool::decode(gnt_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let answer = |name: &str| {
+            let output = pool
+                .get_service_by_name(NODE_SERVICE)
+                .unwrap()
+                .methods()
+                .find(|m| m.name() == name)
+                .unwrap()
+                .output();
+            render(&DynamicMessage::new(output)).unwrap()
+        };
+        assert_eq!(answer("HasIpAddress"), r#"{"owned":false}"#);
+        assert_eq!(answer("NetworkTest"), r#"{"verdicts":[]}"#);
+        // Not a fuller one: there a default may mean "not asked".
+        let mut version = DynamicMessage::new(
+            pool.get_message_by_name("gnt.node.v1.VersionResponse")
+                .unwrap(),
+        );
+        version.set_field_by_name("protocol_version", prost_reflect::Value::U32(1));
+        assert_eq!(render(&version).unwrap(), r#"{"protocolVersion":1}"#);
+    }
+
+    #[test]
+    fn every_procedure_is_known_to_read_or_to_change_node_state() {
+        let pool = DescriptorPool::decode(gnt_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let service = pool.get_service_by_name(NODE_SERVICE).unwrap();
+        for method in service.methods() {
+            let name = method.name();
+            let changing = EFFECTS.iter().any(|(p, _)| *p == name);
+            assert!(
+                READ_ONLY.contains(&name) != changing,
+                "{name}: put it in exactly one of READ_ONLY and EFFECTS"
+            );
+        }
+        assert_eq!(effect("Version"), None);
+        assert_eq!(effect("WriteTrust"), Some("replace the trusted CAs"));
+        assert_eq!(effect("NotYetKnown"), Some("change its state"));
+    }
 
     #[test]
     fn procedures_are_found_by_name_with_their_request_checked() {

@@ -328,3 +328,81 @@ fn a_refused_host_name_the_operator_did_not_type_says_where_it_came_from() {
     );
     assert!(!message.contains("comes from"), "{message}");
 }
+
+#[test]
+fn node_info_takes_an_output_format_like_node_list() {
+    let state = tempfile::tempdir().unwrap();
+    for command in [
+        ["node", "list"].as_slice(),
+        &["node", "info", "node1.lab.test"],
+    ] {
+        // Parsed: the command gets as far as looking for the master.
+        let json = gnt(state.path(), &[command, &["-o", "json"]].concat());
+        let message = stderr(&json);
+        assert_eq!(
+            json.status.code(),
+            Some(ErrorKind::Unavailable.exit_code().into()),
+            "{command:?}: {message}"
+        );
+        assert!(message.contains("cannot reach gnt-masterd"), "{message}");
+        let yaml = gnt(state.path(), &[command, &["-o", "yaml"]].concat());
+        assert_eq!(yaml.status.code(), Some(2), "{command:?}");
+        assert!(
+            stderr(&yaml).contains("possible values: text, json"),
+            "{}",
+            stderr(&yaml)
+        );
+    }
+}
+
+#[test]
+fn a_mistyped_procedure_is_refused_as_such_before_the_master_is_contacted() {
+    let state = tempfile::tempdir().unwrap();
+    let output = gnt(state.path(), &["rpc", "call", "LeaveClustre"]);
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::UnknownEntity.exit_code().into()),
+        "{message}"
+    );
+    assert!(
+        message.contains("no procedure 'LeaveClustre'") && !message.contains("--force"),
+        "{message}"
+    );
+    assert_untouched(state.path());
+}
+
+#[test]
+fn on_a_node_that_is_not_the_master_gnt_names_the_master_from_ssconf() {
+    let state = tempfile::tempdir().unwrap();
+    // What a member holds that anyone may read: its ssconf and its certificate (no key,
+    // which the hint must not need).
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["node2.lab.test".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "node2.lab.test");
+    let cert = params.self_signed(&key).unwrap().pem();
+    std::fs::write(state.path().join("node.pem"), cert).unwrap();
+    let master_is = |name: &str| {
+        std::fs::write(state.path().join("ssconf_master_node"), format!("{name}\n")).unwrap();
+        let output = gnt(state.path(), &["node", "list"]);
+        assert_eq!(
+            output.status.code(),
+            Some(ErrorKind::Unavailable.exit_code().into())
+        );
+        stderr(&output)
+    };
+    let elsewhere = master_is("node1.lab.test");
+    assert!(
+        elsewhere.contains(
+            "this node (node2.lab.test) is not the master: the master is node1.lab.test (ssconf), run gnt there"
+        ) && !elsewhere.contains("gnt-masterd --state-dir"),
+        "{elsewhere}"
+    );
+    let here = master_is("node2.lab.test");
+    assert!(
+        here.contains("gnt-masterd --state-dir") && !here.contains("run gnt there"),
+        "{here}"
+    );
+}

@@ -13,6 +13,7 @@ use gnt_core::runner::CallFailure;
 
 use crate::connect::FROZEN_PEER_DETECTION;
 use crate::error::ConnectError;
+use crate::tls::{NotAMember, is_not_a_member};
 
 /// Classifies a failed call that was given `timeout`.
 pub fn call_failure(status: &tonic::Status, timeout: Duration) -> CallFailure {
@@ -51,6 +52,10 @@ pub fn from_connect(error: &ConnectError) -> CallFailure {
     let detail = Chain(error).to_string();
     match error {
         ConnectError::TimedOut { timeout, .. } => CallFailure::TimedOut(*timeout),
+        // What rustls would say is "UnknownIssuer": true, but not what the operator needs.
+        ConnectError::Tls { source, .. } if is_not_a_member(source) => {
+            CallFailure::TlsRejected(NotAMember.to_string())
+        }
         ConnectError::Tls { .. } | ConnectError::TlsSetup { .. } => {
             CallFailure::TlsRejected(detail)
         }

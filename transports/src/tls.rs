@@ -26,6 +26,7 @@ mod server;
 mod session;
 
 pub use client::ClientTls;
+pub(crate) use client::{NotAMember, is_not_a_member};
 pub use pair_files::{KeyChoice, PairError, PairFiles};
 pub use pem::{Identity, Pem, check_issued_by};
 pub use policy::{DEFAULT_HANDSHAKE_TIMEOUT, PROTOCOL_VERSIONS, provider};

@@ -130,7 +130,7 @@ fn verify_fails_on_certificates_issued_for_5_days_and_warns_of_a_ca_for_20() {
     assert!(
         verify
             .stdout
-            .contains("Cluster verify failed: 4 problem(s) and 1 warning found by 2 node(s)."),
+            .contains("Cluster verify failed: 4 problems and 1 warning (2 nodes checked)."),
         "{verify}"
     );
 }

@@ -168,7 +168,7 @@ fn verify_names_a_node_with_a_stale_ssconf_and_redist_conf_fixes_it() {
         status(&out.stdout, "node2.lab.test").as_deref(),
         Some("refused")
     );
-    assert!(out.stdout.contains("1 node(s) did not take it"), "{out}");
+    assert!(out.stdout.contains("1 node did not take it"), "{out}");
 
     // It is a job like every change: --submit returns its id, and the job's record tells
     // the same story.
@@ -183,7 +183,7 @@ fn verify_names_a_node_with_a_stale_ssconf_and_redist_conf_fixes_it() {
     assert!(
         watched
             .stdout
-            .contains("distributed: 1 node(s) did not take the new ssconf yet")
+            .contains("distributed: 1 node did not take the new ssconf yet")
             && watched
                 .stdout
                 .contains("Warning:   node2.lab.test did not take it: connection refused"),

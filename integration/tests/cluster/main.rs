@@ -21,6 +21,7 @@ mod jobs;
 mod lifecycle;
 mod master_ip;
 mod operations;
+mod operator;
 mod refusals;
 mod renewal;
 mod renewal_crash;

@@ -173,6 +173,7 @@ fn operators_move_the_cluster_ip(policy: IpPolicy) {
                 "rpc",
                 "call",
                 "ActivateMasterIp",
+                "--force",
                 "--nodes",
                 "master.lab.test",
                 "-d",

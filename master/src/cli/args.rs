@@ -283,6 +283,9 @@ pub enum NodeCommand {
     },
     /// Show one node.
     Info {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
         /// The node.
         name: String,
     },
@@ -361,6 +364,10 @@ pub enum RpcCommand {
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Call a procedure that changes or destroys node state (LeaveCluster, WriteSsconf,
+        /// WriteTrust, ...) without asking for confirmation.
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use gnt_core::error::ErrorKind;
 use gnt_core::netutils::Hostname;
-use gnt_transports::join::{Mode, NodeState};
+use gnt_transports::join::NodeState;
+use gnt_transports::{PeerIdentity, Pem};
 
 use super::Failure;
 use crate::operations::failover::{FailoverOptions, master_failover};
@@ -86,16 +87,32 @@ fn master_named(state_dir: &Path) -> Option<Hostname> {
 }
 
 /// When this host is a member but not the master: which node is (for the message of a
-/// command that needs the master daemon).
+/// command that needs the master daemon). Read-only, from the ssconf and the node
+/// certificate (both public), not from the node's whole state: that needs the key, which
+/// only root may read, would create the state directory and could finish an interrupted
+/// certificate installation; a hint must do none of that.
 pub(super) fn elsewhere(state_dir: &Path) -> Option<String> {
-    let Ok(Mode::Member(membership)) = NodeState::open(state_dir).ok()?.mode() else {
-        return None;
-    };
-    let master = membership.ssconf.master_node().ok()?;
-    (master != membership.node_name).then(|| {
+    let master = master_named(state_dir)?;
+    let this = certified_name(state_dir)?;
+    (master != this).then(|| {
         format!(
-            "; this node ({}) is not the master: the master is {master} (ssconf), run gnt there",
-            membership.node_name
+            "; this node ({this}) is not the master: the master is {master} (ssconf), run gnt there"
         )
     })
+}
+
+/// This node's name, from its certificate.
+fn certified_name(state_dir: &Path) -> Option<Hostname> {
+    let pem = Pem::read(
+        "node certificate",
+        &NodeState::node_certificate_path(state_dir),
+    )
+    .ok()?;
+    let leaf = pem
+        .certificates("node certificate")
+        .ok()?
+        .into_iter()
+        .next()?;
+    let name = PeerIdentity::from_certificate(&leaf)?.common_name?;
+    Hostname::parse(&name).ok()
 }

@@ -187,21 +187,7 @@ fn yes_no(flag: bool) -> &'static str {
 
 pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
     if output == Output::Json {
-        let list: Vec<_> = nodes
-            .iter()
-            .map(|n| {
-                let a = n.addresses.clone().unwrap_or_default();
-                json!({
-                    "name": a.name,
-                    "primary_ip": a.primary_ip,
-                    "secondary_ip": a.secondary_ip,
-                    "master": n.master,
-                    "offline": n.offline,
-                    "master_candidate": n.master_candidate,
-                    "certificate_sha256": n.certificate_sha256,
-                })
-            })
-            .collect();
+        let list: Vec<_> = nodes.iter().map(node_json).collect();
         println!("{:#}", serde_json::Value::Array(list));
         return;
     }
@@ -232,7 +218,26 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
     );
 }
 
-pub(super) fn node_info(node: &NodeRecord) {
+/// A node in JSON: the same object in `node list -o json` (an array of them) and
+/// `node info -o json`, so that a script reads both alike.
+fn node_json(node: &NodeRecord) -> serde_json::Value {
+    let a = node.addresses.clone().unwrap_or_default();
+    json!({
+        "name": a.name,
+        "primary_ip": a.primary_ip,
+        "secondary_ip": a.secondary_ip,
+        "master": node.master,
+        "offline": node.offline,
+        "master_candidate": node.master_candidate,
+        "certificate_sha256": node.certificate_sha256,
+    })
+}
+
+pub(super) fn node_info(node: &NodeRecord, output: Output) {
+    if output == Output::Json {
+        println!("{:#}", node_json(node));
+        return;
+    }
     let a = node.addresses.clone().unwrap_or_default();
     println!("Node:         {}", a.name);
     println!("Primary IP:   {}", a.primary_ip);
@@ -287,38 +292,53 @@ pub(super) fn verification(verdict: &VerifyClusterResponse) -> ExitCode {
             problem.node, problem.message
         );
     }
+    let (summary, passed) = verdict_summary(verdict);
+    println!("{summary}");
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Verify's last line, and whether the cluster passed (warnings alone pass).
+fn verdict_summary(verdict: &VerifyClusterResponse) -> (String, bool) {
     let warnings = verdict
         .problems
         .iter()
         .filter(|p| p.severity() == VerifySeverity::Warning)
         .count();
     let errors = verdict.problems.len() - warnings;
-    let warned = match warnings {
-        1 => "1 warning".to_owned(),
-        n => format!("{n} warnings"),
-    };
+    let warned = counted(warnings, "warning");
     if errors == 0 {
         let with = if warnings == 0 {
             String::new()
         } else {
             format!(" with {warned}")
         };
-        println!(
-            "Cluster verify passed{with}: {} nodes reach each other on both networks and hold the ssconf of configuration serial {}.",
-            verdict.nodes_checked, verdict.config_serial
+        let reach = match verdict.nodes_checked {
+            1 => "1 node reaches itself on both networks and holds".to_owned(),
+            n => format!("{n} nodes reach each other on both networks and hold"),
+        };
+        let line = format!(
+            "Cluster verify passed{with}: {reach} the ssconf of configuration serial {}.",
+            verdict.config_serial
         );
-        ExitCode::SUCCESS
+        (line, true)
     } else {
         let and = if warnings == 0 {
             String::new()
         } else {
             format!(" and {warned}")
         };
-        println!(
-            "Cluster verify failed: {errors} problem(s){and} found by {} node(s).",
-            verdict.nodes_checked
+        // The nodes checked, not the nodes that found something: one cut link is found by
+        // both its ends, and a node's wrong ssconf by the master.
+        let line = format!(
+            "Cluster verify failed: {}{and} ({} checked).",
+            counted(errors, "problem"),
+            counted(verdict.nodes_checked as usize, "node")
         );
-        ExitCode::from(1)
+        (line, false)
     }
 }
 
@@ -338,10 +358,25 @@ pub(super) fn redistribution(done: RedistributeConfigResponse) -> ExitCode {
     if failed == 0 {
         return ExitCode::SUCCESS;
     }
+    let (them, they) = if failed == 1 {
+        ("it", "it does, or until it is")
+    } else {
+        ("them", "they do, or until they are")
+    };
     println!(
-        "{failed} node(s) did not take it; gnt-masterd retries them until they do, or until they are marked offline."
+        "{} did not take it; gnt-masterd retries {them} until {they} marked offline.",
+        counted(failed, "node")
     );
     ExitCode::from(1)
+}
+
+/// `n` and `noun`, in the plural unless `n` is 1 (every noun counted here takes an s).
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn status_name(status: CallStatus) -> &'static str {
@@ -449,5 +484,53 @@ impl Progress {
         if self.shown && self.terminal {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gnt_proto::master::v1::VerifyProblem;
+
+    use super::*;
+
+    fn verdict(nodes: u32, errors: usize, warnings: usize) -> VerifyClusterResponse {
+        let problem = |severity: VerifySeverity| {
+            let mut problem = VerifyProblem::default();
+            problem.set_severity(severity);
+            problem
+        };
+        let mut problems = vec![problem(VerifySeverity::Error); errors];
+        problems.extend(vec![problem(VerifySeverity::Warning); warnings]);
+        VerifyClusterResponse {
+            problems,
+            nodes_checked: nodes,
+            config_serial: 7,
+        }
+    }
+
+    #[test]
+    fn verify_counts_in_the_singular_and_the_plural() {
+        let line = |nodes, errors, warnings| verdict_summary(&verdict(nodes, errors, warnings));
+        assert_eq!(
+            line(1, 0, 0),
+            (
+                "Cluster verify passed: 1 node reaches itself on both networks and holds the ssconf of configuration serial 7.".to_owned(),
+                true
+            )
+        );
+        assert!(line(4, 0, 1).0.starts_with(
+            "Cluster verify passed with 1 warning: 4 nodes reach each other on both networks and hold"
+        ));
+        assert_eq!(
+            line(2, 1, 0),
+            (
+                "Cluster verify failed: 1 problem (2 nodes checked).".to_owned(),
+                false
+            )
+        );
+        assert_eq!(
+            line(1, 4, 2).0,
+            "Cluster verify failed: 4 problems and 2 warnings (1 node checked)."
+        );
     }
 }

@@ -160,7 +160,7 @@ impl Step {
             Self::Committed { serial } => format!("configuration serial {serial}"),
             Self::Distributed { missed: 0 } => "every online node has the new ssconf".to_owned(),
             Self::Distributed { missed } => {
-                format!("{missed} node(s) did not take the new ssconf yet")
+                format!("{} did not take the new ssconf yet", nodes(*missed))
             }
             Self::NetmaskLive { live: true } => {
                 "the master's cluster IP has the new netmask".to_owned()
@@ -172,12 +172,24 @@ impl Step {
                 renewed,
                 pending: 0,
             } => {
-                format!("{renewed} node(s) renewed; every node has its new certificates")
+                format!(
+                    "{} renewed; every node has its new certificates",
+                    nodes(*renewed)
+                )
             }
             Self::Renewed { renewed, pending } => {
-                format!("{renewed} node(s) renewed; {pending} still to renew")
+                format!("{} renewed; {pending} still to renew", nodes(*renewed))
             }
         }
+    }
+}
+
+/// `n` nodes, in the singular for one.
+fn nodes(n: usize) -> String {
+    if n == 1 {
+        "1 node".to_owned()
+    } else {
+        format!("{n} nodes")
     }
 }
 

@@ -155,7 +155,12 @@ pub async fn tcp_ping(target: SocketAddr, options: &PingOptions) -> Result<PingO
         Ok(Err(err)) if err.kind() == io::ErrorKind::TimedOut => PingOutcome::TimedOut,
         Ok(Err(err)) => PingOutcome::Unreachable(err.to_string()),
     };
-    tracing::debug!(%target, source = ?options.source, ?outcome, "tcp ping");
+    // Display, not Debug: a log line reads "unreachable: No route to host (os error 113)",
+    // not `Unreachable("No route to host (os error 113)")`.
+    match options.source {
+        Some(source) => tracing::debug!(%target, %source, %outcome, "tcp ping"),
+        None => tracing::debug!(%target, %outcome, "tcp ping"),
+    }
     Ok(outcome)
 }
 

@@ -395,6 +395,12 @@ impl NodeState {
         Ok(())
     }
 
+    /// Where the node certificate of the state in `dir` is (public, 0644): what names
+    /// the node without its key, for whoever may not read the key or change the state.
+    pub fn node_certificate_path(dir: &Path) -> PathBuf {
+        dir.join(NODE_CERT)
+    }
+
     /// The node's key file: the key of its node certificate, and of its master certificate
     /// when it is a master candidate.
     pub fn node_key_path(&self) -> PathBuf {

@@ -20,6 +20,9 @@ use crate::error::TlsConfigError;
 use crate::peer::TlsPeer;
 
 mod danger;
+mod member;
+
+pub(crate) use member::{NotAMember, is_not_a_member};
 
 /// The client side of TLS.
 #[derive(Clone)]
@@ -38,10 +41,18 @@ impl fmt::Debug for ClientTls {
 impl ClientTls {
     /// A client trusting only `ca`, presenting `identity` when given.
     pub fn new(ca: &Pem, identity: Option<&Identity>) -> Result<Self, TlsConfigError> {
-        let builder = ClientConfig::builder_with_provider(provider())
+        let provider = provider();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots(ca)?,
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| invalid("CA certificate", ca.origin(), e))?;
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(PROTOCOL_VERSIONS)
             .map_err(|e| invalid("TLS versions", ca.origin(), e))?
-            .with_root_certificates(roots(ca)?);
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(member::ClusterMember(verifier)));
         Self::with_identity(builder, identity)
     }
 
