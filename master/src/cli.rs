@@ -10,6 +10,7 @@
 mod args;
 mod crypto;
 mod failover;
+mod fields;
 mod jobs;
 mod master_ip;
 mod output;
@@ -286,23 +287,43 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
                 Waited::NotWaited(code) => return Ok(code),
             }
         }
-        NodeCommand::List { output } => {
+        NodeCommand::List {
+            output,
+            no_headers,
+            separator,
+        } => {
             let nodes = connect(paths)
                 .await?
                 .list_nodes(ListNodesRequest {})
                 .await
                 .map_err(status)?
                 .into_inner();
-            output::node_list(&nodes.nodes, output);
+            match output {
+                fields::Selection::Text => fields::node_list(&nodes.nodes, Output::Text),
+                fields::Selection::Json => fields::node_list(&nodes.nodes, Output::Json),
+                fields::Selection::Fields(chosen) => {
+                    let lines =
+                        fields::lines(&nodes.nodes, &chosen, !no_headers, separator.as_deref());
+                    for line in lines {
+                        println!("{line}");
+                    }
+                }
+            }
         }
-        NodeCommand::Info { name, output } => {
-            let node = connect(paths)
-                .await?
-                .get_node(GetNodeRequest { name })
-                .await
-                .map_err(status)?
-                .into_inner();
-            output::node_info(&node, output);
+        NodeCommand::Info { names, output } => {
+            // Every name is looked up before anything is printed: one unknown name is the
+            // command's failure, not a half-printed list.
+            let mut client = connect(paths).await?;
+            let mut nodes = Vec::with_capacity(names.len());
+            for name in names {
+                let node = client
+                    .get_node(GetNodeRequest { name })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                nodes.push(node);
+            }
+            fields::node_info(&nodes, output);
         }
         NodeCommand::Remove { name, job } => {
             let mut client = connect(paths).await?;

@@ -22,6 +22,32 @@ fn node_info_in_json_is_the_object_node_list_gives() {
         .find(|n| n["name"] == "node1.lab.test")
         .unwrap();
     assert_eq!(listed, &info);
+
+    // Ganeti's fields, headers and flags, for scripts written for gnt-node list.
+    let fields = gnt_ok(
+        &cluster,
+        &[
+            "node",
+            "list",
+            "-o",
+            "name,sip,master_candidate,role",
+            "--no-headers",
+            "--separator",
+            "|",
+        ],
+    );
+    assert_eq!(
+        fields.stdout, "master.lab.test|10.78.0.10|Y|M\nnode1.lab.test|10.78.0.11|Y|C\n",
+        "{fields}"
+    );
+    // Several nodes at once (short names, as anywhere): an array in JSON.
+    let both = gnt_ok(&cluster, &["node", "info", "-o", "json", "master", "node1"]);
+    let both: serde_json::Value = serde_json::from_str(&both.stdout).unwrap();
+    assert_eq!(both.as_array().map(Vec::len), Some(2), "{both}");
+    assert_eq!(both[1], info);
+    let unknown = cluster.gnt(&["node", "list", "-o", "name,uuid"]).unwrap();
+    assert_eq!(unknown.code, 2, "{unknown}");
+    assert!(unknown.stderr.contains("unknown field 'uuid'"), "{unknown}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use gnt_core::runner::TimeoutClass;
 use gnt_core::{DEFAULT_NODE_PORT, DEFAULT_STATE_DIR};
 
 use super::Failure;
+use super::fields::{Selection, parse_selection};
 use super::output::Output;
 use crate::operations::init::{InitOptions, NameOrigin};
 use crate::pki::Lifetimes;
@@ -277,17 +278,25 @@ pub enum NodeCommand {
     },
     /// List the nodes.
     List {
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        /// `text` (a table), `json`, or fields by Ganeti's names, comma-separated: name,
+        /// pip, sip, master, offline, master_candidate, role.
+        #[arg(short = 'o', long, value_name = "FORMAT|FIELDS", value_parser = parse_selection, default_value = "text")]
+        output: Selection,
+        /// With fields: no header line.
+        #[arg(long)]
+        no_headers: bool,
+        /// With fields: join the columns with this instead of aligning them.
+        #[arg(long, value_name = "S")]
+        separator: Option<String>,
     },
-    /// Show one node.
+    /// Show nodes, one after the other (a short name does when it is one node's).
     Info {
-        /// Output format.
+        /// Output format: with one node a JSON object, with several an array of them.
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
-        /// The node.
-        name: String,
+        /// The nodes.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
     /// Remove a node: it leaves the cluster, the others get the new ssconf.
     Remove {

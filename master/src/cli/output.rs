@@ -9,8 +9,8 @@ use std::time::Duration;
 use gnt_core::policy::IpPolicy;
 use gnt_proto::master::v1::{
     AddNodeResponse, CallStatus, ClusterInfoResponse, CreateJoinTokenResponse, JoinTokenInfo,
-    NetworkKind, NodeCallResult, NodeRecord, RedistributeConfigResponse, VerifyClusterResponse,
-    VerifyCode, VerifySeverity,
+    NetworkKind, NodeCallResult, RedistributeConfigResponse, VerifyClusterResponse, VerifyCode,
+    VerifySeverity,
 };
 use serde_json::json;
 
@@ -181,71 +181,8 @@ pub(super) fn warnings(warnings: &[String]) {
     }
 }
 
-fn yes_no(flag: bool) -> &'static str {
+pub(super) fn yes_no(flag: bool) -> &'static str {
     if flag { "yes" } else { "no" }
-}
-
-pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
-    if output == Output::Json {
-        let list: Vec<_> = nodes.iter().map(node_json).collect();
-        println!("{:#}", serde_json::Value::Array(list));
-        return;
-    }
-    let rows: Vec<[String; 6]> = nodes
-        .iter()
-        .map(|n| {
-            let a = n.addresses.clone().unwrap_or_default();
-            [
-                a.name,
-                a.primary_ip,
-                a.secondary_ip,
-                yes_no(n.master).to_owned(),
-                yes_no(n.offline).to_owned(),
-                yes_no(n.master_candidate).to_owned(),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "Node",
-            "Primary",
-            "Secondary",
-            "Master",
-            "Offline",
-            "Candidate",
-        ],
-        &rows,
-    );
-}
-
-/// A node in JSON: the same object in `node list -o json` (an array of them) and
-/// `node info -o json`, so that a script reads both alike.
-fn node_json(node: &NodeRecord) -> serde_json::Value {
-    let a = node.addresses.clone().unwrap_or_default();
-    json!({
-        "name": a.name,
-        "primary_ip": a.primary_ip,
-        "secondary_ip": a.secondary_ip,
-        "master": node.master,
-        "offline": node.offline,
-        "master_candidate": node.master_candidate,
-        "certificate_sha256": node.certificate_sha256,
-    })
-}
-
-pub(super) fn node_info(node: &NodeRecord, output: Output) {
-    if output == Output::Json {
-        println!("{:#}", node_json(node));
-        return;
-    }
-    let a = node.addresses.clone().unwrap_or_default();
-    println!("Node:         {}", a.name);
-    println!("Primary IP:   {}", a.primary_ip);
-    println!("Secondary IP: {}", a.secondary_ip);
-    println!("Master:       {}", yes_no(node.master));
-    println!("Offline:      {}", yes_no(node.offline));
-    println!("Candidate:    {}", yes_no(node.master_candidate));
-    println!("Certificate:  SHA256 {}", node.certificate_sha256);
 }
 
 pub(super) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
