@@ -11,6 +11,16 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Lower-case hex, no separators: how `UploadFile` states a file's SHA-256, and how the
+/// configuration keeps a token's hash.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
 /// Colon-separated upper-case hex pairs, as `openssl x509 -fingerprint` prints them.
 pub fn fingerprint(digest: &[u8]) -> String {
     let mut text = String::with_capacity(digest.len() * 3);
@@ -54,6 +64,12 @@ pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lower_case_pairs_without_separators() {
+        assert_eq!(hex(&[0x00, 0xab, 0x0f, 0xff]), "00ab0fff");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn fingerprints_parse_back_to_their_digest_and_nothing_else_parses() {

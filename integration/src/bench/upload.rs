@@ -98,7 +98,7 @@ pub async fn grpc_upload(
             path: destination.display().to_string(),
             mode: 0o600,
             size: payload.size(),
-            sha256: payload.sha256.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: gnt_core::digest::hex(&payload.sha256),
         })),
     };
     let block = payload.block.clone();

@@ -101,10 +101,7 @@ fn slow_upload(cluster: &ClusterLab, node: &str, stop: &'static AtomicBool) -> R
         path: destination.display().to_string(),
         mode: 0o644,
         size: content.len() as u64,
-        sha256: sha256(&content)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: gnt_core::digest::hex(&sha256(&content)),
     };
     cluster
         .host("master")

@@ -73,10 +73,7 @@ fn payload(path: &Path) -> Result<Payload, CopyFileError> {
         });
     }
     let content = std::fs::read(path).map_err(|e| FsError::new("read", path, e))?;
-    let sha256: String = gnt_core::digest::sha256(&content)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = gnt_core::digest::hex(&gnt_core::digest::sha256(&content));
     let header = UploadFileHeader {
         path: path.display().to_string(),
         mode: metadata.permissions().mode() & 0o777,

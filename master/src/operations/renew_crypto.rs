@@ -255,14 +255,7 @@ impl Master {
     pub fn discard_staged_renewal(&self) -> Result<(), MasterError> {
         ca_pair(&self.paths).remove_staged()?;
         master_pair(&self.paths).remove_staged()?;
-        let retiring = retiring_pair(&self.paths);
-        for path in [retiring.key_path(), retiring.cert_path()] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(FsError::new("remove", path, e).into()),
-            }
-        }
+        retiring_pair(&self.paths).remove()?;
         Ok(())
     }
 

@@ -139,13 +139,7 @@ impl JoinToken {
 
     /// [`hash`](Self::hash) as lower-case hex: the form the master's configuration keeps.
     pub fn hash_hex(&self) -> String {
-        use std::fmt::Write as _;
-        self.hash()
-            .iter()
-            .fold(String::with_capacity(64), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            })
+        crate::digest::hex(&self.hash())
     }
 
     /// The proof `side` sends on the TLS session with exporter value `channel_binding`.

@@ -229,6 +229,14 @@ impl PairFiles {
         Ok(())
     }
 
+    /// Removes the pair, and anything staged for it; files already gone are no error.
+    pub fn remove(&self) -> Result<(), PairError> {
+        self.remove_staged()?;
+        remove(&self.key)?;
+        remove(&self.cert)?;
+        Ok(())
+    }
+
     fn sync(&self) -> Result<(), FsError> {
         match self.cert.parent() {
             Some(dir) => fs_atomic::sync_dir(dir),
@@ -321,6 +329,17 @@ mod tests {
         files
             .install(&certificate_for(&old, "renewed"), KeyChoice::Current)
             .unwrap();
+    }
+
+    #[test]
+    fn a_removed_pair_is_gone_and_removing_it_again_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, _) = pair(dir.path());
+        files.stage_new_key().unwrap();
+        files.remove().unwrap();
+        assert!(!files.cert_path().exists() && !files.key_path().exists());
+        assert!(!files.staged_key_path().exists());
+        files.remove().unwrap();
     }
 
     #[test]
