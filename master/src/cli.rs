@@ -268,21 +268,26 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
         NodeCommand::Add {
             secondary_ip,
             join_token,
+            readd,
             name,
             job,
         } => {
             // A token the master would refuse is refused here, before the master is
             // contacted, with the same one-line message (and without echoing it, as clap
             // would if it parsed the argument).
-            let token: JoinToken = join_token.parse().map_err(|e| Failure::of(&e))?;
+            let token = join_token
+                .map(|t| t.parse::<JoinToken>())
+                .transpose()
+                .map_err(|e| Failure::of(&e))?;
             let request = AddNodeRequest {
                 name,
                 secondary_ip: secondary_ip.unwrap_or_default(),
-                join_token: token.expose(),
+                join_token: token.map(|t| t.expose()).unwrap_or_default(),
+                readd,
             };
             let mut client = connect(paths).await?;
             match jobs::run_job(&mut client, Operation::AddNode(request), job).await? {
-                Waited::Done(job::Result::Added(added)) => output::added(&added),
+                Waited::Done(job::Result::Added(added)) => output::added(&added, readd),
                 Waited::Done(_) => return Err(unexpected()),
                 Waited::NotWaited(code) => return Ok(code),
             }

@@ -27,7 +27,9 @@ pub enum MasterError {
     #[error(transparent)]
     Name(#[from] NameError),
     /// The node exists already (Ganeti's words).
-    #[error("Node {0} is already in the configuration")]
+    #[error(
+        "Node {0} is already in the configuration; to take it back in (e.g. after a reinstall), use `gnt node add --readd`"
+    )]
     NodeExists(Hostname),
     /// No such node (Ganeti's words, and where to look).
     #[error("Node {0} is not in the configuration; `gnt node list` shows the nodes")]
@@ -148,6 +150,29 @@ pub enum MasterError {
     /// The master node cannot be marked offline.
     #[error("cannot mark the master node offline")]
     OfflineMaster,
+    /// The master is re-added by failover, not by `--readd` (Ganeti's words).
+    #[error("Cannot readd the master node")]
+    ReaddMaster,
+    /// A re-add that gives the node another secondary (Ganeti's words, and what to do).
+    #[error(
+        "Readded node doesn't have the same IP address configuration as before: its secondary is {recorded}, not {given}; change it with `gnt node modify --secondary-ip` once the node is back"
+    )]
+    ReaddOtherSecondary {
+        /// The secondary the configuration lists.
+        recorded: IpAddr,
+        /// The one given.
+        given: IpAddr,
+    },
+    /// A re-add without a token, of a node that cannot prove it is still a member.
+    #[error(
+        "{node} does not prove it is a member of this cluster ({why}); if it was reinstalled, start its gnt-noded with a join token (`gnt node token create`) and give that token with --join-token"
+    )]
+    ReaddNeedsToken {
+        /// The node.
+        node: Hostname,
+        /// What the check found.
+        why: String,
+    },
     /// A token lifetime out of bounds.
     #[error(
         "invalid token lifetime: {}: use 1 minute to 30 days",
@@ -287,9 +312,12 @@ impl Classify for MasterError {
             | Self::SecondaryUnreachable { .. }
             | Self::NoVersion { .. } => ErrorKind::Environment,
             Self::JoinTimeout { .. } => ErrorKind::Timeout,
-            Self::VersionMismatch { .. } | Self::RemoveMaster | Self::OfflineMaster => {
-                ErrorKind::WrongState
-            }
+            Self::VersionMismatch { .. }
+            | Self::RemoveMaster
+            | Self::OfflineMaster
+            | Self::ReaddMaster
+            | Self::ReaddNeedsToken { .. } => ErrorKind::WrongState,
+            Self::ReaddOtherSecondary { .. } => ErrorKind::WrongInput,
             Self::Name(e) => e.kind(),
             Self::Token(e) => e.kind(),
             Self::Join { source, .. } => source.kind(),

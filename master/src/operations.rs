@@ -35,6 +35,7 @@ pub mod init;
 pub mod master_ip;
 pub mod node_add;
 pub mod node_modify;
+pub mod node_readd;
 pub mod node_remove;
 pub mod probe;
 pub mod redistribute;

@@ -202,6 +202,28 @@ fn the_join_token_may_come_from_the_environment_and_is_never_echoed() {
 }
 
 #[test]
+fn only_a_readd_may_go_without_a_join_token() {
+    let state = tempfile::tempdir().unwrap();
+    let output = command(env!("CARGO_BIN_EXE_gnt"), state.path())
+        .env_remove("GNT_JOIN_TOKEN")
+        .args(["node", "add", "node1.example"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    let message = stderr(&output);
+    assert!(message.contains("--join-token <TOKEN>"), "{message}");
+    // A re-add without one gets past the arguments, to the (absent) master.
+    let readd = command(env!("CARGO_BIN_EXE_gnt"), state.path())
+        .env_remove("GNT_JOIN_TOKEN")
+        .args(["node", "add", "--readd", "node1.example"])
+        .output()
+        .unwrap();
+    let message = stderr(&readd);
+    assert!(message.contains("gnt-masterd"), "{message}");
+    assert_untouched(state.path());
+}
+
+#[test]
 fn without_a_running_master_gnt_says_where_it_looked_and_how_to_start_it() {
     let state = tempfile::tempdir().unwrap();
     let output = gnt(state.path(), &["node", "list"]);

@@ -222,6 +222,12 @@ impl ConnectError {
             _ => false,
         }
     }
+
+    /// Whether the node presented a self-signed certificate instead of one of the
+    /// cluster's: it is not a member (it left, or waits for a Join).
+    pub fn is_not_a_member(&self) -> bool {
+        matches!(self, Self::Tls { source, .. } if crate::tls::is_not_a_member(source))
+    }
 }
 
 impl Classify for ConnectError {

@@ -122,6 +122,7 @@ async fn add(
             IpPolicy::Ipv4 => String::new(),
         },
         join_token: token.to_owned(),
+        readd: false,
     };
     let started = Instant::now();
     let reply = api

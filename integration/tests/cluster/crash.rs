@@ -20,6 +20,7 @@
 //! default, 50 with `GNT_LONG_TESTS=1`. No timing is asserted.
 
 mod lab;
+mod readd;
 mod tally;
 
 use std::time::Duration;

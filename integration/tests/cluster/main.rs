@@ -22,6 +22,7 @@ mod lifecycle;
 mod master_ip;
 mod operations;
 mod operator;
+mod readd;
 mod refusals;
 mod renewal;
 mod renewal_crash;

@@ -267,9 +267,15 @@ pub enum NodeCommand {
             long,
             value_name = "TOKEN",
             env = "GNT_JOIN_TOKEN",
-            hide_env_values = true
+            hide_env_values = true,
+            required_unless_present = "readd"
         )]
-        join_token: String,
+        join_token: Option<String>,
+        /// Take back a node the configuration lists already, e.g. after a reinstall: its
+        /// secondary stays, its offline flag is cleared, it gets a new certificate if it
+        /// joins with a token. Without a token, the node must still prove its membership.
+        #[arg(long)]
+        readd: bool,
         /// The node's name; it must resolve in the cluster's primary IP version.
         name: String,
         /// How to wait for the job.

@@ -165,12 +165,16 @@ pub(super) fn token(token: &CreateJoinTokenResponse) {
     );
 }
 
-pub(super) fn added(added: &AddNodeResponse) {
+pub(super) fn added(added: &AddNodeResponse, readd: bool) {
     let node = added.node.clone().unwrap_or_default();
     let addresses = node.addresses.unwrap_or_default();
     println!(
-        "Node {} added (primary {}, secondary {}); configuration serial {}.",
-        addresses.name, addresses.primary_ip, addresses.secondary_ip, added.config_serial
+        "Node {} {} (primary {}, secondary {}); configuration serial {}.",
+        addresses.name,
+        if readd { "re-added" } else { "added" },
+        addresses.primary_ip,
+        addresses.secondary_ip,
+        added.config_serial
     );
     warnings(&added.warnings);
 }

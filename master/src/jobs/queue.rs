@@ -124,7 +124,7 @@ impl JobQueue {
     /// Records `submission` as a queued job and hands it to the worker.
     pub fn submit(&self, submission: Submission) -> Result<Submitted, MasterError> {
         let token = match &submission {
-            Submission::AddNode(add) => Some(add.token.clone()),
+            Submission::AddNode(add) => add.token.clone(),
             _ => None,
         };
         let op = submission.op();
@@ -360,7 +360,9 @@ impl Worker {
     async fn recover(&self, master: &Master, record: JobRecord) {
         let queue = &self.queue;
         let id = record.id;
-        if record.state == JobState::Queued && !matches!(record.op, JobOp::AddNode { .. }) {
+        let needs_secret =
+            matches!(&record.op, JobOp::AddNode { token_id, .. } if !token_id.is_empty());
+        if record.state == JobState::Queued && !needs_secret {
             // Nothing of it ran; it needs no secret: run it now, as if just submitted.
             tracing::info!(job = id, "running a job queued before the master stopped");
             self.execute(master, Work { id, token: None }).await;
@@ -414,15 +416,21 @@ async fn run_op(
 ) -> Result<(JobOutcome, Vec<String>), MasterError> {
     match op {
         JobOp::AddNode {
-            name, secondary, ..
+            name,
+            secondary,
+            token_id,
+            readd,
         } => {
-            let Some(token) = token else {
+            // The secret is kept only in memory: a job whose token is lost with a stop
+            // cannot run.
+            if token.is_none() && !(*readd && token_id.is_empty()) {
                 return Err(MasterError::Stopping);
-            };
+            }
             let add = AddNode {
                 name: name.clone(),
                 secondary: secondary.clone(),
                 token,
+                readd: *readd,
             };
             let (node, changed) = master.add_node(add, progress).await?;
             let serial = changed.serial;

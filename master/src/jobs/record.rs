@@ -29,8 +29,11 @@ pub enum JobOp {
         name: String,
         /// `-s`, as given.
         secondary: Option<String>,
-        /// The join token's id (never its secret).
+        /// The join token's id (never its secret); empty for a re-add without one.
         token_id: String,
+        /// `--readd`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        readd: bool,
     },
     /// `gnt node remove`.
     RemoveNode {
@@ -65,6 +68,9 @@ impl JobOp {
     /// The operation in words.
     pub fn summary(&self) -> String {
         match self {
+            Self::AddNode {
+                name, readd: true, ..
+            } => format!("re-add node {name}"),
             Self::AddNode { name, .. } => format!("add node {name}"),
             Self::RemoveNode { name } => format!("remove node {name}"),
             Self::ModifyNode { name, flags } => format!("mark node {name} {}", flags.summary()),

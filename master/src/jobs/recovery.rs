@@ -8,6 +8,8 @@
 //! | add | none, `checked` | failed: nothing reached the node |
 //! | add | `joining`, `joined`, `version-checked` | in the configuration already (killed between its write and the record): as `committed`; else ask the node: a member is committed; a node that is not one (said twice, a pause apart) failed; an unreachable one is committed if `joined` was recorded, else failed (a later add takes it in) |
 //! | add | `committed` and on | ssconf redistributed: succeeded |
+//! | re-add | none, `checked` | failed: nothing reached the node |
+//! | re-add | `joining` to `version-checked` | ask the node: a member is committed again (the commit is idempotent), as an ordinary node; else failed |
 //! | remove | none | failed: nothing done |
 //! | remove | `leaving`, `left` | out of the configuration already (killed between its write and the record): as `committed`; else told to leave again if still a member, removed from the configuration |
 //! | remove | `committed` and on | ssconf redistributed: succeeded |
@@ -83,6 +85,12 @@ impl Recovered {
 /// Takes `record`, which a previous master left unfinished, to an end.
 pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progress) -> Recovered {
     match &record.op {
+        JobOp::AddNode {
+            name,
+            token_id,
+            readd: true,
+            ..
+        } => recover_readd(master, record, name, token_id, progress).await,
         JobOp::AddNode { name, token_id, .. } => {
             recover_add(master, record, name, token_id, progress).await
         }
@@ -270,6 +278,81 @@ async fn recover_add(
         (outcome, missed),
         "the master stopped after the Join; the node had joined: committed it",
     )
+}
+
+/// A re-add: the record is updated in place, so whether the commit is done cannot be told
+/// from the configuration; it is made again (it is idempotent) if the node answers as a
+/// member, with the certificate it presents. Candidacy is not decided again: the node
+/// comes back an ordinary node, which `gnt node modify -C yes` changes.
+async fn recover_readd(
+    master: &Master,
+    record: &JobRecord,
+    name: &str,
+    token_id: &str,
+    progress: &dyn Progress,
+) -> Recovered {
+    let again = "run `gnt node add --readd` again";
+    let committed = record.took("committed");
+    let checked = match record.step("checked") {
+        Some(Step::Checked { primary, secondary }) if record.took("joining") || committed => {
+            NodeAddrs {
+                primary: *primary,
+                secondary: *secondary,
+            }
+        }
+        _ => return Recovered::failed(format!("nothing had reached the node; {again}")),
+    };
+    let before = match master.node(name).await {
+        Ok(view) => view,
+        Err(error) => return Recovered::error(&error, "the node is gone"),
+    };
+    let node = Node {
+        name: before.name.clone(),
+        addrs: checked,
+    };
+    let mut warnings = Vec::new();
+    let view = if committed {
+        before
+    } else {
+        let certificate_sha256 = match ask_patiently(master, &node).await {
+            Ok(Membership::Member {
+                certificate_sha256, ..
+            }) => certificate_sha256,
+            Ok(Membership::NotMember(why) | Membership::Unreachable(why)) => {
+                return Recovered::failed(format!(
+                    "{} does not answer as a member ({why}); {again} (with a new token if it says this one is used)",
+                    node.name
+                ));
+            }
+            Err(error) => return Recovered::error(&error, "cannot ask the node"),
+        };
+        let token_id = Some(token_id).filter(|id| !id.is_empty());
+        match master
+            .commit_readded(&node, token_id, certificate_sha256, None)
+            .await
+        {
+            Ok((view, config)) => {
+                if let Err(error) = progress.step(Step::Committed {
+                    serial: config.serial,
+                }) {
+                    return Recovered::error(&error, "committed, but cannot record the job");
+                }
+                if before.node.master_candidate {
+                    warnings.extend(master.drop_copy(&config, &node.name).await);
+                }
+                view
+            }
+            Err(error) => return Recovered::error(&error, "the node cannot be committed"),
+        }
+    };
+    let (serial, missed) = redistribute(master, progress).await;
+    warnings.extend(missed);
+    let note = if committed {
+        "committed before the stop: ssconf redistributed"
+    } else {
+        "the master stopped during the re-add; the node answers as a member: committed it"
+    };
+    Recovered::done((JobOutcome::Added { node: view, serial }, warnings), note)
 }
 
 async fn recover_remove(

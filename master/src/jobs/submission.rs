@@ -37,7 +37,12 @@ impl Submission {
             Self::AddNode(add) => JobOp::AddNode {
                 name: add.name.clone(),
                 secondary: add.secondary.clone(),
-                token_id: add.token.id().to_owned(),
+                token_id: add
+                    .token
+                    .as_ref()
+                    .map(|t| t.id().to_owned())
+                    .unwrap_or_default(),
+                readd: add.readd,
             },
             Self::RemoveNode { name } => JobOp::RemoveNode { name: name.clone() },
             Self::ModifyNode { name, flags } => JobOp::ModifyNode {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::channels::NodeChannel;
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_core::join::JoinToken;
-use gnt_core::netutils::{PingOptions, parse_name, tcp_ping};
+use gnt_core::netutils::{Hostname, PingOptions, parse_name, tcp_ping};
 use gnt_core::node::{Node, NodeAddrs};
 use gnt_proto::node::v1::VersionRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
@@ -24,9 +24,10 @@ use gnt_transports::{Connector, DialOptions, Identity, fingerprint};
 
 use super::Changed;
 use super::candidates::{CandidateCertificate, pool_has_room};
+use super::node_readd::{Previous, token_id, without_candidate};
 use super::probe::Membership;
 use super::rpc_call::{failed, timed};
-use super::token::check_token;
+use super::token::{TokenError, check_token};
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::error::MasterError;
 use crate::jobs::{Progress, Step};
@@ -49,16 +50,19 @@ pub struct AddNode {
     pub name: String,
     /// `-s`: its secondary address, as typed.
     pub secondary: Option<String>,
-    /// The token its gnt-noded was started with.
-    pub token: JoinToken,
+    /// The token its gnt-noded was started with; only a re-add may have none.
+    pub token: Option<JoinToken>,
+    /// `--readd`: the node is in the configuration already ([`super::node_readd`]).
+    pub readd: bool,
 }
 
-/// A node that passed the checks, and the token that will let it in.
+/// A node that passed the checks, and the token (with its expiry) that will let it in.
 #[derive(Debug)]
-struct Candidate {
-    node: Node,
-    token: JoinToken,
-    token_expires_at: i64,
+pub(super) struct Candidate {
+    pub node: Node,
+    pub token: Option<(JoinToken, i64)>,
+    /// For a re-add, what the configuration said of the node.
+    pub previous: Option<Previous>,
 }
 
 impl Master {
@@ -69,7 +73,11 @@ impl Master {
         progress: &dyn Progress,
     ) -> Result<(NodeView, Changed), MasterError> {
         let config = self.config.snapshot().await;
-        let candidate = self.check(&config, request).await?;
+        let candidate = if request.readd {
+            self.check_readd(&config, request).await?
+        } else {
+            self.check(&config, request).await?
+        };
         check_reachable(&config, &candidate.node).await?;
         let node = &candidate.node;
         progress.step(Step::Checked {
@@ -77,21 +85,21 @@ impl Master {
             secondary: node.addrs.secondary,
         })?;
         progress.step(Step::Joining)?;
-        let certificate_sha256 = match self
-            .join_node(
-                &config,
-                node,
-                candidate.token.clone(),
-                candidate.token_expires_at,
-            )
-            .await
-        {
-            Ok(joined) => {
-                tracing::info!(node = %node.name, version = %joined.software_version, "node joined");
-                fingerprint(&joined.certificate_sha256)
+        let certificate_sha256 = match &candidate.token {
+            Some((token, expires_at)) => {
+                match self
+                    .join_node(&config, node, token.clone(), *expires_at)
+                    .await
+                {
+                    Ok(joined) => {
+                        tracing::info!(node = %node.name, version = %joined.software_version, "node joined");
+                        fingerprint(&joined.certificate_sha256)
+                    }
+                    Err(error) if says_already_member(&error) => self.adopt(node).await?,
+                    Err(error) => return Err(error),
+                }
             }
-            Err(error) if says_already_member(&error) => self.adopt(node).await?,
-            Err(error) => return Err(error),
+            None => self.prove_member(node).await?,
         };
         progress.step(Step::Joined {
             certificate_sha256: certificate_sha256.clone(),
@@ -106,13 +114,31 @@ impl Master {
                 warnings.push(format!("{} is not a master candidate: {error}", node.name));
                 None
             });
-        let (view, committed) = self
-            .commit_added(node, candidate.token.id(), certificate_sha256, promoted)
-            .await?;
+        let token_id = token_id(candidate.token.as_ref());
+        let (view, committed) = match &candidate.previous {
+            None => {
+                self.commit_added(
+                    node,
+                    token_id.unwrap_or_default(),
+                    certificate_sha256,
+                    promoted,
+                )
+                .await?
+            }
+            Some(previous) => {
+                let (view, committed) = self
+                    .commit_readded(node, token_id, certificate_sha256, promoted)
+                    .await?;
+                if previous.was_candidate && !view.node.master_candidate {
+                    warnings.extend(self.drop_copy(&committed, &node.name).await);
+                }
+                (view, committed)
+            }
+        };
         progress.step_after_commit(Step::Committed {
             serial: committed.serial,
         });
-        tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, serial = committed.serial, "node added");
+        tracing::info!(node = %node.name, primary = %node.addrs.primary, secondary = %node.addrs.secondary, serial = committed.serial, readd = candidate.previous.is_some(), "node added");
         let missed = self.redistribute(&committed).await;
         progress.step_after_commit(Step::Distributed {
             missed: missed.len(),
@@ -153,7 +179,7 @@ impl Master {
         node: &Node,
         certificate_sha256: &str,
     ) -> Result<Option<CandidateCertificate>, MasterError> {
-        if !pool_has_room(&self.config.snapshot().await) {
+        if !pool_has_room(&without_candidate(&self.config.snapshot().await, node)) {
             return Ok(None);
         }
         self.certify_candidate(node, certificate_sha256)
@@ -181,7 +207,7 @@ impl Master {
                 if c.nodes.contains_key(&node.name) {
                     return Err(MasterError::NodeExists(node.name.clone()));
                 }
-                check_unique(c, &node.addrs)?;
+                check_unique(c, &node.addrs, None)?;
                 let mut record = record.clone();
                 if let Some(certificate) = promoted.clone().filter(|_| pool_has_room(c)) {
                     certificate.promote(&mut record);
@@ -213,7 +239,10 @@ impl Master {
         if config.nodes.contains_key(&name) {
             return Err(MasterError::NodeExists(name));
         }
-        let token_expires_at = check_token(config, &request.token)?.expires_at;
+        let Some(token) = request.token else {
+            return Err(MasterError::Token(TokenError::Missing));
+        };
+        let token_expires_at = check_token(config, &token)?.expires_at;
         let policy = config.policy;
         let primary = self
             .resolver
@@ -221,12 +250,12 @@ impl Master {
             .await?;
         let secondary = policy.parse_secondary(request.secondary.as_deref())?;
         let addrs = policy.node_addrs(primary, secondary)?;
-        check_unique(config, &addrs)?;
+        check_unique(config, &addrs, None)?;
         check_homing(config, &addrs)?;
         Ok(Candidate {
             node: Node { name, addrs },
-            token: request.token,
-            token_expires_at,
+            token: Some((token, token_expires_at)),
+            previous: None,
         })
     }
 
@@ -288,9 +317,14 @@ impl Master {
     }
 }
 
-/// No address of the new node may be an address of another node.
-fn check_unique(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
-    for (other, node) in &config.nodes {
+/// No address of the new node may be an address of another node (`except` is the node
+/// itself, when it is listed already).
+pub(super) fn check_unique(
+    config: &ClusterConfig,
+    addrs: &NodeAddrs,
+    except: Option<&Hostname>,
+) -> Result<(), MasterError> {
+    for (other, node) in config.nodes.iter().filter(|(n, _)| Some(*n) != except) {
         for address in [addrs.primary, addrs.secondary] {
             if address == node.primary_ip || address == node.secondary_ip {
                 return Err(MasterError::AddressConflict {
@@ -311,7 +345,7 @@ fn master_of(config: &ClusterConfig) -> Result<&NodeConfig, MasterError> {
 }
 
 /// A node is single-homed exactly when the master is.
-fn check_homing(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
+pub(super) fn check_homing(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
     match (
         master_of(config)?.addrs().single_homed(),
         addrs.single_homed(),

@@ -68,6 +68,14 @@ impl Master {
             {
                 return Ok(Membership::Unreachable(Chain(&error).to_string()));
             }
+            Ok(Err(error))
+                if find_cause::<ConnectError>(&error)
+                    .is_some_and(ConnectError::is_not_a_member) =>
+            {
+                return Ok(Membership::NotMember(
+                    "it presents a self-signed certificate: it has no membership (it left the cluster, or waits for a Join)".to_owned(),
+                ));
+            }
             Ok(Err(error)) if port_answers(addr).await => {
                 return Ok(Membership::NotMember(format!(
                     "it refuses mutual TLS with this cluster's CA ({})",

@@ -28,6 +28,11 @@ pub enum TokenError {
     /// Not a token at all.
     #[error(transparent)]
     Malformed(#[from] JoinTokenError),
+    /// No token given (only a re-add may go without one).
+    #[error(
+        "a new node joins with a token: create one with `gnt node token create`, start the node's gnt-noded with it and give it with --join-token"
+    )]
+    Missing,
     /// No token with that id.
     #[error("unknown join token '{0}'; create one with `gnt node token create`")]
     Unknown(String),
@@ -71,6 +76,7 @@ impl Classify for TokenError {
             Self::Malformed(e) => e.kind(),
             Self::NothingToRevoke { .. } => ErrorKind::WrongState,
             Self::NoSuchToken(_) => ErrorKind::UnknownEntity,
+            Self::Missing => ErrorKind::WrongInput,
             _ => ErrorKind::Unauthenticated,
         }
     }

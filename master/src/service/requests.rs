@@ -79,13 +79,20 @@ pub(super) fn cluster_modification(
 }
 
 pub(super) fn add_submission(request: AddNodeRequest) -> Result<Submission, Status> {
-    let token: JoinToken = request
-        .join_token
-        .parse()
-        .map_err(|e| status(TokenError::from(e).into()))?;
+    // Only a re-add may go without a token: the node proves its membership instead.
+    let token = if request.readd && request.join_token.is_empty() {
+        None
+    } else {
+        let token: JoinToken = request
+            .join_token
+            .parse()
+            .map_err(|e| status(TokenError::from(e).into()))?;
+        Some(token)
+    };
     Ok(Submission::AddNode(AddNode {
         name: request.name,
         secondary: Some(request.secondary_ip).filter(|s| !s.is_empty()),
         token,
+        readd: request.readd,
     }))
 }

@@ -52,6 +52,11 @@ impl CrashLab {
         }
     }
 
+    /// The `gnt` binary.
+    pub(super) fn gnt_path(&self) -> &std::path::Path {
+        &self.gnt
+    }
+
     pub(super) fn cluster(&self) -> &ClusterLab {
         &self.running.cluster
     }

@@ -1,0 +1,169 @@
+//! `gnt node add --readd`: taking back a node the configuration lists already, as Ganeti's
+//! LUNodeAdd does with `readd`. The add's steps run (reachability, Join or proof of
+//! membership, version), with these differences:
+//!
+//! - **Checks.** The node must be listed and must not be the master. Its secondary stays
+//!   what the configuration says (a different `-s` is refused, in Ganeti's words); its
+//!   primary is resolved again, so a reinstalled host whose address changed is followed.
+//! - **No token.** A node that still holds its membership (it was offline, say) proves it
+//!   over mutual TLS instead of joining; a reinstalled one needs a token, and the refusal
+//!   says so.
+//! - **The commit updates the record in place**: new primary and certificate, offline
+//!   cleared (Ganeti resets the flags), and candidacy decided again with the node left out
+//!   of the count, so a candidate comes back as one with a master certificate for its new
+//!   key. A node whose certificate changed is no longer waited for by a renewal: the Join
+//!   gave it this cluster's current CA and master certificates.
+//!
+//! Every step can be run again: a re-add interrupted anywhere is finished by running it
+//! again, or by the job's recovery.
+
+use gnt_core::join::JoinToken;
+use gnt_core::node::Node;
+
+use super::candidates::{CandidateCertificate, demote, pool_has_room};
+use super::node_add::{AddNode, Candidate, check_homing, check_unique};
+use super::probe::Membership;
+use super::token::check_token;
+use crate::config::ClusterConfig;
+use crate::error::MasterError;
+use crate::master::{Master, NodeView};
+
+/// What the configuration said of a re-added node before its re-add.
+#[derive(Debug, Clone)]
+pub(super) struct Previous {
+    /// Whether it was a master candidate (a demoted one has a master copy to drop).
+    pub was_candidate: bool,
+}
+
+impl Master {
+    /// The re-add's checks: the node listed and not the master, its secondary unchanged,
+    /// its primary resolved again and unique, homing like the master's.
+    pub(super) async fn check_readd(
+        &self,
+        config: &ClusterConfig,
+        request: AddNode,
+    ) -> Result<Candidate, MasterError> {
+        let view = self.node(&request.name).await?;
+        if view.master {
+            return Err(MasterError::ReaddMaster);
+        }
+        let name = view.name.clone();
+        let token = match request.token {
+            Some(token) => {
+                let expires_at = check_token(config, &token)?.expires_at;
+                Some((token, expires_at))
+            }
+            None => None,
+        };
+        let policy = config.policy;
+        let recorded = view.node.addrs();
+        if let Some(typed) = request.secondary.as_deref()
+            && let Some(given) = policy.parse_secondary(Some(typed))?
+            && given != recorded.secondary
+        {
+            return Err(MasterError::ReaddOtherSecondary {
+                recorded: recorded.secondary,
+                given,
+            });
+        }
+        let primary = self
+            .resolver
+            .first_address(&name, policy.primary_family())
+            .await?;
+        let secondary = (!recorded.single_homed()).then_some(recorded.secondary);
+        let addrs = policy.node_addrs(primary, secondary)?;
+        check_unique(config, &addrs, Some(&name))?;
+        check_homing(config, &addrs)?;
+        Ok(Candidate {
+            node: Node { name, addrs },
+            token,
+            previous: Some(Previous {
+                was_candidate: view.node.master_candidate,
+            }),
+        })
+    }
+
+    /// The certificate `node` presents, if it proves over mutual TLS that it is a member
+    /// of this cluster: a re-add without a token.
+    pub(super) async fn prove_member(&self, node: &Node) -> Result<String, MasterError> {
+        match self.probe_membership(node).await? {
+            Membership::Member {
+                certificate_sha256, ..
+            } => Ok(certificate_sha256),
+            Membership::NotMember(why) | Membership::Unreachable(why) => {
+                Err(MasterError::ReaddNeedsToken {
+                    node: node.name.clone(),
+                    why,
+                })
+            }
+        }
+    }
+
+    /// Updates the record of `node`, which now holds the certificate `certificate_sha256`
+    /// (after a Join with the token `token_id`, if any): its addresses, that certificate,
+    /// online again, a candidate with `promoted` if the pool has room without it. The
+    /// uniqueness check is made again against the configuration being changed.
+    pub async fn commit_readded(
+        &self,
+        node: &Node,
+        token_id: Option<&str>,
+        certificate_sha256: String,
+        promoted: Option<CandidateCertificate>,
+    ) -> Result<(NodeView, ClusterConfig), MasterError> {
+        let (record, committed) = self
+            .config
+            .update(|c| {
+                check_unique(c, &node.addrs, Some(&node.name))?;
+                let record = c
+                    .nodes
+                    .get_mut(&node.name)
+                    .ok_or_else(|| MasterError::UnknownNode(node.name.to_string()))?;
+                let certificate_changed = record.certificate_sha256 != certificate_sha256;
+                record.primary_ip = node.addrs.primary;
+                record.secondary_ip = node.addrs.secondary;
+                record.offline = false;
+                record.certificate_sha256.clone_from(&certificate_sha256);
+                demote(record);
+                let room = pool_has_room(c);
+                let record = c
+                    .nodes
+                    .get_mut(&node.name)
+                    .ok_or_else(|| MasterError::UnknownNode(node.name.to_string()))?;
+                if let Some(certificate) = promoted.clone().filter(|_| room) {
+                    certificate.promote(record);
+                }
+                let record = record.clone();
+                if let Some(used) =
+                    token_id.and_then(|id| c.join_tokens.iter_mut().find(|t| t.id == id))
+                {
+                    used.used_by = Some(node.name.clone());
+                }
+                if certificate_changed && let Some(rollover) = &mut c.rollover {
+                    rollover.pending.remove(&node.name);
+                }
+                Ok::<_, MasterError>(record)
+            })
+            .await?;
+        let view = NodeView {
+            node: record,
+            name: node.name.clone(),
+            master: false,
+        };
+        Ok((view, committed))
+    }
+}
+
+/// `config` as if `node` were not a candidate: the pool a re-added node is counted against
+/// (Ganeti leaves the node itself out).
+pub(super) fn without_candidate(config: &ClusterConfig, node: &Node) -> ClusterConfig {
+    let mut config = config.clone();
+    if let Some(record) = config.nodes.get_mut(&node.name) {
+        demote(record);
+    }
+    config
+}
+
+/// The token a re-add joins with, if it has one.
+pub(super) fn token_id(token: Option<&(JoinToken, i64)>) -> Option<&str> {
+    token.map(|(token, _)| token.id())
+}
