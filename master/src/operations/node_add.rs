@@ -289,7 +289,7 @@ impl Master {
 }
 
 /// No address of the new node may be an address of another node.
-fn check_unique(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
+pub(super) fn check_unique(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterError> {
     for (other, node) in &config.nodes {
         for address in [addrs.primary, addrs.secondary] {
             if address == node.primary_ip || address == node.secondary_ip {
@@ -304,7 +304,7 @@ fn check_unique(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterE
 }
 
 /// The master's record (a configuration without one is refused when loaded).
-fn master_of(config: &ClusterConfig) -> Result<&NodeConfig, MasterError> {
+pub(super) fn master_of(config: &ClusterConfig) -> Result<&NodeConfig, MasterError> {
     config
         .master()
         .ok_or_else(|| MasterError::UnknownNode(config.master_node.to_string()))
@@ -324,7 +324,10 @@ fn check_homing(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<(), MasterE
 
 /// Reachability from this host, as Ganeti: the primary from any address, the secondary
 /// from the master's secondary.
-async fn check_reachable(config: &ClusterConfig, node: &Node) -> Result<(), MasterError> {
+pub(super) async fn check_reachable(
+    config: &ClusterConfig,
+    node: &Node,
+) -> Result<(), MasterError> {
     let port = config.node_port;
     let ping = |target, source| async move {
         let options = PingOptions {
