@@ -352,7 +352,9 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
         }
         NodeCommand::Modify {
             offline,
+            drained,
             master_candidate,
+            secondary_ip,
             name,
             job,
         } => {
@@ -360,24 +362,24 @@ async fn node(paths: &MasterPaths, command: NodeCommand) -> Result<ExitCode, Fai
             let request = ModifyNodeRequest {
                 name,
                 offline,
+                drained,
                 master_candidate,
+                secondary_ip: secondary_ip.clone().unwrap_or_default(),
             };
+            let request_secondary = secondary_ip;
             let node = match jobs::run_job(&mut client, Operation::ModifyNode(request), job).await?
             {
                 Waited::Done(job::Result::Modified(node)) => node,
                 Waited::Done(_) => return Err(unexpected()),
                 Waited::NotWaited(code) => return Ok(code),
             };
-            let name = node.addresses.map(|a| a.name).unwrap_or_default();
-            println!(
-                "Node {name} is now {}{}.",
-                if node.offline { "offline" } else { "online" },
-                if node.master_candidate {
-                    " and a master candidate"
-                } else {
-                    ""
-                }
-            );
+            match (&request_secondary, node.addresses.as_ref()) {
+                (Some(_), Some(addresses)) => println!(
+                    "Node {} now has secondary ip {}.",
+                    addresses.name, addresses.secondary_ip
+                ),
+                _ => println!("{}", output::modified(&node)),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

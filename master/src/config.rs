@@ -95,6 +95,11 @@ pub struct NodeConfig {
     pub secondary_ip: IpAddr,
     /// Whether it is marked offline.
     pub offline: bool,
+    /// Whether it is drained (Ganeti's flag): online, it gets traffic and ssconf, but it is
+    /// not a master candidate and is never promoted to one. Absent in a configuration
+    /// written before the flag: not drained.
+    #[serde(default)]
+    pub drained: bool,
     /// SHA-256 fingerprint of its certificate.
     pub certificate_sha256: String,
     /// When it was added.
@@ -111,6 +116,22 @@ pub struct NodeConfig {
     /// it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub master_certificate_sha256: String,
+    /// A change of its secondary address whose certificate is not installed on the node
+    /// yet (see `operations::node_secondary`): verify names it, and running the change
+    /// again finishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readdress: Option<Readdress>,
+}
+
+/// A certificate owed to a node for its secondary address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readdress {
+    /// The secondary address the certificate names.
+    pub secondary_ip: IpAddr,
+    /// The fingerprint of the certificate issued for it and being installed; empty when
+    /// none is (the node was offline: the address is committed, the certificate is not).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub certificate_sha256: String,
 }
 
 /// A certificate renewal that has not reached every node yet: what stays trusted for the
@@ -172,12 +193,20 @@ impl NodeConfig {
             primary_ip: addrs.primary,
             secondary_ip: addrs.secondary,
             offline: false,
+            drained: false,
             certificate_sha256: String::new(),
             added_at: unix_now(),
             master_candidate: false,
             master_certificate_pem: String::new(),
             master_certificate_sha256: String::new(),
+            readdress: None,
         }
+    }
+
+    /// Whether it may be promoted to master candidate: online and not drained (Ganeti's
+    /// candidate pool counts no other node).
+    pub fn promotable(&self) -> bool {
+        !self.offline && !self.drained
     }
 
     /// Its addresses.
@@ -417,5 +446,7 @@ mod store;
 pub use handle::{ConfigGuard, ConfigHandle};
 pub use store::ConfigStore;
 
+#[cfg(test)]
+pub(crate) mod fixture;
 #[cfg(test)]
 mod tests;

@@ -246,7 +246,7 @@ pub enum MasterError {
         why: String,
     },
     /// A modify that changes nothing.
-    #[error("give --offline or --master-candidate: nothing to change")]
+    #[error("give --offline, --drained, --master-candidate or --secondary-ip: nothing to change")]
     NoFlags,
     /// Two states at once (Ganeti's words).
     #[error("Can't set the node into more than one state at the same time")]
@@ -257,6 +257,42 @@ pub enum MasterError {
     /// An offline node cannot be a master candidate.
     #[error("{0} is offline: a master candidate must be online; mark it online first")]
     OfflineCandidate(Hostname),
+    /// A drained node cannot be a master candidate.
+    #[error(
+        "{0} is drained: a drained node is never a master candidate; undrain it first (--drained no)"
+    )]
+    DrainedCandidate(Hostname),
+    /// The master node cannot be drained.
+    #[error("cannot mark the master node drained")]
+    DrainedMaster,
+    /// A secondary address given with flags.
+    #[error("give --secondary-ip alone: a change of address is a job of its own")]
+    SecondaryWithFlags,
+    /// A new secondary in a single-homed cluster: homing must match the master's.
+    #[error(
+        "The master has no secondary ip: this cluster is single-homed, so every node's secondary ip is its primary ip and cannot be changed"
+    )]
+    SingleHomedCluster,
+    /// A secondary equal to the node's primary in a dual-homed cluster (Ganeti's words).
+    #[error(
+        "Cannot set the secondary IP to be the same as the primary IP on a multi-homed cluster ({0} is the node's primary ip)"
+    )]
+    SecondaryIsPrimary(IpAddr),
+    /// The master's new secondary is not an address of the master host.
+    #[error(
+        "You gave {0} as the master's secondary IP, but it does not belong to this host: add it to one of its interfaces first"
+    )]
+    SecondaryNotOwned(IpAddr),
+    /// A node's certificate could not be reissued for its new secondary address.
+    #[error(
+        "{node}'s certificate was not reissued for its new secondary ip ({why}); its secondary ip is unchanged: run the change again"
+    )]
+    NotReissued {
+        /// The node.
+        node: Hostname,
+        /// Why.
+        why: String,
+    },
     /// A pool size of zero.
     #[error("the candidate pool size must be at least 1 (the master is always a candidate)")]
     EmptyCandidatePool,
@@ -338,12 +374,21 @@ impl Classify for MasterError {
             | Self::NotCertifiable { .. }
             | Self::MasterRole
             | Self::OfflineCandidate(_)
+            | Self::DrainedCandidate(_)
+            | Self::DrainedMaster
             | Self::NotMaster { .. }
             | Self::RenewalWaits { .. } => ErrorKind::WrongState,
             Self::NothingToRenew => ErrorKind::WrongInput,
-            Self::MasterNodeKey { .. } => ErrorKind::Environment,
+            Self::MasterNodeKey { .. } | Self::SecondaryNotOwned(_) | Self::NotReissued { .. } => {
+                ErrorKind::Environment
+            }
             Self::Issue(_) => ErrorKind::Internal,
-            Self::EmptyCandidatePool | Self::NoFlags | Self::TwoStates => ErrorKind::WrongInput,
+            Self::EmptyCandidatePool
+            | Self::NoFlags
+            | Self::TwoStates
+            | Self::SecondaryWithFlags
+            | Self::SingleHomedCluster
+            | Self::SecondaryIsPrimary(_) => ErrorKind::WrongInput,
             Self::MasterIp(e) => e.kind(),
         }
     }

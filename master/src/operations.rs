@@ -7,7 +7,8 @@
 //! | [`token`] | `gnt node token create`, and checking a token | (kubeadm's join tokens) |
 //! | [`node_add`] | `gnt node add`: checks, Join, version check, commit, distribute | `LUNodeAdd` |
 //! | [`node_remove`] | `gnt node remove` | `LUNodeRemove` |
-//! | [`node_modify`] | `gnt node modify --offline` | `LUNodeSetParams` |
+//! | [`node_modify`] | `gnt node modify --offline/--drained/--master-candidate` | `LUNodeSetParams` |
+//! | [`node_secondary`] | `gnt node modify --secondary-ip`: checks, the certificate reissued, commit | `LUNodeSetParams` |
 //! | [`candidates`] | master candidates: certifying one, the pool, their master copies | `AdjustCandidatePool`, `MaintainCandidatePool` |
 //! | [`probe`] | is a node a member of this cluster? (adopting, recovery) | (`gnt node add --readd`'s check) |
 //! | [`redistribute`] | ssconf to every online node after a change, and `gnt cluster redist-conf` | `RedistributeAncillaryFiles`, `LUClusterRedistConf` |
@@ -37,6 +38,7 @@ pub mod node_add;
 pub mod node_modify;
 pub mod node_readd;
 pub mod node_remove;
+pub mod node_secondary;
 pub mod probe;
 pub mod redistribute;
 pub mod renew_crypto;

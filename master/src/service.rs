@@ -45,13 +45,12 @@ use crate::jobs::queue::Submission;
 use crate::jobs::wire::{failure_status, node_record};
 use crate::master::{Master, NodeView};
 use crate::operations::master_ip::MasterIpDone;
-use crate::operations::node_modify::NodeFlags;
 use crate::operations::verify::{Check, Problem, Severity};
 use crate::procedure::PreparedCall;
 
 mod requests;
 
-use requests::{add_submission, cluster_modification, submission};
+use requests::{add_submission, cluster_modification, node_flags, submission};
 
 /// The default lifetime of a join token.
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -284,10 +283,7 @@ impl master_server::Master for MasterService {
         let request = request.into_inner();
         let job = self
             .run(Submission::ModifyNode {
-                flags: NodeFlags {
-                    offline: request.offline,
-                    master_candidate: request.master_candidate,
-                },
+                flags: node_flags(&request)?,
                 name: request.name,
             })
             .await?;

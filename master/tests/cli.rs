@@ -430,3 +430,33 @@ fn on_a_node_that_is_not_the_master_gnt_names_the_master_from_ssconf() {
         "{here}"
     );
 }
+
+#[test]
+fn node_modify_takes_ganetis_short_flags_and_refuses_a_flag_that_is_not_yes_or_no() {
+    let state = tempfile::tempdir().unwrap();
+    for args in [
+        ["-D", "yes"].as_slice(),
+        &["--drained", "no"],
+        &["-O", "yes"],
+        &["-C", "no"],
+        &["-s", "10.78.0.50"],
+        &["--secondary-ip", "10.78.0.50"],
+    ] {
+        // Parsed: the command gets as far as looking for the master.
+        let output = gnt(
+            state.path(),
+            &[&["node", "modify"], args, &["node1"]].concat(),
+        );
+        let message = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(ErrorKind::Unavailable.exit_code().into()),
+            "{args:?}: {message}"
+        );
+        assert!(message.contains("cannot reach gnt-masterd"), "{message}");
+    }
+    let maybe = gnt(state.path(), &["node", "modify", "-D", "maybe", "node1"]);
+    assert_eq!(maybe.status.code(), Some(2), "{}", stderr(&maybe));
+    assert!(stderr(&maybe).contains("--drained"), "{}", stderr(&maybe));
+    assert_untouched(state.path());
+}

@@ -20,6 +20,7 @@ mod init;
 mod jobs;
 mod lifecycle;
 mod master_ip;
+mod modify;
 mod operations;
 mod operator;
 mod readd;

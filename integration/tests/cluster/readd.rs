@@ -139,4 +139,11 @@ fn a_member_that_was_offline_is_taken_back_without_a_token() {
     assert!(!offline.contains("node1.lab.test"), "{offline}");
     gnt_ok(&cluster, &["rpc", "call", "Version", "--nodes", "node1"]);
     gnt_ok(&cluster, &["cluster", "verify"]);
+
+    // A re-add clears the drained flag too, as Ganeti's does.
+    gnt_ok(&cluster, &["node", "modify", "--drained", "yes", "node1"]);
+    gnt_ok(&cluster, &["node", "add", "--readd", "node1"]);
+    let undrained = info(&cluster, "node1");
+    assert_eq!(undrained["drained"], false, "{undrained}");
+    assert_eq!(undrained["master_candidate"], true, "{undrained}");
 }

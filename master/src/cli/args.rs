@@ -285,7 +285,7 @@ pub enum NodeCommand {
     /// List the nodes.
     List {
         /// `text` (a table), `json`, or fields by Ganeti's names, comma-separated: name,
-        /// pip, sip, master, offline, master_candidate, role.
+        /// pip, sip, master, offline, drained, master_candidate, role.
         #[arg(short = 'o', long, value_name = "FORMAT|FIELDS", value_parser = parse_selection, default_value = "text")]
         output: Selection,
         /// With fields: no header line.
@@ -312,16 +312,24 @@ pub enum NodeCommand {
         #[command(flatten)]
         job: JobArgs,
     },
-    /// Change a node's flags.
+    /// Change a node's flags (at most one set to yes at once), or its secondary address.
     Modify {
         /// Mark the node offline (no traffic at all; a master candidate is demoted) or back
         /// online.
-        #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+        #[arg(short = 'O', long, value_name = "yes|no", value_parser = parse_yes_no)]
         offline: Option<bool>,
+        /// Mark the node drained (still online, but never a master candidate: a candidate
+        /// is demoted) or not (it becomes a candidate if the pool has room).
+        #[arg(short = 'D', long, value_name = "yes|no", value_parser = parse_yes_no)]
+        drained: Option<bool>,
         /// Make the node a master candidate (it gets a copy of what a master needs and may
         /// become master by `gnt cluster master-failover`) or not.
         #[arg(short = 'C', long, value_name = "yes|no", value_parser = parse_yes_no)]
         master_candidate: Option<bool>,
+        /// Give the node a new secondary (IPv4) address, reachable from the master's; its
+        /// certificate is reissued for it. Alone, without the flags.
+        #[arg(short = 's', long, value_name = "IPV4")]
+        secondary_ip: Option<String>,
         /// The node.
         name: String,
         /// How to wait for the job.

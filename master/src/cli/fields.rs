@@ -23,19 +23,23 @@ pub enum Field {
     Master,
     /// `offline`.
     Offline,
+    /// `drained`.
+    Drained,
     /// `master_candidate`.
     MasterCandidate,
-    /// `role`: Ganeti's one letter, `M`aster, `C`andidate, `R`egular or `O`ffline.
+    /// `role`: Ganeti's one letter, `M`aster, `C`andidate, `D`rained, `O`ffline or
+    /// `R`egular.
     Role,
 }
 
 /// Every field: its name, its header (Ganeti's both).
-const FIELDS: [(Field, &str, &str); 7] = [
+const FIELDS: [(Field, &str, &str); 8] = [
     (Field::Name, "name", "Node"),
     (Field::Pip, "pip", "PrimaryIP"),
     (Field::Sip, "sip", "SecondaryIP"),
     (Field::Master, "master", "IsMaster"),
     (Field::Offline, "offline", "Offline"),
+    (Field::Drained, "drained", "Drained"),
     (Field::MasterCandidate, "master_candidate", "MasterC"),
     (Field::Role, "role", "Role"),
 ];
@@ -88,12 +92,19 @@ fn value(node: &NodeRecord, field: Field) -> String {
         Field::Sip => addresses.secondary_ip,
         Field::Master => flag(node.master),
         Field::Offline => flag(node.offline),
+        Field::Drained => flag(node.drained),
         Field::MasterCandidate => flag(node.master_candidate),
-        Field::Role => match (node.master, node.offline, node.master_candidate) {
-            (true, _, _) => "M",
-            (_, true, _) => "O",
-            (_, _, true) => "C",
-            _ => "R",
+        // Ganeti's precedence: master, candidate, drained, offline, regular.
+        Field::Role => if node.master {
+            "M"
+        } else if node.master_candidate {
+            "C"
+        } else if node.drained {
+            "D"
+        } else if node.offline {
+            "O"
+        } else {
+            "R"
         }
         .to_owned(),
     }
@@ -149,7 +160,7 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
         println!("{:#}", serde_json::Value::Array(list));
         return;
     }
-    let rows: Vec<[String; 6]> = nodes
+    let rows: Vec<[String; 7]> = nodes
         .iter()
         .map(|n| {
             let a = n.addresses.clone().unwrap_or_default();
@@ -159,6 +170,7 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
                 a.secondary_ip,
                 yes_no(n.master).to_owned(),
                 yes_no(n.offline).to_owned(),
+                yes_no(n.drained).to_owned(),
                 yes_no(n.master_candidate).to_owned(),
             ]
         })
@@ -170,6 +182,7 @@ pub(super) fn node_list(nodes: &[NodeRecord], output: Output) {
             "Secondary",
             "Master",
             "Offline",
+            "Drained",
             "Candidate",
         ],
         &rows,
@@ -186,6 +199,7 @@ fn node_json(node: &NodeRecord) -> serde_json::Value {
         "secondary_ip": a.secondary_ip,
         "master": node.master,
         "offline": node.offline,
+        "drained": node.drained,
         "master_candidate": node.master_candidate,
         "certificate_sha256": node.certificate_sha256,
     })
@@ -214,6 +228,7 @@ pub(super) fn node_info(nodes: &[NodeRecord], output: Output) {
         println!("Secondary IP: {}", a.secondary_ip);
         println!("Master:       {}", yes_no(node.master));
         println!("Offline:      {}", yes_no(node.offline));
+        println!("Drained:      {}", yes_no(node.drained));
         println!("Candidate:    {}", yes_no(node.master_candidate));
         println!("Certificate:  SHA256 {}", node.certificate_sha256);
     }
@@ -226,6 +241,16 @@ mod tests {
     use super::*;
 
     fn node(name: &str, master: bool, offline: bool, candidate: bool) -> NodeRecord {
+        flagged(name, master, offline, false, candidate)
+    }
+
+    fn flagged(
+        name: &str,
+        master: bool,
+        offline: bool,
+        drained: bool,
+        candidate: bool,
+    ) -> NodeRecord {
         NodeRecord {
             addresses: Some(NodeAddresses {
                 name: name.to_owned(),
@@ -234,6 +259,7 @@ mod tests {
             }),
             master,
             offline,
+            drained,
             master_candidate: candidate,
             ..NodeRecord::default()
         }
@@ -278,6 +304,35 @@ mod tests {
                 "node1.lab.test|Y|C",
                 "node2.lab.test|N|O"
             ]
+        );
+    }
+
+    #[test]
+    fn the_role_letter_follows_ganetis_precedence_and_drained_is_a_field() {
+        let nodes = [
+            flagged("m", true, false, false, true),
+            flagged("c", false, false, false, true),
+            flagged("d", false, false, true, false),
+            flagged("o", false, true, false, false),
+            flagged("r", false, false, false, false),
+            // Not a state the master makes, but the letter must still be decided: the
+            // candidate flag wins over drained, drained over offline.
+            flagged("cd", false, false, true, true),
+            flagged("do", false, true, true, false),
+        ];
+        let fields = parse_selection("name,drained,role").unwrap();
+        let Selection::Fields(fields) = fields else {
+            panic!("fields expected");
+        };
+        assert_eq!(
+            lines(&nodes, &fields, false, Some(" ")),
+            [
+                "m N M", "c N C", "d Y D", "o N O", "r N R", "cd Y C", "do Y D"
+            ]
+        );
+        assert_eq!(
+            node_json(&nodes[2])["drained"],
+            serde_json::Value::Bool(true)
         );
     }
 }

@@ -59,7 +59,12 @@ pub(super) async fn run_job(
             return Ok(Waited::NotWaited(ExitCode::from(130)));
         }
     };
-    ended(&followed).map(Waited::Done)
+    let result = ended(&followed)?;
+    // A modified node's record has no room for warnings: the job's are the modify's.
+    if matches!(result, job::Result::Modified(_)) {
+        super::output::warnings(&followed.warnings);
+    }
+    Ok(Waited::Done(result))
 }
 
 /// The result of a job that ended, or its failure.
@@ -232,11 +237,12 @@ fn describe_end(job: &Job) {
                 println!("Warning:   {warning}");
             }
         }
-        Some(job::Result::Modified(node)) => println!(
-            "Result:    node {} now {}",
-            node.addresses.as_ref().map_or("", |a| a.name.as_str()),
-            if node.offline { "offline" } else { "online" }
-        ),
+        Some(job::Result::Modified(node)) => {
+            println!("Result:    {}", super::output::modified(node));
+            for warning in &job.warnings {
+                println!("Warning:   {warning}");
+            }
+        }
         Some(job::Result::ClusterModified(done)) => {
             println!(
                 "Result:    cluster modified; configuration serial {}",

@@ -179,6 +179,21 @@ pub(super) fn added(added: &AddNodeResponse, readd: bool) {
     warnings(&added.warnings);
 }
 
+/// A modified node's role in one sentence.
+pub(super) fn modified(node: &gnt_proto::master::v1::NodeRecord) -> String {
+    let addresses = node.addresses.clone().unwrap_or_default();
+    let role = if node.offline {
+        "offline"
+    } else if node.master_candidate {
+        "online and a master candidate"
+    } else if node.drained {
+        "online and drained"
+    } else {
+        "online"
+    };
+    format!("Node {} is now {role}.", addresses.name)
+}
+
 pub(super) fn warnings(warnings: &[String]) {
     for warning in warnings {
         eprintln!("warning: {warning}");

@@ -12,11 +12,13 @@ fn config() -> ClusterConfig {
             primary_ip: "2001:db8::10".parse().unwrap(),
             secondary_ip: "192.0.2.10".parse().unwrap(),
             offline: false,
+            drained: false,
             certificate_sha256: "CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD:CD".to_owned(),
             added_at: 1,
             master_candidate: true,
             master_certificate_pem: String::new(),
             master_certificate_sha256: "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA".to_owned(),
+            readdress: None,
         },
     );
     ClusterConfig {
@@ -322,4 +324,26 @@ fn a_renewal_lists_the_previous_master_certificate_only_under_the_master_it_was_
         after_failover.iter().all(|(_, f)| f != previous),
         "{after_failover:?}"
     );
+}
+
+#[test]
+fn a_node_written_before_the_drained_flag_loads_undrained_and_the_flag_round_trips() {
+    let mut old = serde_json::to_value(config()).unwrap();
+    let master = old["nodes"]["master.example.com"].as_object_mut().unwrap();
+    assert!(master.remove("drained").is_some());
+    assert!(!master.contains_key("readdress"));
+    let loaded: ClusterConfig = serde_json::from_value(old).unwrap();
+    assert!(!loaded.nodes[&name("master.example.com")].drained);
+
+    let mut drained = config();
+    let record = drained.nodes.get_mut(&name("master.example.com")).unwrap();
+    record.drained = true;
+    record.readdress = Some(Readdress {
+        secondary_ip: "192.0.2.77".parse().unwrap(),
+        certificate_sha256: String::new(),
+    });
+    let text = serde_json::to_string(&drained).unwrap();
+    let back: ClusterConfig = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, drained);
+    assert!(!back.nodes[&name("master.example.com")].promotable());
 }

@@ -73,7 +73,10 @@ impl JobOp {
             } => format!("re-add node {name}"),
             Self::AddNode { name, .. } => format!("add node {name}"),
             Self::RemoveNode { name } => format!("remove node {name}"),
-            Self::ModifyNode { name, flags } => format!("mark node {name} {}", flags.summary()),
+            Self::ModifyNode { name, flags } => match flags.secondary_ip {
+                Some(ip) => format!("change node {name}'s secondary ip to {ip}"),
+                None => format!("mark node {name} {}", flags.summary()),
+            },
             Self::Redistribute => "redistribute the configuration".to_owned(),
             Self::ModifyCluster { change } => change.summary(),
             Self::RenewCrypto { parts } => parts.summary(),

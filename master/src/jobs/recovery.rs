@@ -13,7 +13,7 @@
 //! | remove | none | failed: nothing done |
 //! | remove | `leaving`, `left` | out of the configuration already (killed between its write and the record): as `committed`; else told to leave again if still a member, removed from the configuration |
 //! | remove | `committed` and on | ssconf redistributed: succeeded |
-//! | modify | none | failed: nothing done |
+//! | modify | none | failed: nothing done (a change of secondary address may have staged the node's new certificate: verify names it, and running the change again finishes it) |
 //! | modify | `committed` and on | ssconf redistributed: succeeded |
 //! | redistribute | any | sent again: succeeded (it changes nothing, so nothing is undone) |
 //! | modify cluster | none | failed: nothing done |
@@ -102,7 +102,16 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
             };
             // A commit whose step could not be recorded shows in the configuration.
             if !record.took("committed") && !flags.applied_to(&view) {
-                return Recovered::failed("it had changed nothing; run it again");
+                let staged = view
+                    .node
+                    .readdress
+                    .as_ref()
+                    .is_some_and(|r| !r.certificate_sha256.is_empty());
+                return Recovered::failed(if staged {
+                    "its secondary ip is unchanged, the node's new certificate staged; run it again to finish it"
+                } else {
+                    "it had changed nothing; run it again"
+                });
             }
             let (serial, missed) = redistribute(master, progress).await;
             let outcome = JobOutcome::Modified { node: view, serial };

@@ -94,7 +94,7 @@ fn reopening_finds_the_unfinished_jobs_and_the_next_id() {
             name: "node1.lab.test".to_owned(),
             flags: NodeFlags {
                 offline: Some(true),
-                master_candidate: None,
+                ..NodeFlags::default()
             },
         })
         .unwrap();

@@ -29,6 +29,7 @@ pub fn node_record(view: &NodeView) -> NodeRecord {
         offline: view.node.offline,
         certificate_sha256: view.node.certificate_sha256.clone(),
         master_candidate: view.node.master_candidate,
+        drained: view.node.drained,
     }
 }
 
@@ -182,6 +183,11 @@ impl From<&JobRecord> for Job {
                 .map(|f| f.kind.clone())
                 .unwrap_or_default(),
             recovery: record.recovery.clone().unwrap_or_default(),
+            warnings: if record.outcome.is_some() {
+                record.warnings.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 }

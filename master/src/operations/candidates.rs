@@ -9,7 +9,9 @@
 //! - **The pool**: a node added while the cluster has fewer candidates than
 //!   `candidate_pool_size` (the master included) becomes one (Ganeti's
 //!   `_DecideSelfPromotion` at node add). Promotion and demotion by hand are `gnt node
-//!   modify --master-candidate yes|no` ([`crate::operations::node_modify`]).
+//!   modify --master-candidate yes|no` ([`crate::operations::node_modify`]). Only an
+//!   online, undrained node is ever promoted ([`crate::config::NodeConfig::promotable`]):
+//!   draining a candidate demotes it, and no pool change promotes it back.
 //! - **Copies**: with every change, each online candidate gets the configuration, the
 //!   cluster CA with its key, and its own master certificate (`WriteMasterCopy`), stored
 //!   0600 by the node, with the configuration's version; a demoted candidate's copy is

@@ -91,7 +91,8 @@ impl Master {
                     config.candidate_pool_size = size;
                 }
                 for (name, certificate) in &promotions {
-                    if let Some(node) = config.nodes.get_mut(name) {
+                    // Looked at again under the lock: only a promotable node is promoted.
+                    if let Some(node) = config.nodes.get_mut(name).filter(|n| n.promotable()) {
                         certificate.clone().promote(node);
                     }
                 }
@@ -102,22 +103,17 @@ impl Master {
         progress.step_after_commit(Step::Committed {
             serial: committed.serial,
         });
-        let missed = self.redistribute(&committed).await;
-        progress.step_after_commit(Step::Distributed {
-            missed: missed.len(),
-        });
-        warnings.extend(missed);
+        let mut changed = self.distribute_change(&committed, warnings, progress).await;
         if change.master_netmask.is_some() {
-            warnings.extend(self.apply_master_netmask(&committed, progress).await);
+            changed
+                .warnings
+                .extend(self.apply_master_netmask(&committed, progress).await);
         }
-        Ok(Changed {
-            serial: committed.serial,
-            warnings,
-        })
+        Ok(changed)
     }
 
-    /// The nodes a larger pool promotes, certified: online non-candidates in name order,
-    /// as many as the pool lacks.
+    /// The nodes a larger pool promotes, certified: online, undrained non-candidates in
+    /// name order, as many as the pool lacks.
     async fn pool_promotions(
         &self,
         config: &ClusterConfig,
@@ -134,7 +130,7 @@ impl Master {
         let eligible = config
             .nodes
             .iter()
-            .filter(|(_, node)| !node.offline && !node.master_candidate);
+            .filter(|(_, node)| node.promotable() && !node.master_candidate);
         for (name, node) in eligible {
             if promoted.len() >= wanted {
                 break;

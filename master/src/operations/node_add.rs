@@ -338,7 +338,7 @@ pub(super) fn check_unique(
 }
 
 /// The master's record (a configuration without one is refused when loaded).
-fn master_of(config: &ClusterConfig) -> Result<&NodeConfig, MasterError> {
+pub(super) fn master_of(config: &ClusterConfig) -> Result<&NodeConfig, MasterError> {
     config
         .master()
         .ok_or_else(|| MasterError::UnknownNode(config.master_node.to_string()))
@@ -358,7 +358,10 @@ pub(super) fn check_homing(config: &ClusterConfig, addrs: &NodeAddrs) -> Result<
 
 /// Reachability from this host, as Ganeti: the primary from any address, the secondary
 /// from the master's secondary.
-async fn check_reachable(config: &ClusterConfig, node: &Node) -> Result<(), MasterError> {
+pub(super) async fn check_reachable(
+    config: &ClusterConfig,
+    node: &Node,
+) -> Result<(), MasterError> {
     let port = config.node_port;
     let ping = |target, source| async move {
         let options = PingOptions {

@@ -1,18 +1,25 @@
-//! `gnt node modify --offline yes|no --master-candidate yes|no`: Ganeti's node flags.
+//! `gnt node modify --offline|--drained|--master-candidate yes|no`: Ganeti's node flags;
+//! `--secondary-ip` is [`super::node_secondary`].
 //!
 //! - An offline node gets no traffic at all; the change reaches every online node's ssconf.
+//! - A drained node is online (traffic, ssconf) but never a master candidate.
 //! - A master candidate holds a copy of what a master needs ([`super::candidates`]).
 //!
-//! As in Ganeti: at most one flag may become "yes" at once (an offline node cannot be a
-//! candidate), the master's flags change only by failover, going offline demotes a
-//! candidate, and a node coming back online becomes a candidate if the pool has room.
-//! A node is certified as a candidate before the commit (a probe over mutual TLS, no
-//! effect on the node), so a node that cannot prove its key changes nothing.
+//! As in Ganeti, the three are one role: at most one flag may become "yes" at once, and
+//! setting one clears the others (draining or taking offline a candidate demotes it); the
+//! master's flags change only by failover; unsetting a flag the node does not have changes
+//! nothing; a node coming back online or undrained becomes a candidate if the pool has
+//! room, unless `--master-candidate no` says otherwise. A node is certified as a candidate
+//! before the commit (a probe over mutual TLS, no effect on the node), so a node that
+//! cannot prove its key changes nothing.
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use super::Changed;
 use super::candidates::{demote, pool_has_room};
+use crate::config::NodeConfig;
 use crate::error::MasterError;
 use crate::jobs::{Progress, Step};
 use crate::master::{Master, NodeView};
@@ -23,56 +30,146 @@ pub struct NodeFlags {
     /// The offline flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<bool>,
+    /// The drained flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained: Option<bool>,
     /// The master-candidate flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_candidate: Option<bool>,
+    /// A new secondary address (alone: never with a flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_ip: Option<IpAddr>,
+}
+
+/// What a node's candidacy becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Candidacy {
+    Keep,
+    Yes,
+    No,
+    /// Only if the pool has room (Ganeti's self-promotion).
+    IfRoom,
+}
+
+/// The flags a node ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Target {
+    offline: bool,
+    drained: bool,
+    candidate: Candidacy,
 }
 
 impl NodeFlags {
-    /// The change in words (`offline`, `a master candidate`, ...).
+    /// The change in words (`offline`, `drained`, `a master candidate`, ...).
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         if let Some(offline) = self.offline {
-            parts.push(if offline { "offline" } else { "online" });
+            parts.push(if offline { "offline" } else { "online" }.to_owned());
+        }
+        if let Some(drained) = self.drained {
+            parts.push(if drained { "drained" } else { "undrained" }.to_owned());
         }
         if let Some(candidate) = self.master_candidate {
-            parts.push(if candidate {
-                "a master candidate"
-            } else {
-                "not a master candidate"
-            });
+            parts.push(
+                if candidate {
+                    "a master candidate"
+                } else {
+                    "not a master candidate"
+                }
+                .to_owned(),
+            );
+        }
+        if let Some(ip) = self.secondary_ip {
+            parts.push(format!("with secondary ip {ip}"));
         }
         parts.join(" and ")
     }
 
     /// Whether `view` has these flags already.
     pub fn applied_to(&self, view: &NodeView) -> bool {
-        self.offline.is_none_or(|o| o == view.node.offline)
+        let node = &view.node;
+        self.offline.is_none_or(|o| o == node.offline)
+            && self.drained.is_none_or(|d| d == node.drained)
             && self
                 .master_candidate
-                .is_none_or(|c| c == view.node.master_candidate)
+                .is_none_or(|c| c == node.master_candidate)
+            && self.secondary_ip.is_none_or(|ip| {
+                // Committed, with the certificate installed (or owed to an offline node).
+                ip == node.secondary_ip
+                    && node
+                        .readdress
+                        .as_ref()
+                        .is_none_or(|r| r.certificate_sha256.is_empty())
+            })
     }
 
     fn check(&self, view: &NodeView) -> Result<(), MasterError> {
-        if self.offline.is_none() && self.master_candidate.is_none() {
-            return Err(MasterError::NoFlags);
+        let flags = [self.offline, self.drained, self.master_candidate];
+        if flags.iter().all(Option::is_none) {
+            return if self.secondary_ip.is_some() {
+                Ok(())
+            } else {
+                Err(MasterError::NoFlags)
+            };
         }
-        if self.offline == Some(true) && self.master_candidate == Some(true) {
+        if self.secondary_ip.is_some() {
+            return Err(MasterError::SecondaryWithFlags);
+        }
+        if flags.iter().filter(|f| **f == Some(true)).count() > 1 {
             // Ganeti's words.
             return Err(MasterError::TwoStates);
         }
         if view.master {
             return Err(if self.offline == Some(true) {
                 MasterError::OfflineMaster
+            } else if self.drained == Some(true) {
+                MasterError::DrainedMaster
             } else {
                 MasterError::MasterRole
             });
         }
-        let offline_after = self.offline.unwrap_or(view.node.offline);
-        if self.master_candidate == Some(true) && offline_after {
-            return Err(MasterError::OfflineCandidate(view.name.clone()));
+        if self.master_candidate == Some(true) {
+            if view.node.offline && self.offline != Some(false) {
+                return Err(MasterError::OfflineCandidate(view.name.clone()));
+            }
+            if view.node.drained && self.drained != Some(false) {
+                return Err(MasterError::DrainedCandidate(view.name.clone()));
+            }
         }
         Ok(())
+    }
+
+    /// The role `node` ends with: a "yes" sets its role and clears the others; a "no"
+    /// leaves a role the node has (and is ignored otherwise, as in Ganeti).
+    fn target(&self, node: &NodeConfig) -> Target {
+        let role = |offline, drained, candidate| Target {
+            offline,
+            drained,
+            candidate,
+        };
+        if self.master_candidate == Some(true) {
+            return role(false, false, Candidacy::Yes);
+        }
+        if self.drained == Some(true) {
+            return role(false, true, Candidacy::No);
+        }
+        if self.offline == Some(true) {
+            return role(true, false, Candidacy::No);
+        }
+        let leaving_offline = self.offline == Some(false) && node.offline;
+        let undraining = self.drained == Some(false) && node.drained;
+        let candidate = if self.master_candidate == Some(false) {
+            Candidacy::No
+        } else if (leaving_offline || undraining) && !node.master_candidate {
+            Candidacy::IfRoom
+        } else {
+            Candidacy::Keep
+        };
+        role(
+            node.offline && !leaving_offline,
+            node.drained && !undraining,
+            candidate,
+        )
     }
 }
 
@@ -86,16 +183,16 @@ impl Master {
     ) -> Result<(NodeView, Changed), MasterError> {
         let view = self.node(name).await?;
         flags.check(&view)?;
+        if let Some(ip) = flags.secondary_ip {
+            return self.change_secondary(view, ip, progress).await;
+        }
         let mut warnings = Vec::new();
-        let going_online = flags.offline == Some(false) && view.node.offline;
-        let wants_candidate = match flags.master_candidate {
-            Some(wanted) => wanted,
-            None if flags.offline == Some(true) => false,
-            None if going_online && !view.node.master_candidate => {
-                let config = self.config.snapshot().await;
-                pool_has_room(&config)
-            }
-            None => view.node.master_candidate,
+        let target = flags.target(&view.node);
+        let wants_candidate = match target.candidate {
+            Candidacy::Yes => true,
+            Candidacy::No => false,
+            Candidacy::Keep => view.node.master_candidate,
+            Candidacy::IfRoom => pool_has_room(&self.config.snapshot().await),
         };
         let certificate = if wants_candidate && !view.node.master_candidate {
             match self
@@ -104,8 +201,8 @@ impl Master {
             {
                 Ok(certificate) => Some(certificate),
                 // Asked for: the modify fails and changes nothing.
-                Err(error) if flags.master_candidate == Some(true) => return Err(error),
-                // Only the pool's wish: the node comes back online all the same.
+                Err(error) if target.candidate == Candidacy::Yes => return Err(error),
+                // Only the pool's wish: the node comes back all the same.
                 Err(error) => {
                     warnings.push(format!("not made a master candidate: {error}"));
                     None
@@ -123,9 +220,8 @@ impl Master {
                     .nodes
                     .get_mut(&view.name)
                     .ok_or_else(|| MasterError::UnknownNode(view.name.to_string()))?;
-                if let Some(offline) = flags.offline {
-                    node.offline = offline;
-                }
+                node.offline = target.offline;
+                node.drained = target.drained;
                 if let Some(certificate) = certificate.clone() {
                     certificate.promote(node);
                 } else if !wants_candidate {
@@ -141,6 +237,17 @@ impl Master {
         if was_candidate && !node.master_candidate && !node.offline {
             warnings.extend(self.drop_copy(&committed, &view.name).await);
         }
+        if let Some(owed) = node
+            .readdress
+            .as_ref()
+            .filter(|_| view.node.offline && !node.offline)
+        {
+            warnings.push(format!(
+                "its certificate does not name its secondary ip {ip} yet (changed while it was offline): run `gnt node modify --secondary-ip {ip} {name}` to reissue it",
+                ip = owed.secondary_ip,
+                name = view.name
+            ));
+        }
         if was_candidate && !node.master_candidate && pool_has_room(&committed) {
             warnings.push(format!(
                 "the cluster now has {} master candidate(s), fewer than its pool size {}",
@@ -148,17 +255,10 @@ impl Master {
                 committed.candidate_pool_size
             ));
         }
-        let missed = self.redistribute(&committed).await;
-        progress.step_after_commit(Step::Distributed {
-            missed: missed.len(),
-        });
-        warnings.extend(missed);
-        Ok((
-            NodeView { node, ..view },
-            Changed {
-                serial: committed.serial,
-                warnings,
-            },
-        ))
+        let changed = self.distribute_change(&committed, warnings, progress).await;
+        Ok((NodeView { node, ..view }, changed))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@
 //!   over mutual TLS instead of joining; a reinstalled one needs a token, and the refusal
 //!   says so.
 //! - **The commit updates the record in place**: new primary and certificate, offline
-//!   cleared (Ganeti resets the flags), and candidacy decided again with the node left out
+//!   and drained cleared (Ganeti resets the flags), and candidacy decided again with the node left out
 //!   of the count, so a candidate comes back as one with a master certificate for its new
 //!   key. A node whose certificate changed is no longer waited for by a renewal: the Join
 //!   gave it this cluster's current CA and master certificates.
@@ -122,7 +122,12 @@ impl Master {
                 record.primary_ip = node.addrs.primary;
                 record.secondary_ip = node.addrs.secondary;
                 record.offline = false;
+                record.drained = false;
                 record.certificate_sha256.clone_from(&certificate_sha256);
+                if certificate_changed {
+                    // The Join certified the addresses it lists now: nothing is owed.
+                    record.readdress = None;
+                }
                 demote(record);
                 let room = pool_has_room(c);
                 let record = c

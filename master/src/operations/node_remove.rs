@@ -47,18 +47,8 @@ impl Master {
         progress.step_after_commit(Step::Committed {
             serial: committed.serial,
         });
-        let missed = self.redistribute(&committed).await;
-        progress.step_after_commit(Step::Distributed {
-            missed: missed.len(),
-        });
-        warnings.extend(missed);
-        Ok((
-            Changed {
-                serial: committed.serial,
-                warnings,
-            },
-            left.is_ok(),
-        ))
+        let changed = self.distribute_change(&committed, warnings, progress).await;
+        Ok((changed, left.is_ok()))
     }
 
     /// Takes node `name` out of the configuration (a node already out is not an error:

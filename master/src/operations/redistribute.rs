@@ -14,6 +14,7 @@ use gnt_core::ssconf::{Published, SsconfError};
 use gnt_proto::node::v1::WriteSsconfRequest;
 use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 
+use super::Changed;
 use super::rpc_call::{failed, fan_out_on, timed};
 use crate::config::ClusterConfig;
 use crate::error::MasterError;
@@ -56,6 +57,25 @@ impl Master {
                 ssconf.chain(copies).collect()
             }
             Err(error) => vec![format!("cannot build ssconf: {error}")],
+        }
+    }
+
+    /// The end of every change, once `committed`: its redistribution, reported to
+    /// `progress`, and the change with `warnings` and one more per node that missed it.
+    pub(crate) async fn distribute_change(
+        &self,
+        committed: &ClusterConfig,
+        mut warnings: Vec<String>,
+        progress: &dyn Progress,
+    ) -> Changed {
+        let missed = self.redistribute(committed).await;
+        progress.step_after_commit(Step::Distributed {
+            missed: missed.len(),
+        });
+        warnings.extend(missed);
+        Changed {
+            serial: committed.serial,
+            warnings,
         }
     }
 

@@ -44,7 +44,7 @@ use crate::master::Master;
 use crate::pki::{ClusterCa, fingerprint_of_pem};
 
 pub mod before_expiry;
-mod node;
+pub(crate) mod node;
 
 pub use node::NodeRenewal;
 

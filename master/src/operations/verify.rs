@@ -9,7 +9,7 @@
 //! configuration records. All run at once.
 //!
 //! Each problem has a [`Severity`], as in Ganeti: an error fails the verification; a
-//! warning (only a certificate expiring within 30 days, for now) is reported and does not.
+//! warning (a certificate expiring within 30 days, or one behind its node's secondary address) is reported and does not.
 //!
 //! A node that does not tell its serial is not reported twice: the network test reports it
 //! silent already. A node is reported ahead of the configuration only if it is ahead of the

@@ -1,13 +1,15 @@
 //! Requests that submit jobs, in the operations' own terms: each field checked once, here.
 
 use gnt_core::join::JoinToken;
+use gnt_core::netutils::parse_ip;
 use gnt_core::policy::IpPolicy;
 use gnt_proto::master::v1::{
-    AddNodeRequest, ModifyClusterRequest, SubmitJobRequest, submit_job_request,
+    AddNodeRequest, ModifyClusterRequest, ModifyNodeRequest, SubmitJobRequest, submit_job_request,
 };
 use tonic::Status;
 
 use super::status;
+use crate::error::MasterError;
 use crate::jobs::queue::Submission;
 use crate::operations::cluster_modify::ClusterChange;
 use crate::operations::master_ip::MasterIpError;
@@ -27,10 +29,7 @@ pub(super) fn submission(
             Ok(Submission::RemoveNode { name: remove.name })
         }
         Some(submit_job_request::Operation::ModifyNode(modify)) => Ok(Submission::ModifyNode {
-            flags: NodeFlags {
-                offline: modify.offline,
-                master_candidate: modify.master_candidate,
-            },
+            flags: node_flags(&modify)?,
             name: modify.name,
         }),
         Some(submit_job_request::Operation::RedistributeConfig(_)) => Ok(Submission::Redistribute),
@@ -48,6 +47,26 @@ pub(super) fn submission(
             "the job names no operation (set add_node, remove_node, modify_node, redistribute_config, modify_cluster or renew_crypto)",
         )),
     }
+}
+
+/// The change a `ModifyNodeRequest` asks for; a secondary address that is no IPv4 address
+/// is refused in Ganeti's words.
+pub(super) fn node_flags(request: &ModifyNodeRequest) -> Result<NodeFlags, Status> {
+    let secondary_ip = match request.secondary_ip.as_str() {
+        "" => None,
+        text => Some(
+            parse_ip(text)
+                .ok()
+                .filter(std::net::IpAddr::is_ipv4)
+                .ok_or_else(|| status(MasterError::SecondaryNotIpv4(text.to_owned())))?,
+        ),
+    };
+    Ok(NodeFlags {
+        offline: request.offline,
+        drained: request.drained,
+        master_candidate: request.master_candidate,
+        secondary_ip,
+    })
 }
 
 /// A `ModifyClusterRequest`, its netmask checked against `policy`'s family (0: unchanged;

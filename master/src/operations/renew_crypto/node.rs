@@ -17,7 +17,7 @@ use gnt_proto::node::v1::{
 use gnt_transports::join::CertificateIssuer;
 use gnt_transports::{Pem, call_failure, check_issued_by};
 
-use crate::config::{ClusterConfig, Rollover};
+use crate::config::{ClusterConfig, NodeConfig, Rollover};
 use crate::error::MasterError;
 use crate::identity::trust_bundle;
 use crate::master::Master;
@@ -59,9 +59,22 @@ impl NodeRenewal {
     }
 }
 
-/// Why a node was not renewed.
+/// The fingerprints of the certificates `record`'s node may present with its own key: the
+/// one the configuration lists, and one issued for a change of its secondary address that
+/// was interrupted after the node installed it ([`crate::config::Readdress`]).
+pub(crate) fn accepted_certificates(record: &NodeConfig) -> Vec<&str> {
+    let mut accepted = vec![record.certificate_sha256.as_str()];
+    if let Some(readdress) = &record.readdress
+        && !readdress.certificate_sha256.is_empty()
+    {
+        accepted.push(readdress.certificate_sha256.as_str());
+    }
+    accepted
+}
+
+/// Why a node was not renewed, or a key not proven.
 #[derive(Debug)]
-enum NodeFailure {
+pub(crate) enum NodeFailure {
     Call {
         step: &'static str,
         failure: CallFailure,
@@ -183,8 +196,9 @@ impl Master {
                 .map_err(step("making a new key"))?;
             (prepared.into_inner().public_key, false)
         } else {
+            let accepted = accepted_certificates(record);
             (
-                self.presented_key(&node, &record.certificate_sha256, rollover)
+                self.presented_key(&node, &accepted, &rollover.issuing_ca_pem)
                     .await?,
                 true,
             )
@@ -218,27 +232,26 @@ impl Master {
         })
     }
 
-    /// The public key of the certificate `node` presents, which must be the one the
-    /// configuration lists: a certificate renewed for the same key is for that key.
+    /// The public key of the certificate `node` presents, which must be one of `accepted`
+    /// (fingerprints the configuration lists for it, [`accepted_certificates`]): a
+    /// certificate renewed for the same key is for that key.
     ///
-    /// Or one that `rollover`'s new CA issued: an earlier attempt of this renewal installed
-    /// it, and its master stopped (or the node's answer was lost) before the commit. In a
-    /// renewal that keeps the keys that CA certifies only keys pinned this way, and the
-    /// probe checked that the certificate names this node, so the key is still the node's.
-    /// Refusing it left the node pending for good, and the old CA and master key trusted.
-    async fn presented_key(
+    /// Or one that `issuing_ca_pem` issued (when not empty: the new CA of a renewal): an
+    /// earlier attempt of this renewal installed it, and its master stopped (or the node's
+    /// answer was lost) before the commit. In a renewal that keeps the keys that CA
+    /// certifies only keys pinned this way, and the probe checked that the certificate
+    /// names this node, so the key is still the node's. Refusing it left the node pending
+    /// for good, and the old CA and master key trusted.
+    pub(crate) async fn presented_key(
         &self,
         node: &gnt_core::node::Node,
-        certificate_sha256: &str,
-        rollover: &Rollover,
+        accepted: &[&str],
+        issuing_ca_pem: &str,
     ) -> Result<Vec<u8>, NodeFailure> {
         let issued_by_new_ca = |certificate: &rustls::pki_types::CertificateDer<'static>| {
-            !rollover.issuing_ca_pem.is_empty()
+            !issuing_ca_pem.is_empty()
                 && check_issued_by(
-                    &Pem::from_bytes(
-                        "the CA this renewal made",
-                        rollover.issuing_ca_pem.as_bytes(),
-                    ),
+                    &Pem::from_bytes("the CA this renewal made", issuing_ca_pem.as_bytes()),
                     std::slice::from_ref(certificate),
                 )
                 .is_ok()
@@ -249,7 +262,7 @@ impl Master {
                 public_key,
                 certificate,
                 ..
-            } if presented.eq_ignore_ascii_case(certificate_sha256)
+            } if accepted.iter().any(|a| presented.eq_ignore_ascii_case(a))
                 || issued_by_new_ca(&certificate) =>
             {
                 Ok(public_key)
@@ -258,7 +271,8 @@ impl Master {
                 certificate_sha256: presented,
                 ..
             } => Err(MasterError::Issue(format!(
-                "it presents certificate {presented}, not the {certificate_sha256} the configuration lists"
+                "it presents certificate {presented}, not the {} the configuration lists",
+                accepted.first().copied().unwrap_or_default()
             ))
             .into()),
             Membership::NotMember(why) | Membership::Unreachable(why) => Err(NodeFailure::Call {

@@ -48,6 +48,7 @@ impl Master {
         let now = unix_now();
         let mut problems = master_problems(config, &self.paths.pki, now);
         problems.extend(node_problems(config, reports, now));
+        problems.extend(readdress_problems(config, reports));
         let holds_previous = crate::identity::retiring_pair(&self.paths)
             .identity()
             .is_ok();
@@ -119,11 +120,22 @@ fn node_problems(
             });
             continue;
         };
-        let recorded = config
-            .nodes
-            .get(node)
-            .map_or("", |n| n.certificate_sha256.as_str());
-        if !recorded.is_empty() && !recorded.eq_ignore_ascii_case(&certificate.sha256) {
+        let record = config.nodes.get(node);
+        let recorded = record.map_or("", |n| n.certificate_sha256.as_str());
+        let interrupted = record.and_then(|n| n.readdress.as_ref()).filter(|r| {
+            r.certificate_sha256
+                .eq_ignore_ascii_case(&certificate.sha256)
+        });
+        if let Some(readdress) = interrupted {
+            let ip = readdress.secondary_ip;
+            problems.push(error(
+                node,
+                format!(
+                    "presents the certificate issued for its new secondary ip {ip} (SHA256 {}), but the change of address was interrupted before it was committed: run `gnt node modify --secondary-ip {ip} {node}` again to finish it",
+                    certificate.sha256
+                ),
+            ));
+        } else if !recorded.is_empty() && !recorded.eq_ignore_ascii_case(&certificate.sha256) {
             problems.push(error(
                 node,
                 format!(
@@ -137,6 +149,52 @@ fn node_problems(
             not_after: certificate.not_after,
         };
         problems.extend(expiry(node, "certificate", validity, now, RENEW_NODES));
+    }
+    problems
+}
+
+/// The nodes whose certificate does not name their secondary address yet (a change made
+/// while they were offline), or whose change of address stopped before the node installed
+/// its certificate: warnings (the node works; its certificate is merely behind), each with
+/// the command that finishes it. A node that presents the new certificate already is
+/// [`node_problems`]'s error instead.
+fn readdress_problems(
+    config: &ClusterConfig,
+    reports: &[NodeResult<Hostname, NodeReport>],
+) -> Vec<Problem> {
+    let presented = |name: &Hostname| {
+        reports
+            .iter()
+            .find(|r| r.key == *name)
+            .and_then(|r| r.outcome.as_ref().ok())
+            .and_then(|report| report.certificate.as_ref())
+            .map(|c| c.sha256.clone())
+    };
+    let mut problems = Vec::new();
+    for (name, node) in &config.nodes {
+        let Some(readdress) = &node.readdress else {
+            continue;
+        };
+        let ip = readdress.secondary_ip;
+        let finish = format!("`gnt node modify --secondary-ip {ip} {name}`");
+        let message = if readdress.certificate_sha256.is_empty() {
+            format!(
+                "its certificate does not name its secondary ip {ip}, changed while it was offline: once it is online, {finish} reissues it"
+            )
+        } else if presented(name)
+            .is_some_and(|p| p.eq_ignore_ascii_case(&readdress.certificate_sha256))
+        {
+            continue;
+        } else {
+            format!(
+                "a change of its secondary ip to {ip} stopped before its certificate was installed, so its secondary ip is still {}: run {finish} again to finish it",
+                node.secondary_ip
+            )
+        };
+        problems.push(Problem {
+            severity: Severity::Warning,
+            ..error(name, message)
+        });
     }
     problems
 }

@@ -167,25 +167,7 @@ fn config(nodes: &[(&str, &str)]) -> ClusterConfig {
             (name(node), record)
         })
         .collect();
-    ClusterConfig {
-        serial: 3,
-        cluster_name: name("cluster.example.com"),
-        policy: gnt_core::policy::IpPolicy::Ipv4,
-        master_node: name("master.example.com"),
-        master_ip: "192.0.2.100".parse().unwrap(),
-        master_netmask: 32,
-        master_netdev: String::new(),
-        node_port: 1811,
-        master_epoch: 1,
-        candidate_pool_size: 10,
-        certificate_validity_secs: 86_400,
-        ca_validity_secs: 10 * 86_400,
-        nodes,
-        join_tokens: Vec::new(),
-        rollover: None,
-        created_at: 0,
-        modified_at: 0,
-    }
+    crate::config::fixture::cluster(nodes)
 }
 
 fn report(
@@ -379,5 +361,62 @@ fn every_node_a_renewal_waits_for_is_named_with_how_the_wait_ends() {
             .2
             .contains("mark it online (`gnt node modify --offline no node2.example.com`)"),
         "{found:?}"
+    );
+}
+
+#[test]
+fn a_change_of_secondary_address_left_half_way_is_named_with_the_command_that_finishes_it() {
+    let far = i64::MAX / 2;
+    let presenting = |sha256: &str| ReportedCertificate {
+        sha256: sha256.to_owned(),
+        not_after: far,
+    };
+    let mut config = config(&[
+        ("master.example.com", "AA:AA"),
+        ("node1.example.com", "11:11"),
+        ("node2.example.com", "22:22"),
+        ("node3.example.com", "33:33"),
+    ]);
+    let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let owe = |config: &mut ClusterConfig, node: &str, sha256: &str| {
+        config.nodes.get_mut(&name(node)).unwrap().readdress = Some(crate::config::Readdress {
+            secondary_ip: ip,
+            certificate_sha256: sha256.to_owned(),
+        });
+    };
+    // node1 installed the new certificate, the commit did not follow; node2 stopped before
+    // the install; node3 was offline.
+    owe(&mut config, "node1.example.com", "1N:EW");
+    owe(&mut config, "node2.example.com", "2N:EW");
+    owe(&mut config, "node3.example.com", "");
+    let reports = vec![
+        report("master.example.com", Some(presenting("AA:AA"))),
+        report("node1.example.com", Some(presenting("1N:EW"))),
+        report("node2.example.com", Some(presenting("22:22"))),
+    ];
+    let found: Vec<(String, Severity, String)> = node_problems(&config, &reports, unix_now())
+        .into_iter()
+        .chain(readdress_problems(&config, &reports))
+        .map(|p| (p.node.to_string(), p.severity, p.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "node1.example.com".to_owned(),
+                Severity::Error,
+                "presents the certificate issued for its new secondary ip 198.51.100.7 (SHA256 1N:EW), but the change of address was interrupted before it was committed: run `gnt node modify --secondary-ip 198.51.100.7 node1.example.com` again to finish it".to_owned()
+            ),
+            (
+                "node2.example.com".to_owned(),
+                Severity::Warning,
+                "a change of its secondary ip to 198.51.100.7 stopped before its certificate was installed, so its secondary ip is still 192.0.2.1: run `gnt node modify --secondary-ip 198.51.100.7 node2.example.com` again to finish it".to_owned()
+            ),
+            (
+                "node3.example.com".to_owned(),
+                Severity::Warning,
+                "its certificate does not name its secondary ip 198.51.100.7, changed while it was offline: once it is online, `gnt node modify --secondary-ip 198.51.100.7 node3.example.com` reissues it".to_owned()
+            ),
+        ]
     );
 }
