@@ -59,6 +59,8 @@ pub enum JobOp {
         #[serde(flatten)]
         parts: CryptoParts,
     },
+    /// `gnt cluster destroy`.
+    DestroyCluster,
 }
 
 impl JobOp {
@@ -71,6 +73,7 @@ impl JobOp {
             Self::Redistribute => "redistribute the configuration".to_owned(),
             Self::ModifyCluster { change } => change.summary(),
             Self::RenewCrypto { parts } => parts.summary(),
+            Self::DestroyCluster => "destroy the cluster".to_owned(),
         }
     }
 }
@@ -265,6 +268,8 @@ pub enum JobOutcome {
         /// Whether the renewal is over.
         finished: bool,
     },
+    /// The cluster was destroyed: the master's node left; the daemon removes the rest.
+    Destroyed(crate::operations::destroy::Destroyed),
     /// The configuration's ssconf was sent to every online node.
     Redistributed {
         /// The configuration serial of the set sent.

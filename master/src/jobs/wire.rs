@@ -83,6 +83,7 @@ fn result(outcome: &JobOutcome, warnings: &[String]) -> job::Result {
             finished: *finished,
             warnings: warnings.to_vec(),
         }),
+        JobOutcome::Destroyed(done) => job::Result::Destroyed(done.into()),
         JobOutcome::Redistributed { serial, nodes } => {
             job::Result::Redistributed(RedistributeConfigResponse {
                 config_serial: *serial,
