@@ -142,7 +142,12 @@ fn destroy_is_refused_until_the_master_is_alone_and_leaves_a_host_where_init_wor
         "{out}"
     );
 
+    // What a destroy killed while deleting the master directory leaves, init deletes.
+    let remains = state.join("master.destroyed");
+    std::fs::create_dir(&remains).unwrap();
+    std::fs::write(remains.join("ca.key"), "a destroyed cluster's key").unwrap();
     init_again(&cluster);
+    assert!(!remains.exists());
     eventually("the new master holds the cluster IP", || {
         held(&cluster, "master", ip).is_some()
     });

@@ -139,7 +139,7 @@ pub fn remove_master_dir(paths: &MasterPaths) -> Result<(), FsError> {
         Err(e) => return Err(FsError::new("rename", &paths.master_dir, e)),
     }
     fs_atomic::sync_dir(&paths.state_dir)?;
-    remove_remains(&paths.state_dir)?;
+    std::fs::remove_dir_all(&aside).map_err(|e| FsError::new("remove", &aside, e))?;
     fs_atomic::sync_dir(&paths.state_dir)
 }
 
