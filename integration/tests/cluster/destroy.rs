@@ -283,3 +283,47 @@ fn killing_masterd_during_a_destroy_leaves_a_working_cluster_or_a_host_ready_for
         seen.2
     );
 }
+
+#[test]
+fn a_master_whose_node_left_already_is_destroyed_saying_what_is_left_to_do_by_hand() {
+    let policy = IpPolicy::Ipv4;
+    let cluster = running(policy, 0);
+    let ip = cluster_ip(policy);
+    eventually("the master holds the cluster IP", || {
+        held(&cluster, "master", ip).is_some()
+    });
+    // Its node wiped by hand: the master can no longer ask it for anything.
+    gnt_ok(
+        &cluster,
+        &[
+            "rpc",
+            "call",
+            "LeaveCluster",
+            "--force",
+            "--nodes",
+            "master.lab.test",
+        ],
+    );
+    let out = gnt_ok(&cluster, &["cluster", "destroy", "--yes-do-it"]);
+    assert!(
+        out.stdout.starts_with("master.lab.test left the cluster: "),
+        "{out}"
+    );
+    assert_eq!(
+        out.stderr,
+        "warning: master.lab.test had left the cluster already, so the cluster IP could not be removed through it; if `ip address show dev eth0` lists 10.77.0.100/32, remove it by hand (`ip address del 10.77.0.100/32 dev eth0`): `gnt cluster init` refuses a cluster IP that answers\n"
+    );
+    assert_eq!(cluster.wait_exit(MASTERD, Duration::from_secs(10)), Some(0));
+    assert!(!cluster.state_dir("master").join("master").exists());
+    // The warning is right: the address stayed, and init refuses it until it goes.
+    assert!(held(&cluster, "master", ip).is_some());
+    let out = cluster.init().unwrap();
+    assert_eq!(out.code, 65, "{out}");
+    assert!(out.stderr.contains("Cluster IP already active"), "{out}");
+    cluster
+        .host("master")
+        .unwrap()
+        .ip(&["address", "del", "10.77.0.100/32", "dev", "eth0"])
+        .unwrap();
+    init_again(&cluster);
+}

@@ -58,6 +58,7 @@ pub(super) async fn run(paths: &MasterPaths, yes_do_it: bool) -> Result<ExitCode
         }
     };
     print_left(&done);
+    super::output::warnings(&done.warnings);
     // The daemon removes its directory once it has stopped; the socket goes with it.
     let deadline = Instant::now() + STOP_PATIENCE;
     while paths.master_dir.exists() {
@@ -86,13 +87,13 @@ pub(super) async fn run(paths: &MasterPaths, yes_do_it: bool) -> Result<ExitCode
 
 /// What the job did: the cluster IP, and the master's node.
 fn print_left(done: &DestroyClusterResponse) {
-    if done.netdev.is_empty() {
-        println!("Cluster IP {} was not active.", done.master_ip);
-    } else {
+    if !done.netdev.is_empty() {
         println!(
             "Cluster IP {} deactivated on {} ({}).",
             done.master_ip, done.master_node, done.netdev
         );
+    } else if done.warnings.is_empty() {
+        println!("Cluster IP {} was not active.", done.master_ip);
     }
     println!(
         "{} left the cluster: its gnt-noded deleted its ssconf, key and certificates and waits for a Join in bootstrap mode.",

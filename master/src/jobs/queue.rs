@@ -457,8 +457,8 @@ async fn run_op(
             Ok(wire::crypto_renewed(renewal))
         }
         JobOp::DestroyCluster => {
-            let done = master.destroy_cluster(progress).await?;
-            Ok((JobOutcome::Destroyed(done), Vec::new()))
+            let (done, warnings) = master.destroy_cluster(progress).await?;
+            Ok((JobOutcome::Destroyed(done), warnings))
         }
     }
 }

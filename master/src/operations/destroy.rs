@@ -14,6 +14,9 @@
 //!   host's own node state (an empty ssconf), not from an answer that may have been lost: an
 //!   unfinished destroy whose node left is finished by recovery, and a master that finds a
 //!   destroy ended in its job queue removes its directory and stops instead of starting.
+//! - A master whose node had left before the destroy (a forced `LeaveCluster`) cannot have
+//!   the cluster IP removed through it any more: its directory is removed all the same, and
+//!   a warning says how to remove the address by hand.
 //! - The master directory is renamed away first (one atomic step: no half-removed
 //!   directory is ever taken for a cluster), then deleted; what a kill leaves of it,
 //!   `master.destroyed`, is deleted by the next destroy or `gnt cluster init`.
@@ -55,6 +58,7 @@ impl From<&Destroyed> for DestroyClusterResponse {
             master_node: done.master.clone(),
             master_ip: done.master_ip.clone(),
             netdev: done.netdev.clone(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -146,8 +150,11 @@ pub fn remove_master_dir(paths: &MasterPaths) -> Result<(), FsError> {
 impl Master {
     /// Destroys the cluster (see the module docs): the checks, the cluster IP off, the
     /// master's node told to leave. On success the daemon is signalled to stop and remove
-    /// the master directory.
-    pub async fn destroy_cluster(&self, progress: &dyn Progress) -> Result<Destroyed, MasterError> {
+    /// the master directory; the warnings say what is left to do by hand.
+    pub async fn destroy_cluster(
+        &self,
+        progress: &dyn Progress,
+    ) -> Result<(Destroyed, Vec<String>), MasterError> {
         let config = self.config.snapshot().await;
         let others: Vec<String> = config
             .nodes
@@ -159,8 +166,29 @@ impl Master {
             return Err(MasterError::NodesLeft { nodes: others });
         }
         let view = self.node(config.master_node.as_str()).await?;
+        let mut done = Destroyed {
+            cluster: config.cluster_name.to_string(),
+            master: view.name.to_string(),
+            master_ip: config.master_ip.to_string(),
+            netdev: String::new(),
+        };
+        if node_left(&self.paths.state_dir) {
+            // It left before (`gnt rpc call LeaveCluster --force` on it, or its state was
+            // deleted): nothing can ask it to remove the cluster IP any more, and only the
+            // master directory is left to remove.
+            let cidr = format!("{}/{}", config.master_ip, config.master_netmask);
+            let warning = format!(
+                "{} had left the cluster already, so the cluster IP could not be removed through it; if `ip address show dev {1}` lists {cidr}, remove it by hand (`ip address del {cidr} dev {1}`): `gnt cluster init` refuses a cluster IP that answers",
+                view.name, config.master_netdev
+            );
+            tracing::warn!(%warning, "the master's node left before the destroy");
+            self.destroyed.signal();
+            return Ok((done, vec![warning]));
+        }
         let ip = self.deactivate_master_ip(&view.name).await?;
-        let netdev = if ip.changed { ip.netdev } else { String::new() };
+        if ip.changed {
+            done.netdev = ip.netdev;
+        }
         let left = match progress.step(Step::Leaving) {
             Ok(()) => self
                 .tell_to_leave(&view)
@@ -188,12 +216,7 @@ impl Master {
         progress.step_after_commit(Step::Left { left: true });
         tracing::warn!(cluster = %config.cluster_name, "the master's node left: the cluster is destroyed; gnt-masterd stops and removes the master directory");
         self.destroyed.signal();
-        Ok(Destroyed {
-            cluster: config.cluster_name.to_string(),
-            master: view.name.to_string(),
-            master_ip: config.master_ip.to_string(),
-            netdev,
-        })
+        Ok((done, Vec::new()))
     }
 
     /// Takes a destroy a previous master left unfinished to its end: finished if the
