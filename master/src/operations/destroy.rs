@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::MasterError;
 use crate::jobs::{JobOp, JobRecord, JobState, Progress, Step};
 use crate::master::Master;
+use crate::operations::node_remove::NotLeft;
 use crate::paths::MasterPaths;
 
 /// What is left of a master directory whose removal a kill interrupted.
@@ -190,10 +191,12 @@ impl Master {
             done.netdev = ip.netdev;
         }
         let left = match progress.step(Step::Leaving) {
-            Ok(()) => self
-                .tell_to_leave(&view)
-                .await
-                .map(|r| r.map_err(|e| e.to_string())),
+            Ok(()) => self.tell_to_leave(&view).await.map(|r| {
+                r.map_err(|not_left| match not_left {
+                    NotLeft::Failed(failure) => failure.to_string(),
+                    other => other.to_string(),
+                })
+            }),
             Err(error) => Err(error),
         };
         // An answer lost on the way does not mean the node stayed: its state here says.
