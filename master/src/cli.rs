@@ -1,5 +1,5 @@
 //! `gnt`, the operator CLI, in Ganeti's idiom: `gnt cluster init|info|verify|redist-conf`,
-//! `gnt cluster activate-master-ip|deactivate-master-ip|modify`,
+//! `gnt cluster activate-master-ip|deactivate-master-ip|modify|destroy`,
 //! `gnt node token create|add|list|info|remove|modify`, `gnt job list|info|watch`,
 //! `gnt rpc call`.
 //!
@@ -9,6 +9,7 @@
 
 mod args;
 mod crypto;
+mod destroy;
 mod failover;
 mod fields;
 mod jobs;
@@ -115,6 +116,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             master_ip::deactivate(&paths, yes).await
         }
         Command::Cluster(ClusterCommand::Modify(args)) => master_ip::modify(&paths, args).await,
+        Command::Cluster(ClusterCommand::Destroy { yes_do_it }) => {
+            destroy::run(&paths, yes_do_it).await
+        }
         Command::Cluster(ClusterCommand::RenewCrypto(args)) => crypto::renew(&paths, args).await,
         Command::Cluster(ClusterCommand::CopyFile { nodes, file }) => {
             copy_file(&paths, file, nodes).await

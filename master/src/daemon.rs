@@ -7,6 +7,10 @@
 //! (`operations::master_ip`); a failure is logged as an error and the daemon runs on (the
 //! cluster is still managed at the master's own address). A graceful stop deactivates it,
 //! after the last job, so that another master can take it over.
+//!
+//! A destroy job (`operations::destroy`) that made the master's node leave stops the daemon
+//! too, which then removes the master directory; a daemon that finds such a job ended
+//! before its directory was gone removes it at start, instead of starting.
 
 mod cli;
 
@@ -28,6 +32,7 @@ use crate::jobs::record::JobStoreError;
 use crate::jobs::{JobQueue, JobStore};
 use crate::master::Master;
 use crate::operations::converge::{self, Converger};
+use crate::operations::destroy;
 use crate::operations::renew_crypto::before_expiry;
 use crate::paths::MasterPaths;
 use crate::service::MasterService;
@@ -143,6 +148,10 @@ pub async fn run_with(
         tracing::warn!(error = %gnt_core::error::Chain(&error), "cannot delete the previous master key");
     }
     let (jobs, mut worker) = JobQueue::open(JobStore::new(&paths.master_dir))?;
+    if destroy::ended_before(&jobs.list(), state_dir) {
+        tracing::warn!(cluster = %config.cluster_name, "this cluster was destroyed before gnt-masterd stopped: removing the master directory, and stopping");
+        return finish_destroy(&paths);
+    }
     let recovered = worker.recovered();
     let listener = Listener::unix(&paths.socket, 0o600)?;
     let server = GrpcServer::new("gnt-masterd")
@@ -193,6 +202,7 @@ pub async fn run_with(
     // rather than serve on without it.
     let stopped = tokio::select! {
         () = shutdown.cancelled() => None,
+        () = master.destroyed.signalled() => None,
         reason = master.stand_down.signalled() => {
             Some(DaemonError::Load(MasterError::NotMaster { reason }))
         }
@@ -204,6 +214,9 @@ pub async fn run_with(
     };
     if let Some(error) = &stopped {
         tracing::error!(%error, "gnt-masterd stops");
+    }
+    let destroyed = master.destroyed.is_signalled();
+    if stopped.is_some() || destroyed {
         stop_converger.cancel();
     }
     // The job running now is let finish (within the server's grace), so that callers
@@ -227,8 +240,11 @@ pub async fn run_with(
         activation.abort();
     }
     // A master that stands down gives the cluster IP up too (on its own node, which may
-    // refuse it if the failover reached it: the failover took the address away then).
-    deactivate_master_ip(&master).await;
+    // refuse it if the failover reached it: the failover took the address away then). A
+    // destroy took it away before its node left, and that node is no member to ask now.
+    if !destroyed {
+        deactivate_master_ip(&master).await;
+    }
     server.shutdown().await?;
     if let Some(converger) = converger {
         // It stops at once on the cancelled token; a panic in it is not the server's.
@@ -237,14 +253,24 @@ pub async fn run_with(
     if let Some(renewals) = renewals {
         let _ = renewals.await;
     }
+    if destroyed {
+        return finish_destroy(&paths);
+    }
     stopped.map_or(Ok(()), Err)
+}
+
+/// The end of a destroy: the master directory goes, keys and all.
+fn finish_destroy(paths: &MasterPaths) -> Result<(), DaemonError> {
+    destroy::remove_master_dir(paths).map_err(MasterError::from)?;
+    tracing::warn!(dir = %paths.master_dir.display(), "cluster destroyed: the master directory is removed; gnt-masterd stops");
+    Ok(())
 }
 
 /// Activates the cluster IP once `recovered` says recovery is over; a failure is logged,
 /// naming its cause, and changes nothing else.
 async fn activate_master_ip(master: Arc<Master>, recovered: tokio::sync::oneshot::Receiver<()>) {
-    if recovered.await.is_err() {
-        return; // The worker stopped before recovery ended: the daemon is stopping.
+    if recovered.await.is_err() || master.destroyed.is_signalled() {
+        return; // The daemon is stopping (recovery may have finished a destroy).
     }
     // One line either way, so that whoever waits for the start (the lab) knows it ended.
     match master.activate_master_ip().await {

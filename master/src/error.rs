@@ -304,6 +304,26 @@ pub enum MasterError {
         /// What showed it.
         reason: String,
     },
+    /// Not while any node but the master is in the cluster (Ganeti's words, then which
+    /// nodes, and what to do).
+    #[error("{}", crate::operations::destroy::still_nodes(nodes))]
+    NodesLeft {
+        /// The nodes besides the master.
+        nodes: Vec<String>,
+    },
+    /// A job queued behind a destroy that succeeded.
+    #[error("the cluster was destroyed by an earlier job; gnt-masterd is stopping")]
+    Destroyed,
+    /// The master's own node did not leave, so nothing of the cluster was removed.
+    #[error(
+        "the master's node {node} did not leave the cluster ({reason}); nothing was removed; fix that, then run `gnt cluster destroy --yes-do-it` again"
+    )]
+    MasterNotLeft {
+        /// The master node.
+        node: Hostname,
+        /// Why.
+        reason: String,
+    },
     /// `renew-crypto` with nothing to renew.
     #[error(
         "give --new-node-certificates, --new-master-certificate or --new-cluster-certificate: nothing to renew"
@@ -377,7 +397,10 @@ impl Classify for MasterError {
             | Self::DrainedCandidate(_)
             | Self::DrainedMaster
             | Self::NotMaster { .. }
+            | Self::NodesLeft { .. }
+            | Self::Destroyed
             | Self::RenewalWaits { .. } => ErrorKind::WrongState,
+            Self::MasterNotLeft { .. } => ErrorKind::Unavailable,
             Self::NothingToRenew => ErrorKind::WrongInput,
             Self::MasterNodeKey { .. } | Self::SecondaryNotOwned(_) | Self::NotReissued { .. } => {
                 ErrorKind::Environment

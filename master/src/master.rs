@@ -35,6 +35,8 @@ pub struct Master {
     pub converger: Wakeup,
     /// Signalled when this master learns that a failover replaced it.
     pub stand_down: StandDown,
+    /// Raised when a destroy job has made the master's node leave.
+    pub destroyed: crate::operations::destroy::DestroySignal,
     /// Held by whatever renews certificates (a renew-crypto job, the converger catching a
     /// node up), so that one renewal step runs at a time.
     pub renewal: tokio::sync::Mutex<()>,
@@ -123,6 +125,7 @@ impl Master {
             paths,
             converger: Wakeup::default(),
             stand_down: StandDown::default(),
+            destroyed: Default::default(),
             renewal: tokio::sync::Mutex::new(()),
         })
     }

@@ -14,6 +14,7 @@
 //! | [`redistribute`] | ssconf to every online node after a change, and `gnt cluster redist-conf` | `RedistributeAncillaryFiles`, `LUClusterRedistConf` |
 //! | [`converge`] | bringing lagging nodes' ssconf up to date, in the background | |
 //! | [`failover`] | `gnt cluster master-failover`, run on a candidate: the vote, the newest copy, the new epoch | `bootstrap.MasterFailover` |
+//! | [`destroy`] | `gnt cluster destroy --yes-do-it`: the cluster IP off, the master's node leaves, the master directory removed | `LUClusterDestroy`, `FinalizeClusterDestroy` |
 //! | [`copy_file`] | `gnt cluster copyfile`: a file of the master host to the nodes, over `UploadFile` | `LUClusterCopyFile` (`gnt-cluster copyfile`) |
 //! | [`verify`] | `gnt cluster verify`: the network test, every node's ssconf serial | `LUClusterVerifyGroup` |
 //! | [`rpc_call`] | fan-out calls, and `gnt rpc call` | `rpc.RpcRunner` |
@@ -31,6 +32,7 @@ pub mod candidates;
 pub mod cluster_modify;
 pub mod converge;
 pub mod copy_file;
+pub mod destroy;
 pub mod failover;
 pub mod init;
 pub mod master_ip;

@@ -460,3 +460,60 @@ fn node_modify_takes_ganetis_short_flags_and_refuses_a_flag_that_is_not_yes_or_n
     assert!(stderr(&maybe).contains("--drained"), "{}", stderr(&maybe));
     assert_untouched(state.path());
 }
+
+#[test]
+fn destroy_without_yes_do_it_is_refused_in_ganetis_words_and_touches_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let output = gnt(state.path(), &["cluster", "destroy"]);
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::WrongInput.exit_code().into())
+    );
+    assert_eq!(
+        stderr(&output),
+        "gnt: Destroying a cluster is irreversible. If you really want destroy this cluster, supply the --yes-do-it option.\n"
+    );
+    assert!(output.stdout.is_empty());
+    assert_untouched(state.path());
+}
+
+#[test]
+fn destroy_where_there_is_no_cluster_says_so_and_touches_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let output = gnt(state.path(), &["cluster", "destroy", "--yes-do-it"]);
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::WrongState.exit_code().into())
+    );
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "gnt: there is no cluster on this host to destroy: no configuration in {0}/master and no ssconf in {0}\n",
+            state.path().display()
+        )
+    );
+    assert_untouched(state.path());
+}
+
+#[test]
+fn destroy_of_a_cluster_whose_master_daemon_is_not_running_says_to_start_it() {
+    let state = tempfile::tempdir().unwrap();
+    let master = state.path().join("master");
+    std::fs::create_dir(&master).unwrap();
+    std::fs::write(master.join("config.json"), "{}").unwrap();
+    let output = gnt(state.path(), &["cluster", "destroy", "--yes-do-it"]);
+    assert_eq!(
+        output.status.code(),
+        Some(ErrorKind::Unavailable.exit_code().into())
+    );
+    let message = stderr(&output);
+    assert!(
+        message.starts_with(&format!(
+            "gnt: cannot reach gnt-masterd at {}/master.sock: no such socket; is gnt-masterd running on this host",
+            master.display()
+        )),
+        "{message}"
+    );
+    // Nothing was removed.
+    assert!(master.join("config.json").exists());
+}

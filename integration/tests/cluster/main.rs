@@ -13,6 +13,7 @@ mod certificates;
 mod convergence;
 mod copyfile;
 mod crash;
+mod destroy;
 mod failover;
 mod faults;
 mod flood;

@@ -130,6 +130,15 @@ pub enum ClusterCommand {
     },
     /// Change cluster parameters.
     Modify(ModifyArgs),
+    /// Destroy the cluster, for good: the cluster IP comes off the master, this host's
+    /// gnt-noded deletes its cluster state (keys included) and waits for a Join again, and
+    /// gnt-masterd removes its configuration, CA, keys and jobs and stops. Refused while any
+    /// other node is in the cluster (`gnt node remove` them first).
+    Destroy {
+        /// Really destroy it; without this option nothing is done.
+        #[arg(long)]
+        yes_do_it: bool,
+    },
     /// Copy a file of this host to the same path on every other node (or those named),
     /// checked and replaced atomically by each; a node stores it only at a path it allows
     /// (its uploads directory, or one its gnt-noded has --allow-upload for).

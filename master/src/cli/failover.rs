@@ -92,13 +92,18 @@ fn master_named(state_dir: &Path) -> Option<Hostname> {
 /// only root may read, would create the state directory and could finish an interrupted
 /// certificate installation; a hint must do none of that.
 pub(super) fn elsewhere(state_dir: &Path) -> Option<String> {
+    let (this, master) = not_the_master(state_dir)?;
+    Some(format!(
+        "; this node ({this}) is not the master: the master is {master} (ssconf), run gnt there"
+    ))
+}
+
+/// This node and the master, when this host is a member but not the master (read as
+/// [`elsewhere`] reads them).
+pub(super) fn not_the_master(state_dir: &Path) -> Option<(Hostname, Hostname)> {
     let master = master_named(state_dir)?;
     let this = certified_name(state_dir)?;
-    (master != this).then(|| {
-        format!(
-            "; this node ({this}) is not the master: the master is {master} (ssconf), run gnt there"
-        )
-    })
+    (master != this).then_some((this, master))
 }
 
 /// This node's name, from its certificate.

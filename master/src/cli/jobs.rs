@@ -252,6 +252,10 @@ fn describe_end(job: &Job) {
                 println!("Warning:   {warning}");
             }
         }
+        Some(job::Result::Destroyed(done)) => println!(
+            "Result:    cluster {} destroyed: {} left it",
+            done.cluster_name, done.master_node
+        ),
         Some(job::Result::Redistributed(done)) => {
             println!(
                 "Result:    ssconf of configuration serial {} sent",

@@ -389,6 +389,11 @@ impl Worker {
 
     async fn execute(&self, master: &Master, work: Work) {
         let queue = &self.queue;
+        // Queued behind a destroy that succeeded: there is no cluster left to change.
+        if master.destroyed.is_signalled() {
+            queue.finish(work.id, Err(JobFailure::of(&MasterError::Destroyed)), None);
+            return;
+        }
         let record = match queue.update(work.id, |r| r.state = JobState::Running) {
             Ok(record) => record,
             Err(error) => {
@@ -458,6 +463,10 @@ async fn run_op(
         JobOp::RenewCrypto { parts } => {
             let renewal = master.renew_crypto(*parts, progress).await?;
             Ok(wire::crypto_renewed(renewal))
+        }
+        JobOp::DestroyCluster => {
+            let (done, warnings) = master.destroy_cluster(progress).await?;
+            Ok((JobOutcome::Destroyed(done), warnings))
         }
     }
 }

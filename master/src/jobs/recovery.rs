@@ -20,6 +20,8 @@
 //! | modify cluster | `committed` and on | ssconf redistributed, the netmask made live on the master again (the node changes only what differs): succeeded |
 //! | renew crypto | none (no renewal in the configuration) | failed: nothing done (keys it staged are deleted) |
 //! | renew crypto | `committed` and on, no renewal in the configuration | succeeded: it finished (the converger may have finished it) |
+//! | destroy | any, the master's node still a member | failed: nothing removed (the cluster IP comes back at start) |
+//! | destroy | any, the master's node left (this host's ssconf is empty) | succeeded: gnt-masterd stops and removes the master directory |
 //! | renew crypto | a renewal in the configuration | the master directory settled, the renewal goes on: every pending node that answers is renewed (finished meanwhile by the converger: succeeded) |
 //!
 //! A commit whose step could not be recorded (the disk filled just then) shows in the
@@ -136,6 +138,13 @@ pub async fn recover(master: &Master, record: &JobRecord, progress: &dyn Progres
                 "committed before the stop: ssconf redistributed, the netmask made live again",
             )
         }
+        JobOp::DestroyCluster => match master.recover_destroy().await {
+            Ok(done) => Recovered::done(
+                (JobOutcome::Destroyed(done), Vec::new()),
+                "the master's node had left: the master directory is removed",
+            ),
+            Err(note) => Recovered::failed(note),
+        },
         JobOp::RenewCrypto { .. } => {
             let config = master.config.snapshot().await;
             if config.rollover.is_none() {

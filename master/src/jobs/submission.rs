@@ -29,6 +29,8 @@ pub enum Submission {
     ModifyCluster(ClusterChange),
     /// `gnt cluster renew-crypto`.
     RenewCrypto(CryptoParts),
+    /// `gnt cluster destroy`.
+    DestroyCluster,
 }
 
 impl Submission {
@@ -52,6 +54,7 @@ impl Submission {
             Self::Redistribute => JobOp::Redistribute,
             Self::ModifyCluster(change) => JobOp::ModifyCluster { change: *change },
             Self::RenewCrypto(parts) => JobOp::RenewCrypto { parts: *parts },
+            Self::DestroyCluster => JobOp::DestroyCluster,
         }
     }
 }

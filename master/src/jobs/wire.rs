@@ -9,9 +9,9 @@ use gnt_core::runner::{CallFailure, NodeResult};
 use gnt_core::ssconf::nice_cmp;
 use gnt_proto::cluster::v1::NodeAddresses;
 use gnt_proto::master::v1::{
-    AddNodeResponse, CallStatus, Job, JobStatus, JobStep, ModifyClusterResponse, NodeCallResult,
-    NodeRecord, RedistributeConfigResponse, RemoveNodeResponse, RenewCryptoResponse, RenewedNode,
-    job,
+    AddNodeResponse, CallStatus, DestroyClusterResponse, Job, JobStatus, JobStep,
+    ModifyClusterResponse, NodeCallResult, NodeRecord, RedistributeConfigResponse,
+    RemoveNodeResponse, RenewCryptoResponse, RenewedNode, job,
 };
 use tonic::Status;
 use tonic::metadata::MetadataValue;
@@ -83,6 +83,10 @@ fn result(outcome: &JobOutcome, warnings: &[String]) -> job::Result {
             pending: pending.clone(),
             finished: *finished,
             warnings: warnings.to_vec(),
+        }),
+        JobOutcome::Destroyed(done) => job::Result::Destroyed(DestroyClusterResponse {
+            warnings: warnings.to_vec(),
+            ..done.into()
         }),
         JobOutcome::Redistributed { serial, nodes } => {
             job::Result::Redistributed(RedistributeConfigResponse {

@@ -91,6 +91,8 @@ struct Checked {
 /// Checks, then initialises.
 pub async fn init(options: &InitOptions, resolver: &Resolver) -> Result<InitReport, InitError> {
     let paths = MasterPaths::new(&options.state_dir);
+    // A destroy killed while deleting the old master directory left the rest aside.
+    crate::operations::destroy::remove_remains(&options.state_dir)?;
     let store = ConfigStore::new(&paths.master_dir);
     if store.exists() {
         return Err(InitError::AlreadyInitialised {

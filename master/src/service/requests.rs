@@ -43,8 +43,9 @@ pub(super) fn submission(
                 cluster_certificate: renew.new_cluster_certificate,
             }))
         }
+        Some(submit_job_request::Operation::DestroyCluster(_)) => Ok(Submission::DestroyCluster),
         None => Err(Status::invalid_argument(
-            "the job names no operation (set add_node, remove_node, modify_node, redistribute_config, modify_cluster or renew_crypto)",
+            "the job names no operation (set add_node, remove_node, modify_node, redistribute_config, modify_cluster, renew_crypto or destroy_cluster)",
         )),
     }
 }
