@@ -76,6 +76,9 @@ fn every_scenario_runs_and_reports_well_formed_figures() {
             "2",
             "--concurrency",
             "1,4",
+            "--connections",
+            "1,2",
+            "--pin",
             "--duration",
             "0.3",
             "--rounds",
@@ -99,6 +102,9 @@ fn every_scenario_runs_and_reports_well_formed_figures() {
         .arg(&work)
         .arg("--json")
         .arg(&json)
+        // The daemons it starts coalesce their writes (opt-in): every call of the
+        // concurrent shapes, and the upload's large writes, must go through it.
+        .env("GNT_COALESCE_WRITES", "1")
         .output()
         .unwrap();
     let table = succeeded(&output);
@@ -115,12 +121,29 @@ fn every_scenario_runs_and_reports_well_formed_figures() {
 
     let unary = &scenarios["unary"];
     let comparisons = unary["comparisons"].as_array().unwrap();
-    assert_eq!(comparisons.len(), 2, "{unary}");
+    // 1 caller on 1 connection, 4 on 1, 4 over 2 (1 caller is not spread over 2).
+    let shapes: Vec<(u64, u64)> = comparisons
+        .iter()
+        .map(|c| {
+            (
+                c["concurrency"].as_u64().unwrap(),
+                c["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shapes, [(1, 1), (4, 1), (4, 2)], "{unary}");
+    assert_eq!(unary["client_cpu"].as_u64(), Some(1), "{unary}");
+    assert!(
+        table.contains("C=4 over 2 connections server write system calls per call"),
+        "{table}"
+    );
     for comparison in comparisons {
         for side in ["target", "baseline"] {
             let series = &comparison[side];
             positive(&series["requests_per_second"]);
             positive(&series["server_cpu_us_per_call"]);
+            // Responses are written by some system call.
+            positive(&series["server_writes_per_call"]);
             check_latency(&series["latency"], None);
             assert_eq!(series["rounds"].as_array().unwrap().len(), 2, "{series}");
         }

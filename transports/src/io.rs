@@ -15,6 +15,22 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::listen::Slot;
 use crate::peer::PeerInfo;
 
+mod coalesce;
+
+pub(crate) use coalesce::Coalescing;
+
+/// What a server's HTTP/2, or TLS under it, writes to: a transport's stream whose small
+/// writes may be coalesced ([`coalesce`]). Clients write as they go: the master's channels
+/// carry one call at a time to a node, mostly.
+pub(crate) type Wire = Coalescing<PlainIo>;
+
+/// Whether the server side coalesces writes: only with `GNT_COALESCE_WRITES=1` in the
+/// daemon's environment ([`coalesce`] says why it is not the default).
+fn coalescing_wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var_os("GNT_COALESCE_WRITES").is_some_and(|v| v == "1"))
+}
+
 /// A transport's plain byte stream.
 #[derive(Debug)]
 pub(crate) enum PlainIo {
@@ -66,20 +82,21 @@ pub struct Connection {
 
 #[derive(Debug)]
 enum ServerIo {
-    Plain(PlainIo),
-    Tls(Box<tokio_rustls::server::TlsStream<PlainIo>>),
+    Plain(Wire),
+    Tls(Box<tokio_rustls::server::TlsStream<Wire>>),
 }
 
 impl Connection {
     pub(crate) fn plain(io: PlainIo, peer: PeerInfo) -> Self {
         Self {
-            io: ServerIo::Plain(io),
+            io: ServerIo::Plain(Coalescing::new(io)),
             peer,
             slot: None,
         }
     }
 
-    pub(crate) fn tls(io: tokio_rustls::server::TlsStream<PlainIo>, peer: PeerInfo) -> Self {
+    /// `io`, its handshake done.
+    pub(crate) fn tls(io: tokio_rustls::server::TlsStream<Wire>, peer: PeerInfo) -> Self {
         Self {
             io: ServerIo::Tls(Box::new(io)),
             peer,
@@ -89,7 +106,15 @@ impl Connection {
 
     /// Gives it its place among the listener's established connections: the listener can
     /// close it from then on, and learns through its peer (in every request) of its calls.
+    /// Its writes are coalesced from now on, if wanted.
     pub(crate) fn with_slot(mut self, slot: Slot) -> Self {
+        if coalescing_wanted() {
+            let wire = match &mut self.io {
+                ServerIo::Plain(wire) => wire,
+                ServerIo::Tls(stream) => stream.get_mut().0,
+            };
+            wire.enable();
+        }
         self.peer = self.peer.with_tracking(slot.tracking().clone());
         self.slot = Some(slot);
         self

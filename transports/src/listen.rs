@@ -46,7 +46,7 @@ use nix::errno::Errno;
 use tokio::sync::mpsc;
 
 use crate::error::ListenError;
-use crate::io::{Connection, PlainIo};
+use crate::io::{Coalescing, Connection, PlainIo};
 use crate::peer::{ListenAddr, PeerAddr, PeerInfo};
 use crate::tls::{DEFAULT_HANDSHAKE_TIMEOUT, ServerTls};
 use admission::{Admission, Admit, Dropped, Finished, IDLE_CHECKS, Origin};
@@ -427,7 +427,7 @@ async fn tls_handshake(
     remote: PeerAddr,
     local: ListenAddr,
 ) -> Option<Connection> {
-    match tls.accept(io).await {
+    match tls.accept(Coalescing::new(io)).await {
         Ok((stream, session)) => Some(Connection::tls(
             stream,
             PeerInfo::with_tls(remote, local, Some(session)),

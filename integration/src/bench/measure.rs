@@ -97,6 +97,69 @@ pub fn cpu_time(pid: u32) -> Result<Duration, BenchError> {
     ))
 }
 
+/// The write system calls process `pid` has made so far, all its threads (`syscw` of
+/// `/proc/<pid>/io`: `write`, `writev` and their kin). Socket writes of either server go
+/// through `writev` (tokio-rustls, and the coalescing layer, write vectored), which is
+/// counted; `send`/`sendmsg` would not be. Reads are not counted: tokio reads sockets with
+/// `recv`, which `syscr` leaves out.
+pub fn io_calls(pid: u32) -> Result<IoCalls, BenchError> {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).map_err(BenchError::io(format!("read {path}")))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .ok_or_else(|| BenchError::failed(format!("read {path}"), format!("no {name}")))
+    };
+    Ok(IoCalls {
+        writes: field("syscw:")?,
+    })
+}
+
+/// System call counts of [`io_calls`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCalls {
+    /// Write calls.
+    pub writes: u64,
+}
+
+impl std::ops::Sub for IoCalls {
+    type Output = Self;
+
+    fn sub(self, earlier: Self) -> Self {
+        Self {
+            writes: self.writes.saturating_sub(earlier.writes),
+        }
+    }
+}
+
+/// Pins every thread of process `pid` to CPU `cpu` (threads it starts later inherit it).
+pub fn pin_process(pid: u32, cpu: usize) -> Result<(), BenchError> {
+    let dir = format!("/proc/{pid}/task");
+    let tasks = std::fs::read_dir(&dir).map_err(BenchError::io(format!("read {dir}")))?;
+    for task in tasks.flatten() {
+        if let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+        {
+            pin(nix::unistd::Pid::from_raw(tid), cpu)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pins the calling thread to CPU `cpu`.
+pub fn pin_this_thread(cpu: usize) -> Result<(), BenchError> {
+    pin(nix::unistd::Pid::from_raw(0), cpu)
+}
+
+fn pin(tid: nix::unistd::Pid, cpu: usize) -> Result<(), BenchError> {
+    let mut set = nix::sched::CpuSet::new();
+    let failed = |e: nix::Error| BenchError::failed(format!("pin thread {tid} to CPU {cpu}"), e);
+    set.set(cpu).map_err(failed)?;
+    nix::sched::sched_setaffinity(tid, &set).map_err(failed)
+}
+
 /// A process's memory, from `/proc/<pid>/status`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Memory {
@@ -104,6 +167,9 @@ pub struct Memory {
     pub rss_kib: u64,
     /// Peak resident set size, KiB (`VmHWM`).
     pub peak_kib: u64,
+    /// Resident anonymous memory, KiB (`RssAnon`): the heap, with the threads' stacks;
+    /// what the process allocated, without its mapped code and files.
+    pub anon_kib: u64,
 }
 
 impl Memory {
@@ -133,6 +199,7 @@ pub fn memory_of(pid: u32) -> Result<Memory, BenchError> {
     Ok(Memory {
         rss_kib: field("VmRSS:")?,
         peak_kib: field("VmHWM:")?,
+        anon_kib: field("RssAnon:")?,
     })
 }
 

@@ -19,6 +19,8 @@ use super::report::{Row, Target};
 const NODED_TARGET_MIB: f64 = 8.0;
 /// `gnt-masterd` resident memory allowed with 1,000 live channels, MiB.
 const MASTERD_TARGET_MIB: f64 = 100.0;
+/// `gnt-masterd` resident memory allowed per live channel, KiB.
+const CHANNEL_TARGET_KIB: f64 = 25.0;
 
 /// `gnt-masterd` holding channels.
 #[derive(Debug, Clone, Serialize)]
@@ -131,12 +133,25 @@ pub fn rows(result: &MemoryResult) -> Vec<Row> {
         }
         rows.push(live);
         if m.nodes > 0 {
-            let per_channel =
-                (m.live_channels.rss_kib as f64 - m.idle.rss_kib as f64) / m.nodes as f64;
+            let per_channel = |figure: fn(&Memory) -> u64| {
+                (figure(&m.live_channels) as f64 - figure(&m.idle) as f64) / m.nodes as f64
+            };
+            rows.push(
+                Row::new(
+                    "memory",
+                    "gnt-masterd, per live channel",
+                    format!("{:.0} KiB", per_channel(|m| m.rss_kib)),
+                )
+                .target(Target::at_most(
+                    per_channel(|m| m.rss_kib),
+                    CHANNEL_TARGET_KIB,
+                    "KiB",
+                )),
+            );
             rows.push(Row::new(
                 "memory",
-                "gnt-masterd, per live channel",
-                format!("{per_channel:.0} KiB"),
+                "gnt-masterd, per live channel, anonymous (heap)",
+                format!("{:.0} KiB", per_channel(|m| m.anon_kib)),
             ));
         }
     }

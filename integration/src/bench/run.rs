@@ -52,6 +52,10 @@ pub struct Options {
     pub node_adds: usize,
     /// `unary` concurrencies.
     pub concurrency: Vec<usize>,
+    /// `unary` connections the callers are spread over.
+    pub connections: Vec<usize>,
+    /// `unary`: the servers pinned to CPU 0, the load generator to CPU 1.
+    pub pin: bool,
     /// `unary` seconds per round.
     pub duration_seconds: f64,
     /// `unary` rounds per target.
@@ -179,21 +183,26 @@ async fn scenarios(
                 ),
                 pid: site.cluster.pid("master/gnt-bench-bare"),
             };
-            let result = unary::compare(
-                &target,
-                Some(&baseline),
-                &options.concurrency,
-                Duration::from_secs_f64(options.duration_seconds),
-                options.rounds,
-            )
-            .await?
-            .with_wire(
-                unary::wire_round_trip(
-                    baselines.echo,
-                    Duration::from_secs_f64(options.duration_seconds),
-                )
-                .await?,
-            );
+            let plan = unary::Plan {
+                shapes: unary::Shape::all(&options.concurrency, &options.connections),
+                duration: Duration::from_secs_f64(options.duration_seconds),
+                rounds: options.rounds,
+                client_cpu: options.pin.then_some(1),
+            };
+            if options.pin {
+                for pid in [target.pid, baseline.pid].into_iter().flatten() {
+                    super::measure::pin_process(pid, 0)?;
+                }
+            }
+            let result = unary::compare(&target, Some(&baseline), &plan)
+                .await?
+                .with_wire(
+                    unary::wire_round_trip(
+                        baselines.echo,
+                        Duration::from_secs_f64(options.duration_seconds),
+                    )
+                    .await?,
+                );
             report.add("unary", &result, unary::rows(&result));
         }
         if options.wants(Scenario::Upload) {
@@ -286,18 +295,22 @@ async fn scenarios(
             idle,
             live_channels,
         });
-        let mut rss_kib = 0;
-        let mut peak_kib = 0;
+        let mut total = Memory {
+            rss_kib: 0,
+            peak_kib: 0,
+            anon_kib: 0,
+        };
         for pid in fleet.pids() {
             let m = memory_of(pid)?;
-            rss_kib += m.rss_kib;
-            peak_kib += m.peak_kib;
+            total.rss_kib += m.rss_kib;
+            total.peak_kib += m.peak_kib;
+            total.anon_kib += m.anon_kib;
         }
         memory.fleet = Some(FleetMemory {
             agents: fleet.size(),
             processes: fleet.pids().len(),
-            per_agent_kib: rss_kib as f64 / fleet.size().max(1) as f64,
-            memory: Memory { rss_kib, peak_kib },
+            per_agent_kib: total.rss_kib as f64 / fleet.size().max(1) as f64,
+            memory: total,
         });
         site.cluster.stop_masterd()?;
     }

@@ -20,13 +20,12 @@ use tokio::sync::Barrier;
 use tonic::transport::Channel;
 
 use super::BenchError;
-use super::measure::{Latency, cpu_time, median, micros};
-use super::report::{Row, Target};
+use super::measure::{Latency, cpu_time, io_calls, median, micros, pin_this_thread};
 
-/// The overhead allowed over bare tonic at C=16, as a ratio of requests per second.
-const RATIO_TARGET: f64 = 0.95;
-/// The median latency allowed at C=1.
-const P50_TARGET_US: f64 = 100.0;
+mod table;
+
+pub use table::rows;
+
 /// Load before each measured round, to settle the connection and the allocator.
 const WARM_UP: Duration = Duration::from_millis(300);
 
@@ -44,9 +43,39 @@ pub struct Load {
     /// The server's CPU time per call (user and system, all threads), when its process
     /// is known.
     pub server_cpu_us_per_call: Option<f64>,
+    /// The server's write system calls per call, when its process is known.
+    pub server_writes_per_call: Option<f64>,
 }
 
-/// One target's rounds at one concurrency.
+/// Callers, and the connections they are spread over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shape {
+    /// Concurrent callers.
+    pub callers: usize,
+    /// Connections (HTTP/2 channels); caller `i` uses connection `i % connections`.
+    pub connections: usize,
+}
+
+impl Shape {
+    /// Every pairing of `callers` with `connections` that has a caller per connection at
+    /// least, in the order given.
+    pub fn all(callers: &[usize], connections: &[usize]) -> Vec<Self> {
+        callers
+            .iter()
+            .flat_map(|&c| {
+                connections
+                    .iter()
+                    .filter(move |&&k| k >= 1 && k <= c)
+                    .map(move |&k| Self {
+                        callers: c,
+                        connections: k,
+                    })
+            })
+            .collect()
+    }
+}
+
+/// One target's rounds at one shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct Series {
     /// Median requests per second over the rounds.
@@ -55,15 +84,19 @@ pub struct Series {
     pub latency: Option<Latency>,
     /// Median over the rounds of the server's CPU time per call.
     pub server_cpu_us_per_call: Option<f64>,
+    /// Median over the rounds of the server's write system calls per call.
+    pub server_writes_per_call: Option<f64>,
     /// Each round.
     pub rounds: Vec<Load>,
 }
 
-/// The targets at one concurrency.
+/// The targets at one shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     /// Concurrent callers.
     pub concurrency: usize,
+    /// Connections they are spread over.
+    pub connections: usize,
     /// The real `gnt-noded` (or the external target).
     pub target: Series,
     /// The bare tonic server, when compared.
@@ -85,8 +118,11 @@ pub struct UnaryResult {
     pub baseline: Option<String>,
     /// Seconds of each round.
     pub round_seconds: f64,
-    /// One per concurrency.
+    /// One per shape.
     pub comparisons: Vec<Comparison>,
+    /// The CPU the load generator was pinned to, if it was (the servers then were pinned
+    /// to another).
+    pub client_cpu: Option<usize>,
     /// One caller's plain TCP round trips (64 bytes each way) on the same path: what the
     /// wire and the two processes' wake-ups cost without TLS, HTTP/2 or gRPC.
     pub wire_round_trip: Option<Latency>,
@@ -107,7 +143,7 @@ pub async fn wire_round_trip(
     duration: Duration,
 ) -> Result<Option<Latency>, BenchError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    on_own_runtime(move || async move {
+    on_own_runtime(None, move || async move {
         let mut stream = tokio::net::TcpStream::connect(echo)
             .await
             .map_err(BenchError::io(format!("connect to {echo}")))?;
@@ -137,8 +173,9 @@ pub async fn wire_round_trip(
     .await
 }
 
-/// Runs `make()`'s future to completion on a new thread with a single-threaded runtime.
-async fn on_own_runtime<T, F, Fut>(make: F) -> Result<T, BenchError>
+/// Runs `make()`'s future to completion on a new thread with a single-threaded runtime,
+/// pinned to CPU `cpu` if given.
+async fn on_own_runtime<T, F, Fut>(cpu: Option<usize>, make: F) -> Result<T, BenchError>
 where
     T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
@@ -148,10 +185,14 @@ where
     std::thread::Builder::new()
         .name("bench-client".to_owned())
         .spawn(move || {
-            let outcome = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(BenchError::io("start the client's runtime"))
+            let outcome = cpu
+                .map_or(Ok(()), pin_this_thread)
+                .and_then(|()| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(BenchError::io("start the client's runtime"))
+                })
                 .and_then(|runtime| runtime.block_on(make()));
             let _ = done.send(outcome);
         })
@@ -161,16 +202,17 @@ where
         .map_err(|_| BenchError::failed("a client round", "the client's thread died"))?
 }
 
-/// C callers, D seconds, on `channel` (one connection). Every call must succeed.
+/// C callers, D seconds, spread over `channels` (one connection each). Every call must
+/// succeed.
 pub async fn load(
-    channel: &Channel,
+    channels: &[Channel],
     concurrency: usize,
     duration: Duration,
 ) -> Result<(Load, Vec<Duration>), BenchError> {
     let barrier = Arc::new(Barrier::new(concurrency + 1));
     let mut callers: tokio::task::JoinSet<Result<Vec<Duration>, BenchError>> =
         tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
+    for (_, channel) in (0..concurrency).zip(channels.iter().cycle()) {
         let mut client = NodeAgentClient::new(channel.clone());
         let barrier = barrier.clone();
         callers.spawn(async move {
@@ -206,6 +248,7 @@ pub async fn load(
             requests_per_second: requests as f64 / seconds,
             latency: Latency::of(&mut samples.clone()),
             server_cpu_us_per_call: None,
+            server_writes_per_call: None,
         },
         samples,
     ))
@@ -226,68 +269,97 @@ pub struct Server {
 /// and the wire, not the client's scheduler.
 async fn round(
     server: &Server,
-    concurrency: usize,
+    shape: Shape,
     duration: Duration,
+    client_cpu: Option<usize>,
 ) -> Result<(Load, Vec<Duration>), BenchError> {
     let server = server.clone();
-    on_own_runtime(move || async move { client_round(&server, concurrency, duration).await }).await
+    on_own_runtime(client_cpu, move || async move {
+        client_round(&server, shape, duration).await
+    })
+    .await
 }
 
 async fn client_round(
     server: &Server,
-    concurrency: usize,
+    shape: Shape,
     duration: Duration,
 ) -> Result<(Load, Vec<Duration>), BenchError> {
     let connector = &server.connector;
-    let channel = connector
-        .channel()
-        .await
-        .map_err(|e| BenchError::failed(format!("connect to {}", connector.target()), e))?;
-    load(&channel, concurrency, WARM_UP).await?;
-    let cpu_before = server.pid.map(cpu_time).transpose()?;
-    let (mut measured, samples) = load(&channel, concurrency, duration).await?;
-    if let (Some(pid), Some(before)) = (server.pid, cpu_before) {
-        let used = cpu_time(pid)? - before;
-        measured.server_cpu_us_per_call = Some(micros(used) / measured.requests.max(1) as f64);
+    let mut channels = Vec::with_capacity(shape.connections);
+    for _ in 0..shape.connections {
+        channels.push(
+            connector
+                .channel()
+                .await
+                .map_err(|e| BenchError::failed(format!("connect to {}", connector.target()), e))?,
+        );
+    }
+    load(&channels, shape.callers, WARM_UP).await?;
+    let before = server
+        .pid
+        .map(|pid| Ok::<_, BenchError>((cpu_time(pid)?, io_calls(pid)?)))
+        .transpose()?;
+    let (mut measured, samples) = load(&channels, shape.callers, duration).await?;
+    if let (Some(pid), Some((cpu_before, calls_before))) = (server.pid, before) {
+        let calls = measured.requests.max(1) as f64;
+        let used = cpu_time(pid)? - cpu_before;
+        let io = io_calls(pid)? - calls_before;
+        measured.server_cpu_us_per_call = Some(micros(used) / calls);
+        measured.server_writes_per_call = Some(io.writes as f64 / calls);
     }
     Ok((measured, samples))
 }
 
 fn series(rounds: Vec<(Load, Vec<Duration>)>) -> Series {
     let rps: Vec<f64> = rounds.iter().map(|(l, _)| l.requests_per_second).collect();
-    let cpu: Vec<f64> = rounds
-        .iter()
-        .filter_map(|(l, _)| l.server_cpu_us_per_call)
-        .collect();
+    let median_of = |figure: fn(&Load) -> Option<f64>| {
+        let values: Vec<f64> = rounds.iter().filter_map(|(l, _)| figure(l)).collect();
+        (!values.is_empty()).then(|| median(&values))
+    };
     let mut pooled: Vec<Duration> = rounds.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     Series {
         requests_per_second: median(&rps),
         latency: Latency::of(&mut pooled),
-        server_cpu_us_per_call: (!cpu.is_empty()).then(|| median(&cpu)),
+        server_cpu_us_per_call: median_of(|l| l.server_cpu_us_per_call),
+        server_writes_per_call: median_of(|l| l.server_writes_per_call),
         rounds: rounds.into_iter().map(|(l, _)| l).collect(),
     }
 }
 
-/// Loads `target`, and `baseline` in turns if given, at each concurrency.
+/// How to load: the shapes, each round's length, the rounds per target, and the CPU the
+/// load generator is pinned to (if any).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Callers and connections.
+    pub shapes: Vec<Shape>,
+    /// Each round's length.
+    pub duration: Duration,
+    /// Rounds per target and shape.
+    pub rounds: usize,
+    /// The load generator's CPU.
+    pub client_cpu: Option<usize>,
+}
+
+/// Loads `target`, and `baseline` in turns if given, at each shape of `plan`.
 pub async fn compare(
     target: &Server,
     baseline: Option<&Server>,
-    concurrencies: &[usize],
-    duration: Duration,
-    rounds: usize,
+    plan: &Plan,
 ) -> Result<UnaryResult, BenchError> {
     let mut comparisons = Vec::new();
-    for &concurrency in concurrencies {
+    let (duration, cpu) = (plan.duration, plan.client_cpu);
+    for &shape in &plan.shapes {
         let mut target_rounds = Vec::new();
         let mut baseline_rounds = Vec::new();
-        for r in 0..rounds {
+        for r in 0..plan.rounds {
             let baseline_first = r % 2 == 1;
             if let (true, Some(b)) = (baseline_first, baseline) {
-                baseline_rounds.push(round(b, concurrency, duration).await?);
+                baseline_rounds.push(round(b, shape, duration, cpu).await?);
             }
-            target_rounds.push(round(target, concurrency, duration).await?);
+            target_rounds.push(round(target, shape, duration, cpu).await?);
             if let (false, Some(b)) = (baseline_first, baseline) {
-                baseline_rounds.push(round(b, concurrency, duration).await?);
+                baseline_rounds.push(round(b, shape, duration, cpu).await?);
             }
         }
         let pair_ratios: Vec<f64> = target_rounds
@@ -297,7 +369,8 @@ pub async fn compare(
             .collect();
         let (ratio, ratio_standard_error) = mean_and_standard_error(&pair_ratios);
         comparisons.push(Comparison {
-            concurrency,
+            concurrency: shape.callers,
+            connections: shape.connections,
             target: series(target_rounds),
             baseline: baseline.map(|_| series(baseline_rounds)),
             ratio,
@@ -310,6 +383,7 @@ pub async fn compare(
         baseline: baseline.map(|b| b.connector.target()),
         round_seconds: duration.as_secs_f64(),
         comparisons,
+        client_cpu: plan.client_cpu,
         wire_round_trip: None,
     })
 }
@@ -326,71 +400,6 @@ fn mean_and_standard_error(values: &[f64]) -> (Option<f64>, Option<f64>) {
         (variance / n).sqrt()
     });
     (Some(mean), error)
-}
-
-/// The table's figures.
-pub fn rows(result: &UnaryResult) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for c in &result.comparisons {
-        let n = c.concurrency;
-        let mut rps = Row::new(
-            "unary",
-            format!("C={n} requests/s"),
-            format!("{:.0}", c.target.requests_per_second),
-        );
-        if let (Some(baseline), Some(ratio)) = (&c.baseline, c.ratio) {
-            rps = rps.baseline(format!("{:.0}", baseline.requests_per_second), ratio);
-            if n == 16 {
-                rps = rps.target(Target::at_least(ratio, RATIO_TARGET, "× bare"));
-            }
-        }
-        rows.push(rps);
-        if let (Some(ratio), Some(error)) = (c.ratio, c.ratio_standard_error) {
-            rows.push(Row::new(
-                "unary",
-                format!("C={n} ratio, mean of {} round pairs", c.pair_ratios.len()),
-                format!("{ratio:.3} ± {error:.3}"),
-            ));
-        }
-        if let Some(latency) = c.target.latency {
-            let mut p50 = Row::new("unary", format!("C={n} p50 latency"), us(latency.p50_us));
-            if let Some(base) = c.baseline.as_ref().and_then(|b| b.latency) {
-                p50 = p50.baseline(us(base.p50_us), latency.p50_us / base.p50_us);
-            }
-            if n == 1 {
-                p50 = p50.target(Target::at_most(latency.p50_us, P50_TARGET_US, "µs"));
-            }
-            rows.push(p50);
-            if let (1, Some(wire)) = (n, result.wire_round_trip) {
-                rows.push(Row::new(
-                    "unary",
-                    "C=1 p50, plain TCP round trip",
-                    us(wire.p50_us),
-                ));
-            }
-            let mut p99 = Row::new("unary", format!("C={n} p99 latency"), us(latency.p99_us));
-            if let Some(base) = c.baseline.as_ref().and_then(|b| b.latency) {
-                p99 = p99.baseline(us(base.p99_us), latency.p99_us / base.p99_us);
-            }
-            rows.push(p99);
-        }
-        if let Some(cpu) = c.target.server_cpu_us_per_call {
-            let mut row = Row::new("unary", format!("C={n} server CPU per call"), us(cpu));
-            if let Some(base) = c.baseline.as_ref().and_then(|b| b.server_cpu_us_per_call) {
-                row = row.baseline(us(base), cpu / base);
-            }
-            rows.push(row);
-        }
-    }
-    rows
-}
-
-fn us(value: f64) -> String {
-    if value < 100.0 {
-        format!("{value:.1} µs")
-    } else {
-        format!("{value:.0} µs")
-    }
 }
 
 #[cfg(test)]

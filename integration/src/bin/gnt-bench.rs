@@ -48,6 +48,16 @@ struct Cli {
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     concurrency: Vec<usize>,
 
+    /// `unary`: connections the callers are spread over, comma-separated; each count of
+    /// callers is run over each count of connections it can fill.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    connections: Vec<usize>,
+
+    /// `unary`: pin the servers to CPU 0 and the load generator to CPU 1, so that they do
+    /// not share a CPU and the server's CPU per call is its own.
+    #[arg(long)]
+    pin: bool,
+
     /// `unary`: seconds per round.
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
@@ -237,6 +247,8 @@ fn lab(cli: &Cli, exe: &Path) -> anyhow::Result<Report> {
         nodes: cli.nodes,
         node_adds: cli.node_adds,
         concurrency: cli.concurrency.clone(),
+        connections: cli.connections.clone(),
+        pin: cli.pin,
         duration_seconds: cli.duration,
         rounds: cli.rounds.max(1),
         upload_rounds: cli.upload_rounds.max(1),
@@ -277,16 +289,17 @@ fn external(cli: &Cli, target: &str) -> anyhow::Result<Report> {
         connector: connector.clone(),
         pid: None,
     };
-    let result = runtime.block_on(unary::compare(
-        &server,
-        None,
-        &cli.concurrency,
-        Duration::from_secs_f64(cli.duration),
-        cli.rounds.max(1),
-    ))?;
+    let plan = unary::Plan {
+        shapes: unary::Shape::all(&cli.concurrency, &cli.connections),
+        duration: Duration::from_secs_f64(cli.duration),
+        rounds: cli.rounds.max(1),
+        client_cpu: None,
+    };
+    let result = runtime.block_on(unary::compare(&server, None, &plan))?;
     let mut report = Report::new(serde_json::json!({
         "target": connector.target(),
         "concurrency": cli.concurrency,
+        "connections": cli.connections,
         "duration_seconds": cli.duration,
         "rounds": cli.rounds,
     }));
