@@ -173,6 +173,22 @@ pub enum MasterError {
         /// What the check found.
         why: String,
     },
+    /// A re-add of a node presenting a certificate of our CA the configuration does not
+    /// list (an old key, from a restored state).
+    #[error(
+        "{node} presents certificate {presented}, which is not the one the configuration lists: it runs from an older state (a restored backup?); on {node}, stop gnt-noded and empty its state directory (all but join-ledger), start it with a new join token, and re-add it with --join-token"
+    )]
+    ReaddOldCertificate {
+        /// The node.
+        node: Hostname,
+        /// The fingerprint it presents.
+        presented: String,
+    },
+    /// A re-add with a token of a node a CA renewal still waits for.
+    #[error(
+        "{0} is waited for by the renewal of the cluster CA, so a new Join would leave it unreachable; remove it with `gnt node remove`, then add it with `gnt node add`"
+    )]
+    ReaddDuringRollover(Hostname),
     /// A token lifetime out of bounds.
     #[error(
         "invalid token lifetime: {}: use 1 minute to 30 days",
@@ -372,7 +388,9 @@ impl Classify for MasterError {
             | Self::RemoveMaster
             | Self::OfflineMaster
             | Self::ReaddMaster
-            | Self::ReaddNeedsToken { .. } => ErrorKind::WrongState,
+            | Self::ReaddNeedsToken { .. }
+            | Self::ReaddOldCertificate { .. }
+            | Self::ReaddDuringRollover(_) => ErrorKind::WrongState,
             Self::ReaddOtherSecondary { .. } => ErrorKind::WrongInput,
             Self::Name(e) => e.kind(),
             Self::Token(e) => e.kind(),

@@ -406,3 +406,32 @@ fn secondary_ip_change_stopped_after_the_install_is_finished_by_running_it_again
     }
     verify_passes(&cluster);
 }
+
+#[test]
+fn a_candidate_demoted_while_offline_drops_its_master_copy_when_it_comes_back() {
+    let cluster = running(IpPolicy::HybridIpv6, 2);
+    let copy = cluster.state_dir("node1").join("master-copy.json");
+    assert!(copy.exists(), "node1 is a candidate with its copy");
+    gnt_ok(&cluster, &["node", "modify", "--offline", "yes", "node1"]);
+    // Offline: demoted, but not told (no traffic at all).
+    assert!(copy.exists());
+    // The pool is full without it, so it comes back an ordinary node.
+    gnt_ok(&cluster, &["cluster", "modify", "-C", "2"]);
+    gnt_ok(&cluster, &["node", "modify", "--offline", "no", "node1"]);
+    let roles: Vec<String> = roles(&cluster)
+        .iter()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "master.lab.test N M",
+            "node1.lab.test N R",
+            "node2.lab.test N C"
+        ],
+    );
+    assert!(
+        !copy.exists(),
+        "an ordinary node kept the master copy (with the CA key)"
+    );
+}

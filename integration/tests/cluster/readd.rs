@@ -147,3 +147,74 @@ fn a_member_that_was_offline_is_taken_back_without_a_token() {
     assert_eq!(undrained["drained"], false, "{undrained}");
     assert_eq!(undrained["master_candidate"], true, "{undrained}");
 }
+
+#[test]
+fn a_node_restored_from_an_old_state_is_not_taken_back_without_a_new_join() {
+    let cluster = running(IpPolicy::Ipv4, 1);
+    let state = cluster.state_dir("node1");
+    let backup = tempfile::tempdir().unwrap();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", from.display()))
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    copy(&state, backup.path());
+    // A reinstall and a re-add: a new key and certificate.
+    cluster.stop_noded("node1", false).unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+    let token = cluster.token().unwrap();
+    cluster.start_noded("node1", Some(&token)).unwrap();
+    gnt_ok(
+        &cluster,
+        &["node", "add", "--readd", "--join-token", &token, "node1"],
+    );
+    let renewed = info(&cluster, "node1");
+
+    // The host comes back from the backup: a key and certificate of our CA, for its
+    // name, that the cluster replaced.
+    cluster.stop_noded("node1", false).unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    copy(backup.path(), &state);
+    cluster.start_noded("node1", None).unwrap();
+    let serial_before = serial(&cluster);
+    let refused = cluster.gnt(&["node", "add", "--readd", "node1"]).unwrap();
+    assert_eq!(refused.code, 76, "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("which is not the one the configuration lists: it runs from an older state"),
+        "{refused}"
+    );
+    assert_eq!(
+        serial(&cluster),
+        serial_before,
+        "the refusal changed the configuration"
+    );
+    assert_eq!(info(&cluster, "node1"), renewed);
+
+    // The advice: an empty state (but the join ledger), a new token, a re-add with it.
+    cluster.stop_noded("node1", false).unwrap();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "join-ledger") {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let token = cluster.token().unwrap();
+    cluster.start_noded("node1", Some(&token)).unwrap();
+    gnt_ok(
+        &cluster,
+        &["node", "add", "--readd", "--join-token", &token, "node1"],
+    );
+    gnt_ok(&cluster, &["cluster", "verify"]);
+}

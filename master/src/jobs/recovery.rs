@@ -39,7 +39,9 @@ use super::record::{JobFailure, JobOp, JobOutcome, JobRecord};
 use super::{Progress, Step, wire};
 use crate::error::MasterError;
 use crate::master::Master;
+use crate::operations::node_readd::issued_lately;
 use crate::operations::probe::Membership;
+use crate::operations::renew_crypto::node::accepted_certificates;
 
 /// How often, and after which pauses, an unreachable node is asked again.
 const PROBE_PAUSES: [Duration; 3] = [
@@ -332,10 +334,29 @@ async fn recover_readd(
     let view = if committed {
         before
     } else {
-        let certificate_sha256 = match ask_patiently(master, &node).await {
+        let token_id = Some(token_id).filter(|id| !id.is_empty());
+        let accepted = accepted_certificates(&before.node);
+        let (certificate_sha256, joined) = match ask_patiently(master, &node).await {
             Ok(Membership::Member {
-                certificate_sha256, ..
-            }) => certificate_sha256,
+                certificate_sha256,
+                certificate,
+                ..
+            }) => {
+                if accepted
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&certificate_sha256))
+                {
+                    (certificate_sha256, false)
+                } else if token_id.is_some() && issued_lately(&certificate) {
+                    (certificate_sha256, true)
+                } else {
+                    let refused = MasterError::ReaddOldCertificate {
+                        node: node.name.clone(),
+                        presented: certificate_sha256,
+                    };
+                    return Recovered::error(&refused, "not committed");
+                }
+            }
             Ok(Membership::NotMember(why) | Membership::Unreachable(why)) => {
                 return Recovered::failed(format!(
                     "{} does not answer as a member ({why}); {again} (with a new token if it says this one is used)",
@@ -344,9 +365,9 @@ async fn recover_readd(
             }
             Err(error) => return Recovered::error(&error, "cannot ask the node"),
         };
-        let token_id = Some(token_id).filter(|id| !id.is_empty());
+        let _renewal = master.renewal.lock().await;
         match master
-            .commit_readded(&node, token_id, certificate_sha256, None)
+            .commit_readded(&node, token_id, certificate_sha256, joined, None)
             .await
         {
             Ok((view, config)) => {
@@ -355,9 +376,7 @@ async fn recover_readd(
                 }) {
                     return Recovered::error(&error, "committed, but cannot record the job");
                 }
-                if before.node.master_candidate {
-                    warnings.extend(master.drop_copy(&config, &node.name).await);
-                }
+                warnings.extend(master.drop_copy(&config, &node.name).await);
                 view
             }
             Err(error) => return Recovered::error(&error, "the node cannot be committed"),

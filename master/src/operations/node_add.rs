@@ -72,6 +72,13 @@ impl Master {
         request: AddNode,
         progress: &dyn Progress,
     ) -> Result<(NodeView, Changed), MasterError> {
+        // A re-add proves the node's key and commits its certificate: no renewal by the
+        // converger may slip in between.
+        let _renewal = if request.readd {
+            Some(self.renewal.lock().await)
+        } else {
+            None
+        };
         let config = self.config.snapshot().await;
         let candidate = if request.readd {
             self.check_readd(&config, request).await?
@@ -85,21 +92,26 @@ impl Master {
             secondary: node.addrs.secondary,
         })?;
         progress.step(Step::Joining)?;
-        let certificate_sha256 = match &candidate.token {
-            Some((token, expires_at)) => {
+        let previous = candidate.previous.as_ref();
+        let (certificate_sha256, joined) = match (&candidate.token, previous) {
+            (Some((token, expires_at)), _) => {
                 match self
                     .join_node(&config, node, token.clone(), *expires_at)
                     .await
                 {
                     Ok(joined) => {
                         tracing::info!(node = %node.name, version = %joined.software_version, "node joined");
-                        fingerprint(&joined.certificate_sha256)
+                        (fingerprint(&joined.certificate_sha256), true)
                     }
-                    Err(error) if says_already_member(&error) => self.adopt(node).await?,
+                    Err(error) if says_already_member(&error) => match previous {
+                        Some(previous) => self.prove_readd_member(node, previous, true).await?,
+                        None => (self.adopt(node).await?, true),
+                    },
                     Err(error) => return Err(error),
                 }
             }
-            None => self.prove_member(node).await?,
+            (None, Some(previous)) => self.prove_readd_member(node, previous, false).await?,
+            (None, None) => return Err(MasterError::Token(TokenError::Missing)),
         };
         progress.step(Step::Joined {
             certificate_sha256: certificate_sha256.clone(),
@@ -125,11 +137,13 @@ impl Master {
                 )
                 .await?
             }
-            Some(previous) => {
+            Some(_) => {
                 let (view, committed) = self
-                    .commit_readded(node, token_id, certificate_sha256, promoted)
+                    .commit_readded(node, token_id, certificate_sha256, joined, promoted)
                     .await?;
-                if previous.was_candidate && !view.node.master_candidate {
+                if !view.node.master_candidate {
+                    // Whatever it held as a candidate before (an offline node keeps its
+                    // copy, with the CA key, until told) goes now.
                     warnings.extend(self.drop_copy(&committed, &node.name).await);
                 }
                 (view, committed)

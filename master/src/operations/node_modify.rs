@@ -234,7 +234,10 @@ impl Master {
         progress.step_after_commit(Step::Committed {
             serial: committed.serial,
         });
-        if was_candidate && !node.master_candidate && !node.offline {
+        // A demoted node drops its copy (with the CA key); so does one coming back online
+        // as an ordinary node, which kept its copy when it was demoted while offline.
+        let back_online = view.node.offline && !node.offline;
+        if (was_candidate || back_online) && !node.master_candidate && !node.offline {
             warnings.extend(self.drop_copy(&committed, &view.name).await);
         }
         if let Some(owed) = node

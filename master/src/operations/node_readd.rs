@@ -6,23 +6,27 @@
 //!   what the configuration says (a different `-s` is refused, in Ganeti's words); its
 //!   primary is resolved again, so a reinstalled host whose address changed is followed.
 //! - **No token.** A node that still holds its membership (it was offline, say) proves it
-//!   over mutual TLS instead of joining; a reinstalled one needs a token, and the refusal
-//!   says so.
+//!   over mutual TLS, with a certificate the configuration lists, instead of joining; a
+//!   reinstalled one needs a token, and the refusal says so. A node still waited for by a
+//!   CA renewal cannot be re-added with a token (`node remove` first).
 //! - **The commit updates the record in place**: new primary and certificate, offline
 //!   and drained cleared (Ganeti resets the flags), and candidacy decided again with the node left out
 //!   of the count, so a candidate comes back as one with a master certificate for its new
-//!   key. A node whose certificate changed is no longer waited for by a renewal: the Join
-//!   gave it this cluster's current CA and master certificates.
+//!   key. A node that joined is no longer waited for by a renewal: the Join gave it this
+//!   cluster's current CA and master certificates. The renewal lock is held throughout, so
+//!   that the converger does not renew the node between its proof and the commit.
 //!
 //! Every step can be run again: a re-add interrupted anywhere is finished by running it
 //! again, or by the job's recovery.
 
 use gnt_core::join::JoinToken;
 use gnt_core::node::Node;
+use rustls::pki_types::CertificateDer;
 
 use super::candidates::{CandidateCertificate, demote, pool_has_room};
 use super::node_add::{AddNode, Candidate, check_homing, check_unique};
 use super::probe::Membership;
+use super::renew_crypto::node::accepted_certificates;
 use super::token::check_token;
 use crate::config::ClusterConfig;
 use crate::error::MasterError;
@@ -31,9 +35,15 @@ use crate::master::{Master, NodeView};
 /// What the configuration said of a re-added node before its re-add.
 #[derive(Debug, Clone)]
 pub(super) struct Previous {
-    /// Whether it was a master candidate (a demoted one has a master copy to drop).
-    pub was_candidate: bool,
+    /// The fingerprints of the certificates it may present without a new Join: the one
+    /// the configuration lists, and one staged by an interrupted change of its secondary.
+    pub accepted: Vec<String>,
 }
+
+/// How long before now a certificate of a Join may have been issued, for a re-add to take
+/// it as its own (an earlier attempt's Join whose answer was lost). Node certificates
+/// start an hour before they are issued, for clock slack.
+const RECENT_JOIN: i64 = 2 * 3600;
 
 impl Master {
     /// The re-add's checks: the node listed and not the master, its secondary unchanged,
@@ -48,6 +58,15 @@ impl Master {
             return Err(MasterError::ReaddMaster);
         }
         let name = view.name.clone();
+        if request.token.is_some()
+            && let Some(rollover) = &config.rollover
+            && !rollover.retiring_ca_pem.is_empty()
+            && rollover.pending.contains(&name)
+        {
+            // A Join gives the node the new CA only, while the master still calls it as a
+            // node of the old one: it could answer neither. `node remove` ends the wait.
+            return Err(MasterError::ReaddDuringRollover(name));
+        }
         let token = match request.token {
             Some(token) => {
                 let expires_at = check_token(config, &token)?.expires_at;
@@ -78,18 +97,53 @@ impl Master {
             node: Node { name, addrs },
             token,
             previous: Some(Previous {
-                was_candidate: view.node.master_candidate,
+                accepted: accepted_certificates(&view.node)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
             }),
         })
     }
 
-    /// The certificate `node` presents, if it proves over mutual TLS that it is a member
-    /// of this cluster: a re-add without a token.
-    pub(super) async fn prove_member(&self, node: &Node) -> Result<String, MasterError> {
+    /// The certificate `node` presents, and whether it is new (a Join's), if it proves
+    /// over mutual TLS that it is this cluster's node: a re-add without a token, or one
+    /// whose Join the node refused as a member already. Any certificate of our CA for its
+    /// name is not enough: a host restored from an old backup holds one too, and must not
+    /// be recorded (nor certified as a candidate) for a key the cluster replaced. So it
+    /// must be one the configuration lists, or, with a token, one a Join issued lately.
+    pub(super) async fn prove_readd_member(
+        &self,
+        node: &Node,
+        previous: &Previous,
+        with_token: bool,
+    ) -> Result<(String, bool), MasterError> {
         match self.probe_membership(node).await? {
             Membership::Member {
-                certificate_sha256, ..
-            } => Ok(certificate_sha256),
+                certificate_sha256,
+                certificate,
+                ..
+            } => {
+                if previous
+                    .accepted
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&certificate_sha256))
+                {
+                    return Ok((certificate_sha256, false));
+                }
+                if with_token && issued_lately(&certificate) {
+                    return Ok((certificate_sha256, true));
+                }
+                Err(MasterError::ReaddOldCertificate {
+                    node: node.name.clone(),
+                    presented: certificate_sha256,
+                })
+            }
+            Membership::NotMember(why) | Membership::Unreachable(why) if with_token => {
+                Err(MasterError::NotAdoptable {
+                    node: node.name.clone(),
+                    why,
+                })
+            }
             Membership::NotMember(why) | Membership::Unreachable(why) => {
                 Err(MasterError::ReaddNeedsToken {
                     node: node.name.clone(),
@@ -100,7 +154,7 @@ impl Master {
     }
 
     /// Updates the record of `node`, which now holds the certificate `certificate_sha256`
-    /// (after a Join with the token `token_id`, if any): its addresses, that certificate,
+    /// (`joined`: a Join's, with the token `token_id`): its addresses, that certificate,
     /// online again, a candidate with `promoted` if the pool has room without it. The
     /// uniqueness check is made again against the configuration being changed.
     pub async fn commit_readded(
@@ -108,6 +162,7 @@ impl Master {
         node: &Node,
         token_id: Option<&str>,
         certificate_sha256: String,
+        joined: bool,
         promoted: Option<CandidateCertificate>,
     ) -> Result<(NodeView, ClusterConfig), MasterError> {
         let (record, committed) = self
@@ -118,13 +173,12 @@ impl Master {
                     .nodes
                     .get_mut(&node.name)
                     .ok_or_else(|| MasterError::UnknownNode(node.name.to_string()))?;
-                let certificate_changed = record.certificate_sha256 != certificate_sha256;
                 record.primary_ip = node.addrs.primary;
                 record.secondary_ip = node.addrs.secondary;
                 record.offline = false;
                 record.drained = false;
                 record.certificate_sha256.clone_from(&certificate_sha256);
-                if certificate_changed {
+                if joined {
                     // The Join certified the addresses it lists now: nothing is owed.
                     record.readdress = None;
                 }
@@ -143,7 +197,7 @@ impl Master {
                 {
                     used.used_by = Some(node.name.clone());
                 }
-                if certificate_changed && let Some(rollover) = &mut c.rollover {
+                if joined && let Some(rollover) = &mut c.rollover {
                     rollover.pending.remove(&node.name);
                 }
                 Ok::<_, MasterError>(record)
@@ -171,4 +225,14 @@ pub(super) fn without_candidate(config: &ClusterConfig, node: &Node) -> ClusterC
 /// The token a re-add joins with, if it has one.
 pub(super) fn token_id(token: Option<&(JoinToken, i64)>) -> Option<&str> {
     token.map(|(token, _)| token.id())
+}
+
+/// Whether `certificate` was issued lately, as by a Join of this re-add ([`RECENT_JOIN`]).
+pub(crate) fn issued_lately(certificate: &CertificateDer<'_>) -> bool {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok((_, parsed)) = X509Certificate::from_der(certificate.as_ref()) else {
+        return false;
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    parsed.validity().not_before.timestamp() >= now - RECENT_JOIN
 }
