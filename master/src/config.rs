@@ -290,6 +290,13 @@ impl ClusterConfig {
         })
     }
 
+    /// Records that the join token `id` added `node` (nothing if there is no such token).
+    pub fn mark_token_used(&mut self, id: &str, node: &Hostname) {
+        if let Some(used) = self.join_tokens.iter_mut().find(|t| t.id == id) {
+            used.used_by = Some(node.clone());
+        }
+    }
+
     /// The version of this configuration, as ssconf sets built from it carry it.
     pub fn version(&self) -> SsconfVersion {
         SsconfVersion::new(self.master_epoch, self.serial)

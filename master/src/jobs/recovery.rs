@@ -39,9 +39,8 @@ use super::record::{JobFailure, JobOp, JobOutcome, JobRecord};
 use super::{Progress, Step, wire};
 use crate::error::MasterError;
 use crate::master::Master;
-use crate::operations::node_readd::issued_lately;
+use crate::operations::node_readd::Previous;
 use crate::operations::probe::Membership;
-use crate::operations::renew_crypto::node::accepted_certificates;
 
 /// How often, and after which pauses, an unreachable node is asked again.
 const PROBE_PAUSES: [Duration; 3] = [
@@ -302,7 +301,7 @@ async fn recover_add(
 
 /// A re-add: the record is updated in place, so whether the commit is done cannot be told
 /// from the configuration; it is made again (it is idempotent) if the node answers as a
-/// member, with the certificate it presents. Candidacy is not decided again: the node
+/// member with a certificate a re-add takes ([`Previous::takes`]). Candidacy is not decided again: the node
 /// comes back an ordinary node, which `gnt node modify -C yes` changes.
 async fn recover_readd(
     master: &Master,
@@ -335,26 +334,16 @@ async fn recover_readd(
         before
     } else {
         let token_id = Some(token_id).filter(|id| !id.is_empty());
-        let accepted = accepted_certificates(&before.node);
         let (certificate_sha256, joined) = match ask_patiently(master, &node).await {
             Ok(Membership::Member {
                 certificate_sha256,
                 certificate,
                 ..
             }) => {
-                if accepted
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(&certificate_sha256))
-                {
-                    (certificate_sha256, false)
-                } else if token_id.is_some() && issued_lately(&certificate) {
-                    (certificate_sha256, true)
-                } else {
-                    let refused = MasterError::ReaddOldCertificate {
-                        node: node.name.clone(),
-                        presented: certificate_sha256,
-                    };
-                    return Recovered::error(&refused, "not committed");
+                let previous = Previous::of(&before.node);
+                match previous.takes(&node, certificate_sha256, &certificate, token_id.is_some()) {
+                    Ok(taken) => taken,
+                    Err(refused) => return Recovered::error(&refused, "not committed"),
                 }
             }
             Ok(Membership::NotMember(why) | Membership::Unreachable(why)) => {

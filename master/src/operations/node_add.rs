@@ -227,9 +227,7 @@ impl Master {
                     certificate.promote(&mut record);
                 }
                 c.nodes.insert(node.name.clone(), record.clone());
-                if let Some(used) = c.join_tokens.iter_mut().find(|t| t.id == token_id) {
-                    used.used_by = Some(node.name.clone());
-                }
+                c.mark_token_used(token_id, &node.name);
                 Ok::<_, MasterError>(record)
             })
             .await?;

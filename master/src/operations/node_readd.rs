@@ -28,16 +28,57 @@ use super::node_add::{AddNode, Candidate, check_homing, check_unique};
 use super::probe::Membership;
 use super::renew_crypto::node::accepted_certificates;
 use super::token::check_token;
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, NodeConfig};
 use crate::error::MasterError;
 use crate::master::{Master, NodeView};
 
 /// What the configuration said of a re-added node before its re-add.
 #[derive(Debug, Clone)]
-pub(super) struct Previous {
+pub(crate) struct Previous {
     /// The fingerprints of the certificates it may present without a new Join: the one
     /// the configuration lists, and one staged by an interrupted change of its secondary.
     pub accepted: Vec<String>,
+}
+
+impl Previous {
+    /// `previous`, read from `record`.
+    pub(crate) fn of(record: &NodeConfig) -> Self {
+        Self {
+            accepted: accepted_certificates(record)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// Whether a re-add takes the certificate `certificate_sha256` (`certificate`) that
+    /// `node` presents, and whether it is a Join's (`with_token`: the re-add has one): one
+    /// the configuration lists, or, with a token, one a Join issued lately. Any certificate
+    /// of our CA for its name is not enough: a host restored from an old backup holds one
+    /// too, and must not be recorded (nor certified as a candidate) for a key the cluster
+    /// replaced.
+    pub(crate) fn takes(
+        &self,
+        node: &Node,
+        certificate_sha256: String,
+        certificate: &CertificateDer<'_>,
+        with_token: bool,
+    ) -> Result<(String, bool), MasterError> {
+        if self
+            .accepted
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&certificate_sha256))
+        {
+            return Ok((certificate_sha256, false));
+        }
+        if with_token && issued_lately(certificate) {
+            return Ok((certificate_sha256, true));
+        }
+        Err(MasterError::ReaddOldCertificate {
+            node: node.name.clone(),
+            presented: certificate_sha256,
+        })
+    }
 }
 
 /// How long before now a certificate of a Join may have been issued, for a re-add to take
@@ -96,21 +137,13 @@ impl Master {
         Ok(Candidate {
             node: Node { name, addrs },
             token,
-            previous: Some(Previous {
-                accepted: accepted_certificates(&view.node)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-            }),
+            previous: Some(Previous::of(&view.node)),
         })
     }
 
     /// The certificate `node` presents, and whether it is new (a Join's), if it proves
-    /// over mutual TLS that it is this cluster's node: a re-add without a token, or one
-    /// whose Join the node refused as a member already. Any certificate of our CA for its
-    /// name is not enough: a host restored from an old backup holds one too, and must not
-    /// be recorded (nor certified as a candidate) for a key the cluster replaced. So it
-    /// must be one the configuration lists, or, with a token, one a Join issued lately.
+    /// over mutual TLS that it is this cluster's node ([`Previous::takes`]): a re-add
+    /// without a token, or one whose Join the node refused as a member already.
     pub(super) async fn prove_readd_member(
         &self,
         node: &Node,
@@ -122,22 +155,7 @@ impl Master {
                 certificate_sha256,
                 certificate,
                 ..
-            } => {
-                if previous
-                    .accepted
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(&certificate_sha256))
-                {
-                    return Ok((certificate_sha256, false));
-                }
-                if with_token && issued_lately(&certificate) {
-                    return Ok((certificate_sha256, true));
-                }
-                Err(MasterError::ReaddOldCertificate {
-                    node: node.name.clone(),
-                    presented: certificate_sha256,
-                })
-            }
+            } => previous.takes(node, certificate_sha256, &certificate, with_token),
             Membership::NotMember(why) | Membership::Unreachable(why) if with_token => {
                 Err(MasterError::NotAdoptable {
                     node: node.name.clone(),
@@ -192,10 +210,8 @@ impl Master {
                     certificate.promote(record);
                 }
                 let record = record.clone();
-                if let Some(used) =
-                    token_id.and_then(|id| c.join_tokens.iter_mut().find(|t| t.id == id))
-                {
-                    used.used_by = Some(node.name.clone());
+                if let Some(id) = token_id {
+                    c.mark_token_used(id, &node.name);
                 }
                 if joined && let Some(rollover) = &mut c.rollover {
                     rollover.pending.remove(&node.name);
@@ -228,7 +244,7 @@ pub(super) fn token_id(token: Option<&(JoinToken, i64)>) -> Option<&str> {
 }
 
 /// Whether `certificate` was issued lately, as by a Join of this re-add ([`RECENT_JOIN`]).
-pub(crate) fn issued_lately(certificate: &CertificateDer<'_>) -> bool {
+fn issued_lately(certificate: &CertificateDer<'_>) -> bool {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let Ok((_, parsed)) = X509Certificate::from_der(certificate.as_ref()) else {
         return false;
