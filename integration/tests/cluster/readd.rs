@@ -4,7 +4,7 @@
 
 use gnt_core::policy::IpPolicy;
 
-use crate::support::{gnt_ok, running, serial, ssconf};
+use crate::support::{empty_but_join_ledger, gnt_ok, running, serial, ssconf};
 
 /// `node info -o json` of `name`.
 fn info(cluster: &gnt_integration::cluster_lab::ClusterLab, name: &str) -> serde_json::Value {
@@ -199,17 +199,7 @@ fn a_node_restored_from_an_old_state_is_not_taken_back_without_a_new_join() {
 
     // The advice: an empty state (but the join ledger), a new token, a re-add with it.
     cluster.stop_noded("node1", false).unwrap();
-    for entry in std::fs::read_dir(&state).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|n| n == "join-ledger") {
-            continue;
-        }
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path).unwrap();
-        } else {
-            std::fs::remove_file(&path).unwrap();
-        }
-    }
+    empty_but_join_ledger(&state);
     let token = cluster.token().unwrap();
     cluster.start_noded("node1", Some(&token)).unwrap();
     gnt_ok(

@@ -22,7 +22,9 @@ use gnt_proto::node::v1::node_agent_client::NodeAgentClient;
 use gnt_proto::node::v1::{UploadFileHeader, UploadFileRequest, upload_file_request};
 use gnt_transports::{Connector, DialOptions};
 
-use crate::support::{empty_with_masterd_args, files_under, gnt_ok, running};
+use crate::support::{
+    empty_but_join_ledger, empty_with_masterd_args, files_under, gnt_ok, running,
+};
 
 const HOSTS: [&str; 3] = ["master", "node1", "node2"];
 
@@ -449,17 +451,7 @@ fn a_node_left_behind_by_a_ca_renewal_is_told_how_to_join_again_and_does() {
     // What the message says, done.
     cluster.stop_noded("node1", true).unwrap();
     let state = cluster.state_dir("node1");
-    for entry in std::fs::read_dir(&state).unwrap().flatten() {
-        let path = entry.path();
-        if path.file_name().is_some_and(|n| n == "join-ledger") {
-            continue;
-        }
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path).unwrap();
-        } else {
-            std::fs::remove_file(&path).unwrap();
-        }
-    }
+    empty_but_join_ledger(&state);
     cluster.start_noded("node1", Some(&token)).unwrap();
     let added = gnt_ok(
         &cluster,

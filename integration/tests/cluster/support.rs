@@ -134,3 +134,19 @@ pub(crate) fn files_under(
     }
     found
 }
+
+/// Empties a node's state directory `state` as the refusals tell an operator to: all but
+/// its join ledger.
+pub(crate) fn empty_but_join_ledger(state: &std::path::Path) {
+    for entry in std::fs::read_dir(state).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "join-ledger") {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}
