@@ -102,34 +102,12 @@ pub fn cpu_time(pid: u32) -> Result<Duration, BenchError> {
 /// through `writev` (tokio-rustls, and the coalescing layer, write vectored), which is
 /// counted; `send`/`sendmsg` would not be. Reads are not counted: tokio reads sockets with
 /// `recv`, which `syscr` leaves out.
-pub fn io_calls(pid: u32) -> Result<IoCalls, BenchError> {
+pub fn write_calls(pid: u32) -> Result<u64, BenchError> {
     let path = format!("/proc/{pid}/io");
     let text = std::fs::read_to_string(&path).map_err(BenchError::io(format!("read {path}")))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
-            .ok_or_else(|| BenchError::failed(format!("read {path}"), format!("no {name}")))
-    };
-    Ok(IoCalls {
-        writes: field("syscw:")?,
-    })
-}
-
-/// System call counts of [`io_calls`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCalls {
-    /// Write calls.
-    pub writes: u64,
-}
-
-impl std::ops::Sub for IoCalls {
-    type Output = Self;
-
-    fn sub(self, earlier: Self) -> Self {
-        Self {
-            writes: self.writes.saturating_sub(earlier.writes),
-        }
-    }
+    text.lines()
+        .find_map(|line| line.strip_prefix("syscw:")?.trim().parse::<u64>().ok())
+        .ok_or_else(|| BenchError::failed(format!("read {path}"), "no syscw"))
 }
 
 /// Pins every thread of process `pid` to CPU `cpu` (threads it starts later inherit it).

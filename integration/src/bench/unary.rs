@@ -20,7 +20,7 @@ use tokio::sync::Barrier;
 use tonic::transport::Channel;
 
 use super::BenchError;
-use super::measure::{Latency, cpu_time, io_calls, median, micros, pin_this_thread};
+use super::measure::{Latency, cpu_time, median, micros, pin_this_thread, write_calls};
 
 mod table;
 
@@ -298,15 +298,15 @@ async fn client_round(
     load(&channels, shape.callers, WARM_UP).await?;
     let before = server
         .pid
-        .map(|pid| Ok::<_, BenchError>((cpu_time(pid)?, io_calls(pid)?)))
+        .map(|pid| Ok::<_, BenchError>((cpu_time(pid)?, write_calls(pid)?)))
         .transpose()?;
     let (mut measured, samples) = load(&channels, shape.callers, duration).await?;
     if let (Some(pid), Some((cpu_before, calls_before))) = (server.pid, before) {
         let calls = measured.requests.max(1) as f64;
         let used = cpu_time(pid)? - cpu_before;
-        let io = io_calls(pid)? - calls_before;
+        let writes = write_calls(pid)?.saturating_sub(calls_before);
         measured.server_cpu_us_per_call = Some(micros(used) / calls);
-        measured.server_writes_per_call = Some(io.writes as f64 / calls);
+        measured.server_writes_per_call = Some(writes as f64 / calls);
     }
     Ok((measured, samples))
 }
