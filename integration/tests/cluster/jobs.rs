@@ -10,7 +10,8 @@ use gnt_core::policy::IpPolicy;
 use gnt_integration::cluster_lab::ClusterLab;
 
 use crate::support::{
-    Running, empty, empty_with_masterd_args, gnt_ok, node_names, running, serial, ssconf_published,
+    Running, empty, empty_with_masterd_args, gnt_ok, held_certificate, node_names, running, serial,
+    ssconf_published,
 };
 
 /// A cluster of the master alone, in a lab with one more host (node1) not added.
@@ -232,12 +233,7 @@ fn a_node_removed_while_offline_is_taken_in_again_by_node_add() {
         added.stdout.contains("Node node1.lab.test added"),
         "{added}"
     );
-    let certificate = std::fs::read(cluster.state_dir("node1").join("node.pem")).unwrap();
-    let fingerprint = gnt_transports::fingerprint(
-        &gnt_transports::Pem::from_bytes("node1", certificate)
-            .leaf_sha256()
-            .unwrap(),
-    );
+    let fingerprint = held_certificate(&cluster, "node1");
     let info = gnt_ok(&cluster, &["node", "info", "node1.lab.test"]);
     assert!(info.stdout.contains(&fingerprint), "{info}\n{fingerprint}");
     let verify = gnt_ok(&cluster, &["cluster", "verify"]);

@@ -4,7 +4,7 @@
 
 use gnt_core::policy::IpPolicy;
 
-use crate::support::{empty_but_join_ledger, gnt_ok, running, serial, ssconf};
+use crate::support::{empty_but_join_ledger, gnt_ok, held_certificate, running, serial, ssconf};
 
 /// `node info -o json` of `name`.
 fn info(cluster: &gnt_integration::cluster_lab::ClusterLab, name: &str) -> serde_json::Value {
@@ -99,12 +99,7 @@ fn a_reinstalled_node_is_taken_back_with_a_new_certificate_and_its_roles() {
     let after = info(&cluster, "node2");
     assert_eq!(after["offline"], false, "{after}");
     assert_eq!(after["master_candidate"], true, "{after}");
-    let presented = std::fs::read(cluster.state_dir("node2").join("node.pem")).unwrap();
-    let presented = gnt_transports::fingerprint(
-        &gnt_transports::Pem::from_bytes("node2", presented)
-            .leaf_sha256()
-            .unwrap(),
-    );
+    let presented = held_certificate(&cluster, "node2");
     assert_eq!(after["certificate_sha256"], presented.as_str(), "{after}");
     assert_ne!(after["certificate_sha256"], before["certificate_sha256"]);
     // A candidate again: its master copy is back, and the others list it online.

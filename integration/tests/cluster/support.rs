@@ -150,3 +150,13 @@ pub(crate) fn empty_but_join_ledger(state: &std::path::Path) {
         }
     }
 }
+
+/// The fingerprint of the certificate `host`'s agent holds (its `node.pem`).
+pub(crate) fn held_certificate(cluster: &ClusterLab, host: &str) -> String {
+    let pem = std::fs::read(cluster.state_dir(host).join("node.pem")).unwrap();
+    gnt_transports::fingerprint(
+        &gnt_transports::Pem::from_bytes("node.pem", pem)
+            .leaf_sha256()
+            .unwrap(),
+    )
+}

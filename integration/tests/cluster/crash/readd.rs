@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::lab::{CrashLab, ssconf_agrees, wait_or_kill};
 use super::{Rng, SUBJECT, rounds};
-use crate::support::gnt_ok;
+use crate::support::{gnt_ok, held_certificate};
 
 #[test]
 fn killing_masterd_at_random_points_of_node_readd_leaves_node_and_record_agreeing() {
@@ -94,7 +94,7 @@ fn killing_masterd_at_random_points_of_node_readd_leaves_node_and_record_agreein
         if member {
             assert_eq!(
                 record.certificate_sha256,
-                lab.presented(SUBJECT),
+                held_certificate(lab.cluster(), SUBJECT),
                 "the record lists another certificate than the node's: {}",
                 context()
             );
@@ -124,15 +124,5 @@ impl CrashLab {
 
     fn readd_args(token: &str) -> [&str; 6] {
         ["node", "add", "--readd", "--join-token", token, SUBJECT]
-    }
-
-    /// The fingerprint of the certificate `host` holds.
-    fn presented(&self, host: &str) -> String {
-        let pem = std::fs::read(self.cluster().state_dir(host).join("node.pem")).unwrap();
-        gnt_transports::fingerprint(
-            &gnt_transports::Pem::from_bytes("node.pem", pem)
-                .leaf_sha256()
-                .unwrap(),
-        )
     }
 }
