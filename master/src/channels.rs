@@ -1,7 +1,9 @@
 //! One HTTP/2 channel per node, kept for the daemon's life: mutual TLS as the master, the
 //! node's certificate checked for its name, dialled by the cluster policy at the node's
-//! primary address. Channels connect on first use and reconnect after failures (tonic
-//! does); a node's channel is replaced when its address changes and dropped when it leaves.
+//! primary address. Channels are [`DirectChannel`]s, straight over h2 (a master holds one
+//! per node, so what an idle one costs counts); they connect on first use and again after
+//! a failure. A node's channel is replaced when its address changes and dropped when it
+//! leaves.
 //! Every call carries the master's epoch (`gnt-master-epoch`), which nodes check to fence
 //! a master that a failover replaced.
 //!
@@ -16,18 +18,17 @@ use std::sync::Mutex;
 
 use gnt_core::policy::IpPolicy;
 use gnt_core::wire::MASTER_EPOCH_METADATA;
-use gnt_transports::{ClientTls, Connector, DialOptions, TlsConfigError};
+use gnt_transports::{ClientTls, Connector, DialOptions, DirectChannel, TlsConfigError};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 /// A channel to one node; every call on it carries the master's epoch.
-pub type NodeChannel = InterceptedService<Channel, EpochStamp>;
+pub type NodeChannel = InterceptedService<DirectChannel, EpochStamp>;
 
 /// `channel`, its calls stamped with master epoch `epoch`: for callers that dial a node
 /// themselves (the benchmarks, tests).
-pub fn stamped(channel: Channel, epoch: u64) -> NodeChannel {
+pub fn stamped<C>(channel: C, epoch: u64) -> InterceptedService<C, EpochStamp> {
     InterceptedService::new(channel, EpochStamp::new(epoch))
 }
 
@@ -80,7 +81,7 @@ pub struct NodeChannels {
     policy: IpPolicy,
     port: u16,
     epoch: EpochStamp,
-    cache: Mutex<HashMap<String, (SocketAddr, Channel)>>,
+    cache: Mutex<HashMap<String, (SocketAddr, DirectChannel)>>,
 }
 
 impl NodeChannels {
@@ -127,12 +128,12 @@ impl NodeChannels {
             .with_server_name(name)?;
         let channel = Connector::tcp_addr(addr, DialOptions::new(self.policy))
             .with_tls(tls)
-            .channel_lazy();
+            .direct_channel();
         cache.insert(name.to_owned(), (addr, channel.clone()));
         Ok(self.stamped(channel))
     }
 
-    fn stamped(&self, channel: Channel) -> NodeChannel {
+    fn stamped(&self, channel: DirectChannel) -> NodeChannel {
         InterceptedService::new(channel, self.epoch.clone())
     }
 

@@ -1,9 +1,9 @@
 //! What went wrong with a call, for the fan-out runner: refused, timed out, TLS rejected,
 //! unreachable, or an error status from the node. The connector's own error is found in
 //! the status's cause chain, so the classification does not depend on tonic's wording;
-//! so is hyper's, whose only timeout on a channel is the keepalive's: the node stopped
-//! answering (frozen), which is a timeout like the others ("no answer within 20s"), not
-//! the raw HTTP/2 text tonic makes of it.
+//! so is a keepalive's verdict (a [`DirectChannel`](crate::DirectChannel)'s [`PeerFrozen`],
+//! or hyper's only timeout on a tonic channel): the node stopped answering (frozen), which
+//! is a timeout like the others ("no answer within 20s"), not raw HTTP/2 text.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use gnt_core::error::{Chain, find_cause};
 use gnt_core::runner::CallFailure;
 
+use crate::channel::PeerFrozen;
 use crate::connect::FROZEN_PEER_DETECTION;
 use crate::error::ConnectError;
 use crate::tls::{NotAMember, is_not_a_member};
@@ -21,7 +22,9 @@ pub fn call_failure(status: &tonic::Status, timeout: Duration) -> CallFailure {
         if let Some(connect) = find_cause::<ConnectError>(cause) {
             return from_connect(connect);
         }
-        if find_cause::<hyper::Error>(cause).is_some_and(hyper::Error::is_timeout) {
+        if find_cause::<PeerFrozen>(cause).is_some()
+            || find_cause::<hyper::Error>(cause).is_some_and(hyper::Error::is_timeout)
+        {
             return CallFailure::TimedOut(FROZEN_PEER_DETECTION);
         }
     }

@@ -52,6 +52,7 @@
 //! that is the daemons' business, with the identity this crate hands them.
 
 mod calls;
+mod channel;
 mod connect;
 pub mod daemon;
 mod diag;
@@ -66,6 +67,7 @@ mod peer;
 mod serve;
 mod tls;
 
+pub use channel::{DirectChannel, PeerFrozen, ResponseBody};
 pub use connect::{
     Connector, DEFAULT_ATTEMPT_DELAY, DEFAULT_CONNECT_TIMEOUT, DialOptions, FROZEN_PEER_DETECTION,
     KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, dial_tcp,

@@ -148,6 +148,40 @@ async fn required_client_certificates_refuse_anonymous_and_foreign_clients() {
 }
 
 #[tokio::test]
+async fn a_direct_channel_speaks_mutual_tls_and_an_anonymous_one_is_classified_as_refused_tls() {
+    use gnt_proto::diag::v1::WhoAmIRequest;
+    use gnt_proto::diag::v1::diagnostics_client::DiagnosticsClient;
+
+    let pki = Pki::new(&[]);
+    let (server, addr) = tls_on_ipv4_loopback(&pki, ClientAuth::Required).await;
+
+    let member = dial(addr).with_tls(pki.client_tls(Some(&pki.client)));
+    let mut diag = DiagnosticsClient::new(member.direct_channel());
+    let me = diag.who_am_i(WhoAmIRequest {}).await.unwrap().into_inner();
+    assert!(me.tls, "{me:?}");
+    assert_eq!(me.certificate.unwrap().role, "master");
+    let again = diag.who_am_i(WhoAmIRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        again.peer, me.peer,
+        "the second call made a connection of its own"
+    );
+
+    let anonymous = dial(addr).with_tls(pki.client_tls(None));
+    let refused = DiagnosticsClient::new(anonymous.direct_channel())
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            gnt_transports::call_failure(&refused, Duration::from_secs(60)),
+            gnt_core::runner::CallFailure::TlsRejected(_)
+        ),
+        "{refused:?}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
     let pki = Pki::new(&[]);
     // The server presents the stranger's certificate; the client trusts only the cluster CA.

@@ -50,10 +50,7 @@ where
 {
     topology
         .host("master")
-        .block_on(async move {
-            let channel = connector.channel().await.unwrap();
-            call(stamped(channel, epoch)).await
-        })
+        .block_on(async move { call(stamped(connector.direct_channel(), epoch)).await })
         .unwrap()
 }
 
