@@ -33,6 +33,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         // Upload chunks are handed from the decoder to the file writer (and from the file
         // to the encoder) without a copy.
         .bytes(".gnt.node.v1.UploadFileRequest.chunk")
+        // Small per-call buffers (`proto/codec.rs` says why).
+        .codec_path("crate::codec::SmallBufferCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

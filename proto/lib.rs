@@ -13,6 +13,8 @@
 //! for server reflection: `grpcurl describe` shows the documentation written in the `.proto`
 //! files. This crate holds no logic; conversions to domain types live with the domain types.
 
+pub mod codec;
+
 /// Version of the node protocol spoken by this build: the master and every node must agree.
 pub const NODE_PROTOCOL_VERSION: u32 = 1;
 

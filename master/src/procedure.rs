@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, Bytes};
 use gnt_core::error::{Classify, ErrorKind};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 /// The service whose procedures can be called.
 pub const NODE_SERVICE: &str = "gnt.node.v1.NodeAgent";
@@ -222,6 +222,11 @@ impl Encoder for RawCodec {
     type Item = Bytes;
     type Error = tonic::Status;
 
+    /// Small, as the generated services' (`gnt_proto::codec` says why).
+    fn buffer_settings(&self) -> BufferSettings {
+        gnt_proto::codec::buffer_settings()
+    }
+
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
         dst.put(item);
         Ok(())
@@ -231,6 +236,11 @@ impl Encoder for RawCodec {
 impl Decoder for RawCodec {
     type Item = Bytes;
     type Error = tonic::Status;
+
+    /// Small, as the generated services' (`gnt_proto::codec` says why).
+    fn buffer_settings(&self) -> BufferSettings {
+        gnt_proto::codec::buffer_settings()
+    }
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Self::Error> {
         let len = src.remaining();

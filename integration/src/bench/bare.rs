@@ -20,27 +20,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use gnt_proto::node::v1::node_agent_server::{NodeAgent, NodeAgentServer};
-use gnt_proto::node::v1::{
-    ActivateMasterIpResponse, ChangeMasterNetmaskResponse, DeactivateMasterIpResponse,
-    HasIpAddressRequest, HasIpAddressResponse, LeaveClusterRequest, LeaveClusterResponse,
-    MasterIpRequest, NetworkTestRequest, NetworkTestResponse, NodeInfoRequest, NodeInfoResponse,
-    TcpPingRequest, TcpPingResponse, UploadFileRequest, UploadFileResponse, VersionRequest,
-    VersionResponse, WriteSsconfRequest, WriteSsconfResponse,
-};
-use gnt_proto::node::v1::{
-    DropMasterCopyRequest, DropMasterCopyResponse, ReadMasterCopyRequest, ReadMasterCopyResponse,
-    WriteMasterCopyRequest, WriteMasterCopyResponse,
-};
 use gnt_transports::{ClientAuth, ServerTls};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
-use tonic::{Request, Response, Status, Streaming};
 
 use super::BenchError;
+
+mod agent;
+
+use agent::BareAgent;
 
 /// Size of the sink's reads.
 const SINK_BUFFER: usize = 1 << 20;
@@ -105,7 +96,7 @@ pub fn serve(args: &BareArgs) -> Result<(), BenchError> {
         tokio::spawn(serve_sink(sink, acceptor.clone(), args.dir.clone()));
         tokio::spawn(serve_echo(echo));
         tonic::transport::Server::builder()
-            .add_service(NodeAgentServer::new(BareAgent))
+            .add_service(BareAgent)
             .serve_with_incoming(incoming(grpc, acceptor))
             .await
             .map_err(|e| BenchError::failed("serve the bare gRPC server", e))
@@ -191,137 +182,6 @@ impl AsyncWrite for BareIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-/// Answers Version as the agent does; nothing else.
-struct BareAgent;
-
-fn unimplemented<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(
-        "the bare baseline answers only Version",
-    ))
-}
-
-#[tonic::async_trait]
-impl NodeAgent for BareAgent {
-    async fn version(
-        &self,
-        _request: Request<VersionRequest>,
-    ) -> Result<Response<VersionResponse>, Status> {
-        Ok(Response::new(gnt_node_agent::version()))
-    }
-
-    async fn node_info(
-        &self,
-        _request: Request<NodeInfoRequest>,
-    ) -> Result<Response<NodeInfoResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn tcp_ping(
-        &self,
-        _request: Request<TcpPingRequest>,
-    ) -> Result<Response<TcpPingResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn network_test(
-        &self,
-        _request: Request<NetworkTestRequest>,
-    ) -> Result<Response<NetworkTestResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn has_ip_address(
-        &self,
-        _request: Request<HasIpAddressRequest>,
-    ) -> Result<Response<HasIpAddressResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn write_ssconf(
-        &self,
-        _request: Request<WriteSsconfRequest>,
-    ) -> Result<Response<WriteSsconfResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn upload_file(
-        &self,
-        _request: Request<Streaming<UploadFileRequest>>,
-    ) -> Result<Response<UploadFileResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn leave_cluster(
-        &self,
-        _request: Request<LeaveClusterRequest>,
-    ) -> Result<Response<LeaveClusterResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn write_master_copy(
-        &self,
-        _request: Request<WriteMasterCopyRequest>,
-    ) -> Result<Response<WriteMasterCopyResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn drop_master_copy(
-        &self,
-        _request: Request<DropMasterCopyRequest>,
-    ) -> Result<Response<DropMasterCopyResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn read_master_copy(
-        &self,
-        _request: Request<ReadMasterCopyRequest>,
-    ) -> Result<Response<ReadMasterCopyResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn activate_master_ip(
-        &self,
-        _request: Request<MasterIpRequest>,
-    ) -> Result<Response<ActivateMasterIpResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn deactivate_master_ip(
-        &self,
-        _request: Request<MasterIpRequest>,
-    ) -> Result<Response<DeactivateMasterIpResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn change_master_netmask(
-        &self,
-        _request: Request<MasterIpRequest>,
-    ) -> Result<Response<ChangeMasterNetmaskResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn prepare_node_key(
-        &self,
-        _request: Request<gnt_proto::node::v1::PrepareNodeKeyRequest>,
-    ) -> Result<Response<gnt_proto::node::v1::PrepareNodeKeyResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn install_node_certificate(
-        &self,
-        _request: Request<gnt_proto::node::v1::InstallNodeCertificateRequest>,
-    ) -> Result<Response<gnt_proto::node::v1::InstallNodeCertificateResponse>, Status> {
-        unimplemented()
-    }
-
-    async fn write_trust(
-        &self,
-        _request: Request<gnt_proto::node::v1::WriteTrustRequest>,
-    ) -> Result<Response<gnt_proto::node::v1::WriteTrustResponse>, Status> {
-        unimplemented()
     }
 }
 
