@@ -343,12 +343,14 @@ async fn member(
 async fn bind_patiently(addr: SocketAddr, patience: Duration) -> Result<Listener, ListenError> {
     let deadline = Instant::now() + patience;
     loop {
-        match Listener::tcp(addr) {
-            Err(ListenError::AddressInUse { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other,
+        if let Some(listener) = Listener::tcp_if_free(addr)? {
+            return Ok(listener);
         }
+        if Instant::now() >= deadline {
+            // Once more, to name who holds the port.
+            return Listener::tcp(addr);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

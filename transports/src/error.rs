@@ -94,6 +94,21 @@ pub enum ListenError {
     },
 }
 
+impl ListenError {
+    /// This error, a port in use naming the process that holds it (read from `/proc`, as
+    /// `ss -p` does). The lookup reads every process's descriptors, so it is made once the
+    /// error is to be reported, not on every try of a caller waiting for the port.
+    pub(crate) fn naming_port_holder(self) -> Self {
+        match self {
+            Self::AddressInUse { addr, holder: None } => Self::AddressInUse {
+                addr,
+                holder: gnt_core::netutils::port_holder(addr.port()),
+            },
+            other => other,
+        }
+    }
+}
+
 impl Classify for ListenError {
     fn kind(&self) -> ErrorKind {
         match self {

@@ -78,6 +78,19 @@ impl Listener {
     /// Listens on `addr`. `[::]` is dual-stack; use [`tcp_for_policy`](Self::tcp_for_policy)
     /// to follow a cluster policy. Must be called within a Tokio runtime.
     pub fn tcp(addr: SocketAddr) -> Result<Self, ListenError> {
+        Self::bind_tcp(addr).map_err(ListenError::naming_port_holder)
+    }
+
+    /// [`tcp`](Self::tcp), or `None` while the port is in use: for a caller that waits for
+    /// it to be free, without looking up who holds it on every try.
+    pub fn tcp_if_free(addr: SocketAddr) -> Result<Option<Self>, ListenError> {
+        match Self::bind_tcp(addr) {
+            Err(ListenError::AddressInUse { .. }) => Ok(None),
+            bound => bound.map(Some),
+        }
+    }
+
+    fn bind_tcp(addr: SocketAddr) -> Result<Self, ListenError> {
         let std_listener = tcp::bind(addr)?;
         let local = std_listener
             .local_addr()

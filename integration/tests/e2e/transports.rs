@@ -335,6 +335,8 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_reported_as_ipv4() {
 async fn a_port_in_use_is_refused_naming_the_address() {
     let first = tcp("127.0.0.1:0");
     let addr = first.local_addr().tcp().unwrap();
+    // A caller waiting for the port learns only that it is taken.
+    assert!(Listener::tcp_if_free(addr).unwrap().is_none());
     let err = Listener::tcp(addr).unwrap_err();
     assert!(matches!(err, ListenError::AddressInUse { .. }), "{err}");
     // The holder is this test process, found through /proc.

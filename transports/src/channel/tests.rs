@@ -8,6 +8,7 @@ use gnt_core::policy::IpPolicy;
 use gnt_core::runner::CallFailure;
 use gnt_proto::diag::v1::WhoAmIRequest;
 use gnt_proto::diag::v1::diagnostics_client::DiagnosticsClient;
+use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -82,19 +83,30 @@ async fn calls_share_one_connection_and_the_first_call_after_it_ends_dials_again
 
 /// A Unix socket that counts connections, and closes each after `hold` without a word.
 fn counting_listener(path: &Path, hold: Duration) -> Arc<AtomicUsize> {
+    silent_listener(path, hold).0
+}
+
+/// A Unix socket that never answers: it counts the connections made to it, reads what they
+/// send, counts those the client closed, and closes the others after `hold`.
+fn silent_listener(path: &Path, hold: Duration) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = UnixListener::bind(path).unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let closed_by_client = Arc::new(AtomicUsize::new(0));
+    let (count, closed) = (accepted.clone(), closed_by_client.clone());
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
+            let closed = closed.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(hold).await;
-                drop(stream);
+                let mut sink = [0u8; 1024];
+                let read_to_end = async { while let Ok(1..) = stream.read(&mut sink).await {} };
+                if tokio::time::timeout(hold, read_to_end).await.is_ok() {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                }
             });
         }
     });
-    accepted
+    (accepted, closed_by_client)
 }
 
 #[tokio::test]
@@ -159,6 +171,35 @@ async fn a_silent_server_fails_a_call_at_its_deadline() {
         CallFailure::TimedOut(Duration::from_millis(300)),
         "{status:?}"
     );
+}
+
+#[tokio::test]
+async fn a_dropped_channel_closes_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silent.sock");
+    let (accepted, closed) = silent_listener(&path, Duration::from_secs(60));
+    let channel = DirectChannel::new(Connector::unix(&path));
+    let mut request = tonic::Request::new(HealthCheckRequest::default());
+    request.set_timeout(Duration::from_millis(100));
+    HealthClient::new(channel.clone())
+        .check(request)
+        .await
+        .unwrap_err();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        0,
+        "closed while the channel lives"
+    );
+
+    drop(channel);
+    for _ in 0..200 {
+        if closed.load(Ordering::SeqCst) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the connection of a dropped channel is still open");
 }
 
 #[tokio::test]

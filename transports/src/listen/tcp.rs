@@ -75,10 +75,9 @@ fn ipv6_enabled() -> bool {
 
 fn classify(addr: SocketAddr, source: io::Error, action: &'static str) -> ListenError {
     match source.kind() {
-        io::ErrorKind::AddrInUse => ListenError::AddressInUse {
-            addr,
-            holder: gnt_core::netutils::port_holder(addr.port()),
-        },
+        // Who holds the port is looked up only when the error is reported
+        // (`ListenError::naming_port_holder`): it reads every process's descriptors.
+        io::ErrorKind::AddrInUse => ListenError::AddressInUse { addr, holder: None },
         io::ErrorKind::AddrNotAvailable if addr.is_ipv6() && addr.ip().is_unspecified() => {
             ListenError::Ipv6Unavailable { addr }
         }
