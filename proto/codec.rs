@@ -3,7 +3,7 @@
 //! tonic encodes each call's message, and decodes its answer, in a buffer of 8 KiB by
 //! default, allocated per call. The master's fan-out makes a call to every node at once,
 //! so it allocates them all together, between the channels' long-lived buffers; once freed
-//! they leave holes that keep the heap resident (6 KiB per node channel at 1,006 nodes,
+//! they leave holes that keep the heap resident (4–6 KiB per node channel at 1,006 nodes,
 //! `docs/benchmarks.md`). Our messages are far smaller than 8 KiB; a larger one grows its
 //! buffer, once.
 
