@@ -307,12 +307,54 @@ impl ClusterLab {
         let mut args = vec!["--state-dir", state, "--shutdown-grace", "2"];
         args.extend_from_slice(extra);
         self.spawn("gnt-noded".to_owned(), host, &self.noded, &args, token)?;
-        self.wait_until(&format!("gnt-noded on {host} listens"), || {
+        self.wait_for_daemon(host, "gnt-noded", "listens", || {
             let out = self.host(host).ok()?.run("ss", &["-ltnH"]).ok()?;
             String::from_utf8_lossy(&out.stdout)
                 .contains(":1811 ")
                 .then_some(())
         })
+    }
+
+    /// Waits until `done` says `daemon` on `host` does what `what` says; fails at once,
+    /// with the last line of its log, if it exits first (a daemon that refuses to start
+    /// says why there, and waiting out the patience would only hide it).
+    pub(crate) fn wait_for_daemon(
+        &self,
+        host: &str,
+        daemon: &str,
+        what: &str,
+        done: impl Fn() -> Option<()>,
+    ) -> Result<(), ClusterLabError> {
+        let key = format!("{host}/{daemon}");
+        self.wait_until(&format!("{daemon} on {host} {what}"), || {
+            if let Some(status) = self.exit_status(&key) {
+                return Some(Err(ClusterLabError::Step(format!(
+                    "{daemon} on {host} exited ({status}) before it {what}: {}",
+                    self.last_log_line(host, daemon)
+                ))));
+            }
+            done().map(Ok)
+        })?
+    }
+
+    fn exit_status(&self, key: &str) -> Option<std::process::ExitStatus> {
+        self.processes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key)
+            .and_then(|p| p.child().try_wait().ok().flatten())
+    }
+
+    fn last_log_line(&self, host: &str, daemon: &str) -> String {
+        std::fs::read_to_string(self.log(host, daemon))
+            .ok()
+            .and_then(|log| {
+                log.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "its log is empty".to_owned())
     }
 
     /// The process id of process `key` (`<host>/<name>`, for example `master/gnt-noded`).
@@ -457,9 +499,16 @@ impl ClusterLab {
         Ok(transcript)
     }
 
-    fn wait_until(&self, what: &str, done: impl Fn() -> Option<()>) -> Result<(), ClusterLabError> {
+    fn wait_until<T>(
+        &self,
+        what: &str,
+        done: impl Fn() -> Option<T>,
+    ) -> Result<T, ClusterLabError> {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while done().is_none() {
+        loop {
+            if let Some(outcome) = done() {
+                return Ok(outcome);
+            }
             if Instant::now() > deadline {
                 return Err(ClusterLabError::Step(format!(
                     "gave up waiting until {what}"
@@ -467,7 +516,6 @@ impl ClusterLab {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
     }
 }
 

@@ -30,7 +30,7 @@ impl ClusterLab {
         host: &str,
         before: usize,
     ) -> Result<(), ClusterLabError> {
-        self.wait_until("gnt-masterd answers", || {
+        self.wait_for_daemon(host, "gnt-masterd", "answers", || {
             self.gnt_on(host, &["cluster", "info"])
                 .ok()?
                 .success()

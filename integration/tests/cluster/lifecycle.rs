@@ -122,3 +122,18 @@ fn an_ipv4_cluster_from_init_to_verify_to_node_removal() {
         "{out}"
     );
 }
+
+#[test]
+fn a_master_that_refuses_its_configuration_is_reported_at_once_with_its_reason() {
+    let cluster = running(IpPolicy::Ipv4, 0);
+    cluster.stop_masterd().unwrap();
+    let config = cluster.state_dir("master").join("master/config.json");
+    std::fs::write(&config, "{ not a configuration").unwrap();
+
+    let err = cluster.start_masterd().unwrap_err().to_string();
+    assert!(err.contains("gnt-masterd on master exited"), "{err}");
+    assert!(
+        err.contains("config.json"),
+        "the reason is not quoted: {err}"
+    );
+}
