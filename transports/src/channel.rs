@@ -106,24 +106,37 @@ pub(crate) struct ConnectionState {
 impl ConnectionState {
     /// The status of a call that failed with h2's `error` on this connection.
     pub(crate) fn failure(&self, error: h2::Error) -> tonic::Status {
-        if let Some(timeout) = self.frozen_after.get() {
-            return keepalive::frozen_status(*timeout);
+        match self.frozen_after.get() {
+            Some(timeout) => keepalive::frozen_status(*timeout),
+            None => h2_status(error),
         }
-        // The connection went away (the node stopped, restarted, or shut it): the call can
-        // be tried again. Otherwise the reason maps as tonic maps it.
-        let code = match error.reason() {
-            _ if error.is_io() || error.is_go_away() => tonic::Code::Unavailable,
-            Some(h2::Reason::REFUSED_STREAM) => tonic::Code::Unavailable,
-            Some(h2::Reason::CANCEL) => tonic::Code::Cancelled,
-            Some(h2::Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
-            Some(h2::Reason::INADEQUATE_SECURITY) => tonic::Code::PermissionDenied,
-            Some(_) => tonic::Code::Internal,
-            None => tonic::Code::Unknown,
-        };
-        let mut status = tonic::Status::new(code, format!("HTTP/2: {}", Chain(&error)));
-        status.set_source(Arc::new(error));
-        status
     }
+}
+
+/// The status of h2's `error`. The connection went away (the node stopped, restarted, or
+/// shut it): the call can be tried again. Otherwise the reason maps as tonic maps it.
+fn h2_status(error: h2::Error) -> tonic::Status {
+    let code = match error.reason() {
+        _ if error.is_io() || error.is_go_away() => tonic::Code::Unavailable,
+        Some(h2::Reason::REFUSED_STREAM) => tonic::Code::Unavailable,
+        Some(h2::Reason::CANCEL) => tonic::Code::Cancelled,
+        Some(h2::Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
+        Some(h2::Reason::INADEQUATE_SECURITY) => tonic::Code::PermissionDenied,
+        Some(_) => tonic::Code::Internal,
+        None => tonic::Code::Unknown,
+    };
+    let message = format!("HTTP/2: {}", Chain(&error));
+    caused_by(code, message, error)
+}
+
+/// A status whose cause chain holds `error`, where `call_failure` looks for it.
+fn caused_by<E>(code: tonic::Code, message: String, error: E) -> tonic::Status
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut status = tonic::Status::new(code, message);
+    status.set_source(Arc::new(error));
+    status
 }
 
 /// A call in progress on a connection, counted until it is dropped.
@@ -209,9 +222,8 @@ impl Shared {
 
     async fn connect(&self) -> Result<Live, tonic::Status> {
         let io = self.connector.connect().await.map_err(|error| {
-            let mut status = tonic::Status::unavailable(Chain(&error).to_string());
-            status.set_source(Arc::new(error));
-            status
+            let message = Chain(&error).to_string();
+            caused_by(tonic::Code::Unavailable, message, error)
         })?;
         let (sender, connection) = h2::client::Builder::new()
             .enable_push(false)
@@ -220,7 +232,7 @@ impl Shared {
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .handshake::<_, Bytes>(io)
             .await
-            .map_err(|error| ConnectionState::default().failure(error))?;
+            .map_err(h2_status)?;
         let state = Arc::new(ConnectionState::default());
         tokio::spawn(keepalive::drive(connection, state.clone(), self.keepalive));
         Ok(Live { sender, state })

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::{sleep, timeout};
 
-use super::ConnectionState;
+use super::{ConnectionState, caused_by};
 use crate::connect::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 use crate::io::ClientIo;
 
@@ -43,9 +43,7 @@ impl Default for Keepalive {
 /// The status of every call on a connection given up as frozen after `timeout`.
 pub(super) fn frozen_status(timeout: Duration) -> tonic::Status {
     let frozen = PeerFrozen(timeout);
-    let mut status = tonic::Status::unavailable(frozen.to_string());
-    status.set_source(Arc::new(frozen));
-    status
+    caused_by(tonic::Code::Unavailable, frozen.to_string(), frozen)
 }
 
 /// Runs `connection` until it ends or is given up.
