@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +32,17 @@ fn tcp(addr: SocketAddr) -> Connector {
     Connector::tcp_addr(addr, DialOptions::new(IpPolicy::Ipv4))
 }
 
+/// Whether `check` holds within two seconds, asked every 10 ms.
+async fn within_two_seconds<F: Future<Output = bool>>(check: impl Fn() -> F) -> bool {
+    for _ in 0..200 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check().await
+}
+
 async fn caller_address(channel: &DirectChannel) -> Result<String, tonic::Status> {
     let answer = DiagnosticsClient::new(channel.clone())
         .who_am_i(WhoAmIRequest {})
@@ -56,14 +68,8 @@ async fn calls_share_one_connection_and_the_first_call_after_it_ends_dials_again
     }
 
     server.shutdown().await.unwrap();
-    for _ in 0..200 {
-        if !channel.is_connected().await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     assert!(
-        !channel.is_connected().await,
+        within_two_seconds(|| async { !channel.is_connected().await }).await,
         "the ended connection is still in use"
     );
     let refused = caller_address(&channel).await.unwrap_err();
@@ -193,13 +199,10 @@ async fn a_dropped_channel_closes_its_connection() {
     );
 
     drop(channel);
-    for _ in 0..200 {
-        if closed.load(Ordering::SeqCst) == 1 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the connection of a dropped channel is still open");
+    assert!(
+        within_two_seconds(|| async { closed.load(Ordering::SeqCst) == 1 }).await,
+        "the connection of a dropped channel is still open"
+    );
 }
 
 #[tokio::test]
