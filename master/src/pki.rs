@@ -33,7 +33,7 @@ pub(crate) use validity::Human;
 pub use validity::{
     DEFAULT_CA_VALIDITY, DEFAULT_CERTIFICATE_VALIDITY, LEGACY_CA_VALIDITY,
     LEGACY_CERTIFICATE_VALIDITY, LifetimeError, Lifetimes, Validity, certificate_not_after,
-    certificate_validity,
+    certificate_validity, der_validity,
 };
 
 /// Files of the master's PKI in its directory.

@@ -31,6 +31,7 @@ use super::token::check_token;
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::error::MasterError;
 use crate::master::{Master, NodeView};
+use crate::pki::der_validity;
 
 /// What the configuration said of a re-added node before its re-add.
 #[derive(Debug, Clone)]
@@ -101,7 +102,7 @@ impl Master {
         let name = view.name.clone();
         if request.token.is_some()
             && let Some(rollover) = &config.rollover
-            && !rollover.retiring_ca_pem.is_empty()
+            && rollover.replaces_ca()
             && rollover.pending.contains(&name)
         {
             // A Join gives the node the new CA only, while the master still calls it as a
@@ -245,10 +246,7 @@ pub(super) fn token_id(token: Option<&(JoinToken, i64)>) -> Option<&str> {
 
 /// Whether `certificate` was issued lately, as by a Join of this re-add ([`RECENT_JOIN`]).
 fn issued_lately(certificate: &CertificateDer<'_>) -> bool {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let Ok((_, parsed)) = X509Certificate::from_der(certificate.as_ref()) else {
-        return false;
-    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    parsed.validity().not_before.timestamp() >= now - RECENT_JOIN
+    der_validity("presented certificate", certificate)
+        .is_ok_and(|validity| validity.not_before >= now - RECENT_JOIN)
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use gnt_core::error::{Classify, ErrorKind};
 use gnt_transports::Pem;
+use rustls::pki_types::CertificateDer;
 
 use super::PkiError;
 
@@ -150,7 +151,6 @@ pub struct Validity {
 
 /// The validity of the first certificate in `pem`; `what` names it in errors.
 pub fn certificate_validity(what: &'static str, pem: &str) -> Result<Validity, PkiError> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
     let certificates = Pem::from_bytes(what, pem)
         .certificates(what)
         .map_err(|source| PkiError::Unreadable { what, source })?;
@@ -161,10 +161,20 @@ pub fn certificate_validity(what: &'static str, pem: &str) -> Result<Validity, P
             reason: "no certificate".to_owned(),
         });
     };
-    let (_, parsed) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| PkiError::NotX509 {
-        what,
-        reason: e.to_string(),
-    })?;
+    der_validity(what, leaf)
+}
+
+/// The validity of `certificate` (DER); `what` names it in errors.
+pub fn der_validity(
+    what: &'static str,
+    certificate: &CertificateDer<'_>,
+) -> Result<Validity, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) =
+        X509Certificate::from_der(certificate.as_ref()).map_err(|e| PkiError::NotX509 {
+            what,
+            reason: e.to_string(),
+        })?;
     let validity = parsed.validity();
     Ok(Validity {
         not_before: validity.not_before.timestamp(),
