@@ -166,6 +166,13 @@ pub struct Rollover {
     pub pending: std::collections::BTreeSet<Hostname>,
 }
 
+impl Rollover {
+    /// Whether the renewal replaced the cluster CA (nodes it waits for trust only the old).
+    pub fn replaces_ca(&self) -> bool {
+        !self.retiring_ca_pem.is_empty()
+    }
+}
+
 /// The epoch of a cluster that has never failed over.
 fn first_epoch() -> u64 {
     1

@@ -400,10 +400,7 @@ impl Master {
         config: &ClusterConfig,
     ) -> Result<(ClusterConfig, Vec<String>), MasterError> {
         let mut warnings = Vec::new();
-        let ca_changed = config
-            .rollover
-            .as_ref()
-            .is_some_and(|r| !r.retiring_ca_pem.is_empty());
+        let ca_changed = config.rollover.as_ref().is_some_and(Rollover::replaces_ca);
         if ca_changed {
             let bundle = self.ca.get().cert_pem().to_owned();
             warnings.extend(self.write_trust(config, &bundle).await);

@@ -167,7 +167,7 @@ impl Master {
         let timeout = TimeoutClass::Fast.duration();
         let channel = self.channels.get(name.as_str(), node.addrs.primary)?;
         let mut client = NodeAgentClient::new(channel);
-        if !rollover.retiring_ca_pem.is_empty() {
+        if rollover.replaces_ca() {
             let ca_bundle_pem = trust_bundle(&self.paths, config)?;
             client
                 .write_trust(timed(WriteTrustRequest { ca_bundle_pem }, timeout))
