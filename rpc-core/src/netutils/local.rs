@@ -11,7 +11,7 @@
 //! Interface addresses come from `getifaddrs(3)` rather than from parsing `ip -o addr`
 //! output as Ganeti does, so no external command or text format is involved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::MetadataExt;
@@ -70,15 +70,15 @@ const NETWORKS_FRESH_FOR: Duration = Duration::from_secs(1);
 /// read at most once per [`NETWORKS_FRESH_FOR`] per namespace; `None` if they cannot be
 /// read.
 fn ipv4_networks() -> Option<Arc<Vec<if_addrs::Ifv4Addr>>> {
-    type Reads = HashMap<u64, (Instant, Arc<Vec<if_addrs::Ifv4Addr>>)>;
-    static READS: Mutex<Option<Reads>> = Mutex::new(None);
+    type Reads = BTreeMap<u64, (Instant, Arc<Vec<if_addrs::Ifv4Addr>>)>;
+    static READS: Mutex<Reads> = Mutex::new(BTreeMap::new());
     // Threads of one process may be in different namespaces (the lab's hosts are).
     let namespace = std::fs::metadata("/proc/thread-self/ns/net")
         .ok()
         .map(|m| m.ino());
     let mut reads = READS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(namespace) = namespace
-        && let Some((read_at, networks)) = reads.get_or_insert_default().get(&namespace)
+        && let Some((read_at, networks)) = reads.get(&namespace)
         && read_at.elapsed() < NETWORKS_FRESH_FOR
     {
         return Some(networks.clone());
@@ -94,9 +94,7 @@ fn ipv4_networks() -> Option<Arc<Vec<if_addrs::Ifv4Addr>>> {
             .collect(),
     );
     if let Some(namespace) = namespace {
-        reads
-            .get_or_insert_default()
-            .insert(namespace, (Instant::now(), networks.clone()));
+        reads.insert(namespace, (Instant::now(), networks.clone()));
     }
     Some(networks)
 }
