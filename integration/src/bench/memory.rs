@@ -136,17 +136,14 @@ pub fn rows(result: &MemoryResult) -> Vec<Row> {
             let per_channel = |figure: fn(&Memory) -> u64| {
                 (figure(&m.live_channels) as f64 - figure(&m.idle) as f64) / m.nodes as f64
             };
+            let resident = per_channel(|m| m.rss_kib);
             rows.push(
                 Row::new(
                     "memory",
                     "gnt-masterd, per live channel",
-                    format!("{:.0} KiB", per_channel(|m| m.rss_kib)),
+                    format!("{resident:.0} KiB"),
                 )
-                .target(Target::at_most(
-                    per_channel(|m| m.rss_kib),
-                    CHANNEL_TARGET_KIB,
-                    "KiB",
-                )),
+                .target(Target::at_most(resident, CHANNEL_TARGET_KIB, "KiB")),
             );
             rows.push(Row::new(
                 "memory",
